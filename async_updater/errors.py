@@ -1,0 +1,45 @@
+"""One exception hierarchy: the CLI maps each class to an exit code and a one-line message."""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "CredentialsError",
+    "InputError",
+    "ReportError",
+    "RowError",
+    "UpdaterError",
+]
+
+
+class UpdaterError(Exception):
+    """Base of every error async_updater raises on purpose; ``str(err)`` is one line for humans."""
+
+    exit_code = 2
+
+
+class ConfigError(UpdaterError, ValueError):
+    """An option has a value it cannot take; the message names the option."""
+
+
+class InputError(UpdaterError):
+    """The input as a whole cannot be used (missing file, bad header, not UTF-8 at the start...)."""
+
+
+class CredentialsError(UpdaterError):
+    """No usable AWS credentials were found, or they could not be refreshed."""
+
+
+class ReportError(UpdaterError):
+    """The report cannot be written or, when resuming, read back."""
+
+
+class RowError(Exception):
+    """One input row is invalid. Raised by an operation's row parser, never escapes the source."""
+
+    __slots__ = ("field", "reason")
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}" if field else reason)
+        self.field = field
+        self.reason = reason

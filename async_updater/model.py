@@ -1,0 +1,169 @@
+"""Values passed between the stages of the pipeline: frozen, slotted, cheap to build."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Protocol
+
+__all__ = [
+    "REPORT_COLUMNS",
+    "Record",
+    "Result",
+    "RowRecord",
+    "RunSummary",
+    "Status",
+    "UserRecord",
+]
+
+REPORT_COLUMNS: tuple[str, ...] = (
+    "account_id",
+    "user_id",
+    "status",
+    "http_status",
+    "error_code",
+    "message",
+    "attempts",
+    "latency_ms",
+    "request_id",
+)
+
+
+class Status(str, Enum):
+    """Final status of one input row in the report."""
+
+    UPDATED = "updated"
+    FAILED = "failed"
+    INVALID = "invalid"
+    PLANNED = "planned"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Record(Protocol):
+    """What the pipeline needs of any record: who it is for and where it came from."""
+
+    @property
+    def account_id(self) -> str: ...
+
+    @property
+    def user_id(self) -> str: ...
+
+    @property
+    def line(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    """One user's telephony settings, as Chime ``UpdateUserSettings`` takes them.
+
+    ``line`` is the 1-based line of the input file the row started on (0 when built in code).
+    """
+
+    account_id: str
+    user_id: str
+    inbound_calling: bool
+    outbound_calling: bool
+    sms: bool
+    line: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RowRecord:
+    """A record for a generic operation: the row's typed values by column name."""
+
+    account_id: str
+    user_id: str
+    values: Mapping[str, Any] = field(default_factory=dict)
+    line: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """The outcome of one input row: exactly one per row ends up in the report."""
+
+    account_id: str
+    user_id: str
+    status: Status
+    http_status: int | None = None
+    error_code: str = ""
+    message: str = ""
+    attempts: int = 0
+    latency_ms: float | None = None
+    request_id: str = ""
+    line: int = 0
+
+    def row(self) -> tuple[str, ...]:
+        """The result as report cells, in ``REPORT_COLUMNS`` order."""
+        return (
+            self.account_id,
+            self.user_id,
+            self.status.value,
+            "" if self.http_status is None else str(self.http_status),
+            self.error_code,
+            self.message,
+            str(self.attempts),
+            "" if self.latency_ms is None else f"{self.latency_ms:.1f}",
+            self.request_id,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """What a run did, for people (``format``) and machines (``as_dict``)."""
+
+    counts: Mapping[str, int]
+    rows: int
+    elapsed_s: float
+    requests: int
+    retries: int
+    throttles: int
+    server_errors: int
+    cuts: int
+    cooldowns: int
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    latency_p99_ms: float | None
+    final_rate: float | None
+    average_rate: float | None
+    top_errors: tuple[tuple[str, int, str], ...] = ()
+    interrupted: bool = False
+    report_path: str | None = None
+
+    @property
+    def requests_per_s(self) -> float:
+        return self.requests / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def updates_per_s(self) -> float:
+        done = self.counts.get(Status.UPDATED.value, 0)
+        return done / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "counts": dict(self.counts),
+            "rows": self.rows,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "requests": self.requests,
+            "requests_per_s": round(self.requests_per_s, 1),
+            "updates_per_s": round(self.updates_per_s, 1),
+            "retries": self.retries,
+            "throttles": self.throttles,
+            "server_errors": self.server_errors,
+            "rate_cuts": self.cuts,
+            "cooldowns": self.cooldowns,
+            "latency_ms": {
+                "p50": self.latency_p50_ms,
+                "p95": self.latency_p95_ms,
+                "p99": self.latency_p99_ms,
+            },
+            "final_rate": self.final_rate,
+            "average_rate": self.average_rate,
+            "top_errors": [
+                {"code": code, "count": n, "example": msg} for code, n, msg in self.top_errors
+            ],
+            "interrupted": self.interrupted,
+            "report_path": self.report_path,
+        }
