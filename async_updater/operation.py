@@ -7,6 +7,8 @@ implementation. Other operations plug in through the same protocol (see ``generi
 
 from __future__ import annotations
 
+import json
+
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -101,13 +103,15 @@ def validate_id(field: str, text: str) -> str:
 
 
 def encode_segment(value: str) -> str:
-    """Percent-encode ``value`` as exactly one path segment (``/``, ``?``, ``#``, ``%`` included)."""
+    """Percent-encode ``value`` as exactly one path segment (``/ ? # %`` and spaces included)."""
     if all(c in _UNRESERVED for c in value):
         return value
     return quote(value, safe="-_.~")
 
 
-def check_header(header: Sequence[str], columns: Sequence[str], optional: Sequence[str] = ()) -> dict[str, int]:
+def check_header(
+    header: Sequence[str], columns: Sequence[str], optional: Sequence[str] = ()
+) -> dict[str, int]:
     """Map each needed column to its index, or raise ``InputError`` saying what is wrong."""
     names = [h.strip().lower() for h in header]
     if not any(names):
@@ -132,7 +136,7 @@ def check_header(header: Sequence[str], columns: Sequence[str], optional: Sequen
 
 
 class ChimeUpdateUserSettings:
-    """Amazon Chime ``UpdateUserSettings``: ``PUT /accounts/{accountId}/users/{userId}/settings``."""
+    """Amazon Chime ``UpdateUserSettings``: PUT /accounts/{accountId}/users/{userId}/settings."""
 
     name = "chime-update-user-settings"
     service = "chime"
@@ -142,9 +146,9 @@ class ChimeUpdateUserSettings:
 
     # The body depends on three booleans only: build the eight variants once.
     _BODIES: dict[tuple[bool, bool, bool], bytes] = {
-        (i, o, s): (
-            '{"UserSettings":{"Telephony":{"InboundCalling":%s,"OutboundCalling":%s,"SMS":%s}}}'
-            % tuple("true" if v else "false" for v in (i, o, s))
+        (i, o, s): json.dumps(
+            {"UserSettings": {"Telephony": {"InboundCalling": i, "OutboundCalling": o, "SMS": s}}},
+            separators=(",", ":"),
         ).encode()
         for i in (False, True)
         for o in (False, True)
