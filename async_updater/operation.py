@@ -8,7 +8,6 @@ implementation. Other operations plug in through the same protocol (see ``generi
 from __future__ import annotations
 
 import json
-
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
