@@ -1,2 +1,486 @@
-def main() -> int:
-    return 0
+"""Command line: ``async-updater run USERS.csv ...`` and friends. Maps errors to exit codes:
+0 every row updated, 1 some rows failed or invalid, 2 usage/input/credentials, 130 interrupted."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import tempfile
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TextIO
+
+from . import __version__
+from .config import DEFAULT_ENDPOINT, LimitScope, UpdaterConfig
+from .errors import ConfigError, InputError, ReportError, UpdaterError
+from .model import RunSummary, Status
+from .operation import ChimeUpdateUserSettings, Operation
+from .pipeline import Updater
+from .report import FORMATS, ResumeState, input_fingerprint, open_report, write_meta
+from .signing import CredentialProvider, StaticCredentials
+from .source import CsvSource, Shard
+
+__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "main"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+_RUN_EPILOG = """\
+input CSV: header account_id,user_id,inbound_calling,outbound_calling,sms (UTF-8, BOM ok);
+  booleans true/false (also 1/0, yes/no). Bad rows are reported 'invalid' with their line and
+  field, and the run goes on. A user listed twice: the first row is applied, later ones 'invalid'.
+report columns: account_id,user_id,status,http_status,error_code,message,attempts,latency_ms,
+  request_id; status is updated, failed, invalid (planned with --dry-run). One row per input row.
+exit codes: 0 all updated; 1 some failed or invalid; 2 usage error, unreadable input or no
+  credentials; 130 interrupted (the report is flushed: re-run with --resume to finish).
+credentials: the standard AWS chain (AWS_* environment variables, --profile / AWS_PROFILE,
+  shared config and credentials files, SSO, container and instance roles).
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse exits 2 on usage errors, as the contract wants; only the wording is ours."""
+
+    def error(self, message: str) -> Any:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="async-updater",
+        description=(
+            "Apply per-user settings (Amazon Chime UpdateUserSettings or any SigV4 PUT) from a "
+            "CSV file, as fast as the API allows, and write a per-user report."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    run = sub.add_parser(
+        "run",
+        help="apply the settings in a CSV file and write a report",
+        description="Send one signed PUT per user in USERS.csv and write a per-user report.",
+        epilog=_RUN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("input", metavar="USERS.csv", help="input CSV file")
+    _add_run_options(run)
+
+    demo = sub.add_parser(
+        "demo",
+        help="run the whole job against the embedded mock server on sample data",
+        description=(
+            "Start the embedded mock Chime server (it verifies every SigV4 signature, throttles "
+            "with 429s and injects faults), generate sample users, run the job, check the "
+            "server's state against the input, and print the summary."
+        ),
+    )
+    demo.add_argument("--users", type=int, default=2000, help="sample users (default 2000)")
+    demo.add_argument("--accounts", type=int, default=5, help="sample accounts (default 5)")
+    demo.add_argument(
+        "--server-limit", type=float, default=300.0, help="mock server limit, req/s (default 300)"
+    )
+    demo.add_argument("--out", default="demo-output", help="folder for the sample CSV and report")
+    demo.add_argument("--no-progress", action="store_true", help="no live progress display")
+
+    mock = sub.add_parser(
+        "mock-server",
+        help="serve the mock Chime server on 127.0.0.1 (for trying things by hand)",
+        add_help=False,
+    )
+    mock.add_argument("args", nargs=argparse.REMAINDER)
+    return parser
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--report",
+        metavar="PATH",
+        help="report file (default: USERS.report.csv next to the input, .jsonl with --format jsonl)",
+    )
+    p.add_argument("--format", choices=FORMATS, default="csv", help="report format (default csv)")
+    p.add_argument(
+        "--endpoint-url",
+        default=DEFAULT_ENDPOINT,
+        metavar="URL",
+        help="API endpoint (default %(default)s)",
+    )
+    p.add_argument(
+        "--region", default=None, help="signing region (default: profile's, else us-east-1)"
+    )
+    p.add_argument("--profile", default=None, help="AWS profile for credentials")
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=50.0,
+        metavar="PER_SEC",
+        help=(
+            "ceiling on requests/s per limit scope (default 50). The rate adapts below it when "
+            "the server throttles, so set it near your known quota or somewhat above"
+        ),
+    )
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=32,
+        metavar="N",
+        help="most requests in flight at once (default 32); needs to be >= rate x latency",
+    )
+    p.add_argument(
+        "--max-attempts",
+        type=int,
+        default=8,
+        metavar="N",
+        help="attempts per user before it is reported failed (default 8)",
+    )
+    p.add_argument(
+        "--limit-scope",
+        choices=[s.value for s in LimitScope],
+        default="global",
+        help="one rate limiter for the whole run (default), or one per account",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="per-request timeout (default 30)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an earlier run: users already 'updated' in the report are not sent again",
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace an existing report instead of refusing"
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="validate the input and report each user as 'planned'; send nothing",
+    )
+    p.add_argument("--shard", metavar="K/N", help="only handle accounts of shard K of N (0-based)")
+    p.add_argument("--timeline", metavar="PATH", help="write per-second figures (JSON Lines) here")
+    p.add_argument("--summary-json", metavar="PATH", help="write the summary as JSON here")
+    p.add_argument("--no-progress", action="store_true", help="no live progress display")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "mock-server":
+            from .mock_server import main as mock_main
+
+            return mock_main(args.args)
+        if args.command == "demo":
+            return _run_async(lambda: demo_command(args))
+        return _run_async(lambda: run_command(args))
+    except UpdaterError as exc:
+        print(f"async-updater: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("async-updater: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _run_async(factory: Callable[[], Coroutine[Any, Any, int]]) -> int:
+    """Run on uvloop when it is installed (the ``fast`` extra), else asyncio's default loop."""
+    try:
+        import uvloop
+
+        loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = uvloop.new_event_loop
+    except ImportError:
+        loop_factory = None
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(factory())
+
+
+def config_from_args(args: argparse.Namespace, operation: Operation) -> UpdaterConfig:
+    region = args.region or _profile_region(args.profile) or "us-east-1"
+    return UpdaterConfig(
+        endpoint_url=args.endpoint_url,
+        region=region,
+        profile=args.profile,
+        service=operation.service,
+        rate=args.rate,
+        concurrency=args.concurrency,
+        max_attempts=args.max_attempts,
+        limit_scope=LimitScope(args.limit_scope),
+        timeout=args.timeout,
+        dry_run=args.dry_run,
+    )
+
+
+def _profile_region(profile: str | None) -> str | None:
+    if os.environ.get("AWS_REGION"):
+        return os.environ["AWS_REGION"]
+    try:
+        from botocore.session import Session
+
+        region = Session(profile=profile).get_config_variable("region")
+    except Exception:  # a broken config file is reported when credentials are resolved
+        return None
+    return region if isinstance(region, str) else None
+
+
+def default_report_path(input_path: str, fmt: str) -> Path:
+    p = Path(input_path)
+    return p.with_name(f"{p.stem}.report.{fmt}")
+
+
+async def run_command(
+    args: argparse.Namespace,
+    *,
+    credentials: CredentialProvider | None = None,
+    out: TextIO | None = None,
+) -> int:
+    out = out or sys.stdout
+    operation: Operation = ChimeUpdateUserSettings()
+    config = config_from_args(args, operation)
+    shard = Shard.parse(args.shard) if args.shard else None
+    source = CsvSource(args.input, operation, shard=shard)
+    report_path = Path(args.report) if args.report else default_report_path(args.input, args.format)
+    if report_path.is_dir():
+        raise ReportError(f"--report: {report_path} is a directory")
+    if report_path.resolve() == Path(args.input).resolve():
+        raise ReportError("--report: the report must not be the input file")
+    meta = {
+        "input": str(args.input),
+        "input_sha256": input_fingerprint(args.input),
+        "operation": operation.name,
+        "shard": args.shard,
+        "format": args.format,
+    }
+    skip = None
+    if args.resume:
+        state = ResumeState.prepare(report_path, args.format, meta)
+        skip = state.updated
+        if state.carried_rows:
+            print(
+                f"resuming: {state.carried_rows} users already updated in {report_path} "
+                "will not be sent again",
+                file=sys.stderr,
+            )
+    elif report_path.exists() and report_path.stat().st_size > 0 and not args.overwrite:
+        raise ReportError(
+            f"{report_path} already exists: add --resume to continue that run, "
+            "--overwrite to start over, or choose another --report"
+        )
+    else:
+        _check_writable(report_path)
+    async with Updater(config, operation=operation, credentials=credentials) as updater:
+        sink = open_report(report_path, args.format, append=args.resume)
+        if not args.resume:
+            write_meta(report_path, meta)
+        try:
+            with _signals(updater):
+                summary = await _run_with_progress(updater, source, sink, skip, args, out)
+        finally:
+            sink.close()
+    summary = _replace_report_path(summary, str(report_path))
+    if args.timeline:
+        updater.stats.timeline.write(args.timeline)
+    if args.summary_json:
+        Path(args.summary_json).write_text(json.dumps(summary.as_dict(), indent=2) + "\n")
+    print(format_summary(summary), file=out)
+    if summary.interrupted:
+        print(
+            f"interrupted: the report is flushed. To finish, run the same command with --resume "
+            f"(report: {report_path})",
+            file=out,
+        )
+        return EXIT_INTERRUPTED
+    if source.rows == 0:
+        print(f"{args.input} has a header but no rows: nothing to do", file=out)
+    return exit_code(summary)
+
+
+def _check_writable(path: Path) -> None:
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.exists():
+        raise ReportError(f"--report: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise ReportError(f"--report: cannot write in {parent}")
+
+
+def _replace_report_path(summary: RunSummary, path: str) -> RunSummary:
+    from dataclasses import replace
+
+    return replace(summary, report_path=path)
+
+
+async def _run_with_progress(
+    updater: Updater,
+    source: Any,
+    sink: Any,
+    skip: Any,
+    args: argparse.Namespace,
+    out: TextIO,
+) -> RunSummary:
+    return await updater.run(source, sink, skip=skip)
+
+
+class _signals:
+    """First SIGINT/SIGTERM: graceful stop. Second: abandon requests in flight."""
+
+    def __init__(self, updater: Updater) -> None:
+        self.updater = updater
+        self.count = 0
+        self.installed: list[int] = []
+
+    def _handle(self) -> None:
+        self.count += 1
+        if self.count == 1:
+            print(
+                "\nstopping: no new requests; waiting for those in flight "
+                "(press Ctrl-C again to abandon them)",
+                file=sys.stderr,
+            )
+            self.updater.stop()
+        else:
+            self.updater.stop(cancel_in_flight=True)
+
+    def __enter__(self) -> _signals:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, self._handle)
+                self.installed.append(sig)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in self.installed:
+            loop.remove_signal_handler(sig)
+
+
+def exit_code(summary: RunSummary) -> int:
+    if summary.interrupted:
+        return EXIT_INTERRUPTED
+    bad = summary.counts.get(Status.FAILED.value, 0) + summary.counts.get(Status.INVALID.value, 0)
+    return EXIT_FAILED if bad else EXIT_OK
+
+
+def format_summary(s: RunSummary) -> str:
+    counts = ", ".join(f"{k} {v}" for k, v in s.counts.items() if v or k != "planned")
+    lat = "n/a"
+    if s.latency_p50_ms is not None:
+        lat = (
+            f"p50 {s.latency_p50_ms:.1f} ms, p95 {s.latency_p95_ms or 0:.1f} ms, "
+            f"p99 {s.latency_p99_ms or 0:.1f} ms"
+        )
+    lines = [
+        "== summary",
+        f"rows         {s.rows}: {counts}"
+        + (f" (+{s.skipped} already updated)" if s.skipped else ""),
+        f"elapsed      {s.elapsed_s:.2f} s",
+        f"requests     {s.requests} ({s.requests_per_s:.1f}/s; {s.updates_per_s:.1f} updates/s)",
+        f"retries      {s.retries}; throttled {s.throttles}; server errors {s.server_errors}",
+        f"rate         final {_rate(s.final_rate)}, average {_rate(s.average_rate)}, "
+        f"{s.cuts} cuts, {s.cooldowns} cool-downs",
+        f"latency      {lat}",
+    ]
+    for code, n, example in s.top_errors:
+        lines.append(f"error        {code} x{n}: {example}")
+    if s.report_path:
+        lines.append(f"report       {s.report_path}")
+    return "\n".join(lines)
+
+
+def _rate(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f}/s"
+
+
+async def demo_command(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
+    """The whole job against the embedded mock server, then a check of the server's state."""
+    from .mock_server import MockChimeServer, MockConfig
+    from .sample import generate_users
+
+    out = out or sys.stdout
+    if args.users < 1 or args.accounts < 1 or not args.server_limit > 0:
+        raise ConfigError("--users, --accounts and --server-limit must be > 0")
+    folder = Path(args.out)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"--out: cannot create {folder}: {exc.strerror}") from None
+    users_csv = folder / "users.csv"
+    n = generate_users(users_csv, args.users, args.accounts, seed=7)
+    access_key, secret = "AKIDDEMO", "demo-secret-not-a-real-key"
+    mock_config = MockConfig(
+        credentials={access_key: secret},
+        rate_limit=args.server_limit,
+        latency_ms=15.0,
+        latency_jitter_ms=5.0,
+        fault_rate=0.02,
+        seed=7,
+    )
+    print(
+        f"demo: {n} users over {args.accounts} accounts in {users_csv}; mock server limit "
+        f"{args.server_limit:g} req/s, 15 ms latency, 2% injected 500/503; client ceiling "
+        f"{3 * args.server_limit:g} req/s (3x too high on purpose)",
+        file=out,
+    )
+    async with MockChimeServer(mock_config) as server:
+        run_args = build_parser().parse_args(
+            [
+                "run",
+                str(users_csv),
+                "--endpoint-url",
+                server.url,
+                "--report",
+                str(folder / "report.csv"),
+                "--overwrite",
+                "--rate",
+                str(3 * args.server_limit),
+                "--concurrency",
+                "32",
+                "--timeline",
+                str(folder / "timeline.jsonl"),
+                "--summary-json",
+                str(folder / "summary.json"),
+                *(["--no-progress"] if args.no_progress else []),
+            ]
+        )
+        code = await run_command(
+            run_args, credentials=StaticCredentials(access_key, secret), out=out
+        )
+        expected = _expected_settings(users_csv)
+        wrong = sum(1 for key, want in expected.items() if server.applied.get(key) != want)
+        twice = sum(1 for c in server.apply_counts.values() if c > 1)
+        print(
+            f"server check: {len(expected) - wrong}/{len(expected)} users hold the requested "
+            f"settings; {twice} applied more than once; server saw "
+            f"{server.counters['throttled']} throttled and {server.counters['faults']} faulted "
+            "requests",
+            file=out,
+        )
+    if wrong:
+        return EXIT_FAILED
+    return code
+
+
+def _expected_settings(path: Path) -> dict[tuple[str, str], dict[str, bool]]:
+    expected: dict[tuple[str, str], dict[str, bool]] = {}
+    for item in CsvSource(path):
+        if hasattr(item, "inbound_calling"):
+            expected[(item.account_id, item.user_id)] = {
+                "InboundCalling": item.inbound_calling,
+                "OutboundCalling": item.outbound_calling,
+                "SMS": item.sms,
+            }
+    return expected
+
+
+def _tempdir() -> str:
+    return tempfile.mkdtemp(prefix="async-updater-")

@@ -131,6 +131,7 @@ class RunSummary:
     top_errors: tuple[tuple[str, int, str], ...] = ()
     interrupted: bool = False
     report_path: str | None = None
+    skipped: int = 0  # users already updated by an earlier run (``--resume``), not sent again
 
     @property
     def requests_per_s(self) -> float:
@@ -164,6 +165,7 @@ class RunSummary:
             "top_errors": [
                 {"code": code, "count": n, "example": msg} for code, n, msg in self.top_errors
             ],
+            "skipped_already_updated": self.skipped,
             "interrupted": self.interrupted,
             "report_path": self.report_path,
         }

@@ -1,0 +1,97 @@
+"""Run configuration: one immutable value, validated once, with messages naming the option."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from urllib.parse import urlsplit
+
+from .errors import ConfigError
+from .limiter import ControllerSettings
+
+__all__ = ["DEFAULT_ENDPOINT", "LimitScope", "UpdaterConfig"]
+
+DEFAULT_ENDPOINT = "https://service.chime.aws.amazon.com"
+
+
+class LimitScope(str, Enum):
+    """Which requests share one rate limiter: all of them, or those of one account."""
+
+    GLOBAL = "global"
+    ACCOUNT = "account"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class UpdaterConfig:
+    """How to run. ``rate`` is a ceiling in requests/s per limit scope: the adaptive controller
+    finds the server's real limit below it. ``concurrency`` caps requests in flight."""
+
+    endpoint_url: str = DEFAULT_ENDPOINT
+    region: str = "us-east-1"
+    profile: str | None = None
+    service: str | None = None  # SigV4 signing name; None = the operation's
+    rate: float = 50.0
+    concurrency: int = 32
+    max_attempts: int = 8
+    limit_scope: LimitScope = LimitScope.GLOBAL
+    adaptive: bool = True
+    timeout: float = 30.0
+    connect_timeout: float = 5.0
+    retry_budget: float = 500.0
+    backoff_base: float = 0.05
+    backoff_cap: float = 5.0
+    max_cooldown: float = 60.0
+    queue_size: int = 1024
+    dry_run: bool = False
+    controller: ControllerSettings = field(default_factory=ControllerSettings)
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.endpoint_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(
+                f"--endpoint-url: {self.endpoint_url!r} is not an http(s) URL with a host"
+            )
+        if parts.query or parts.fragment:
+            raise ConfigError("--endpoint-url: must not contain a query or fragment")
+        if not self.region:
+            raise ConfigError("--region: must not be empty")
+        _positive("--rate", self.rate)
+        _at_least("--concurrency", self.concurrency, 1)
+        _at_least("--max-attempts", self.max_attempts, 1)
+        _positive("--timeout", self.timeout)
+        _positive("connect_timeout", self.connect_timeout)
+        if self.retry_budget < 0:
+            raise ConfigError("retry_budget: must be >= 0")
+        _positive("backoff_base", self.backoff_base)
+        _positive("backoff_cap", self.backoff_cap)
+        _positive("max_cooldown", self.max_cooldown)
+        _at_least("queue_size", self.queue_size, 1)
+        try:
+            object.__setattr__(self, "limit_scope", LimitScope(self.limit_scope))
+        except ValueError:
+            raise ConfigError(
+                f"--limit-scope: {self.limit_scope!r} is not one of global, account"
+            ) from None
+
+    @property
+    def host(self) -> str:
+        """The Host header: the endpoint's host, with its port unless it is the default."""
+        parts = urlsplit(self.endpoint_url)
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        default = 443 if parts.scheme == "https" else 80
+        return host if parts.port in (None, default) else f"{host}:{parts.port}"
+
+
+def _positive(name: str, value: float) -> None:
+    if not isinstance(value, (int, float)) or not value > 0:
+        raise ConfigError(f"{name}: must be a number > 0, not {value!r}")
+
+
+def _at_least(name: str, value: int, low: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise ConfigError(f"{name}: must be a whole number >= {low}, not {value!r}")

@@ -1,0 +1,336 @@
+"""The report: one row per input row, appended and flushed as results arrive, so it is also the
+journal that ``--resume`` reads back. CSV (default) or JSON Lines, same columns either way.
+
+Next to the report sits ``<report>.meta.json``: a fingerprint of the input the report was made
+from, so a resume against a different file is refused instead of silently skipping users.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+from .errors import ReportError
+from .keyindex import KeyIndex
+from .model import REPORT_COLUMNS, Result, Status
+
+__all__ = [
+    "CsvReport",
+    "JsonlReport",
+    "MemoryReport",
+    "ReportRow",
+    "ReportSink",
+    "ResumeState",
+    "input_fingerprint",
+    "open_report",
+    "read_report",
+]
+
+FORMATS = ("csv", "jsonl")
+
+
+class ReportSink(Protocol):
+    """Where results go. ``flush`` makes everything written so far survive a crash."""
+
+    def write(self, result: Result) -> None: ...
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class MemoryReport:
+    """Keeps results in a list: for tests and small library jobs."""
+
+    __slots__ = ("results",)
+
+    def __init__(self) -> None:
+        self.results: list[Result] = []
+
+    def write(self, result: Result) -> None:
+        self.results.append(result)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class _FileReport:
+    __slots__ = ("_file", "path")
+
+    def __init__(self, path: str | os.PathLike[str], *, append: bool) -> None:
+        self.path = Path(path)
+        try:
+            existing = append and self.path.exists() and self.path.stat().st_size > 0
+            self._file: IO[str] = open(  # noqa: SIM115 - closed by close()
+                self.path, "a" if append else "w", encoding="utf-8", newline=""
+            )
+        except OSError as exc:
+            raise ReportError(f"cannot write the report {self.path}: {exc.strerror}") from None
+        if not existing:
+            self._start()
+
+    def _start(self) -> None:
+        pass
+
+    def flush(self) -> None:
+        try:
+            self._file.flush()
+        except OSError as exc:
+            raise ReportError(f"cannot write the report {self.path}: {exc.strerror}") from None
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self.flush()
+            self._file.close()
+
+
+class CsvReport(_FileReport):
+    """CSV with the header ``REPORT_COLUMNS``."""
+
+    __slots__ = ("_writer",)
+
+    def __init__(self, path: str | os.PathLike[str], *, append: bool = False) -> None:
+        self._writer: Any = None
+        super().__init__(path, append=append)
+        self._writer = csv.writer(self._file, lineterminator="\n")
+
+    def _start(self) -> None:
+        csv.writer(self._file, lineterminator="\n").writerow(REPORT_COLUMNS)
+
+    def write(self, result: Result) -> None:
+        self._writer.writerow(result.row())
+
+
+class JsonlReport(_FileReport):
+    """One JSON object per line, keys ``REPORT_COLUMNS``; numbers as numbers, absent as null."""
+
+    __slots__ = ()
+
+    def __init__(self, path: str | os.PathLike[str], *, append: bool = False) -> None:
+        super().__init__(path, append=append)
+
+    def write(self, result: Result) -> None:
+        self._file.write(
+            json.dumps(
+                {
+                    "account_id": result.account_id,
+                    "user_id": result.user_id,
+                    "status": result.status.value,
+                    "http_status": result.http_status,
+                    "error_code": result.error_code,
+                    "message": result.message,
+                    "attempts": result.attempts,
+                    "latency_ms": None
+                    if result.latency_ms is None
+                    else round(result.latency_ms, 1),
+                    "request_id": result.request_id,
+                },
+                ensure_ascii=False,
+            )
+            + "\n"
+        )
+
+
+def open_report(
+    path: str | os.PathLike[str], fmt: str = "csv", *, append: bool = False
+) -> CsvReport | JsonlReport:
+    if fmt == "csv":
+        return CsvReport(path, append=append)
+    if fmt == "jsonl":
+        return JsonlReport(path, append=append)
+    raise ReportError(f"unknown report format {fmt!r}; expected one of {', '.join(FORMATS)}")
+
+
+@dataclass(frozen=True, slots=True)
+class ReportRow:
+    """One row read back from a report; values as written (strings), ``line`` in the report."""
+
+    account_id: str
+    user_id: str
+    status: str
+    http_status: str
+    error_code: str
+    message: str
+    attempts: str
+    latency_ms: str
+    request_id: str
+    text: str  # the row exactly as it appears in the file, newline included
+
+    @classmethod
+    def from_cells(cls, cells: list[str], text: str) -> ReportRow:
+        a, u, status, http_status, code, message, attempts, latency, request_id = cells
+        return cls(a, u, status, http_status, code, message, attempts, latency, request_id, text)
+
+
+def detect_format(path: str | os.PathLike[str]) -> str:
+    """``jsonl`` if the file starts with ``{`` or is named ``*.jsonl``/``*.json``, else ``csv``."""
+    p = Path(path)
+    try:
+        with open(p, "rb") as f:
+            head = f.read(1)
+    except OSError:
+        head = b""
+    if head == b"{" or (not head and p.suffix in (".jsonl", ".json")):
+        return "jsonl"
+    return "csv"
+
+
+def read_report(path: str | os.PathLike[str]) -> Iterator[ReportRow]:
+    """Stream the rows of a report (either format). A last line cut short by a crash is skipped;
+    anything else unreadable raises ``ReportError`` naming the line."""
+    p = Path(path)
+    fmt = detect_format(p)
+    try:
+        f = open(p, encoding="utf-8", newline="")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise ReportError(f"cannot read the report {p}: {exc.strerror}") from None
+    with f:
+        if fmt == "jsonl":
+            yield from _read_jsonl(f, p)
+        else:
+            yield from _read_csv(f, p)
+
+
+def _read_jsonl(f: IO[str], p: Path) -> Iterator[ReportRow]:
+    for n, line in enumerate(f, 1):
+        if not line.endswith("\n"):
+            return  # a write cut short by a crash
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+            cells = [_cell(data[c]) for c in REPORT_COLUMNS]
+        except (ValueError, KeyError, TypeError):
+            raise ReportError(f"{p}: line {n} is not a report row") from None
+        yield ReportRow.from_cells(cells, line)
+
+
+def _cell(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _read_csv(f: IO[str], p: Path) -> Iterator[ReportRow]:
+    reader = csv.reader(f)
+    try:
+        header = next(reader, None)
+        if header is None:
+            return
+        if header != list(REPORT_COLUMNS):
+            raise ReportError(f"{p} is not an async-updater report (unexpected header)")
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        pending: list[str] | None = None
+        for cells in reader:
+            if pending is not None:
+                yield _csv_row(pending, writer, out, p, reader.line_num)
+            pending = cells
+    except csv.Error as exc:
+        raise ReportError(f"{p}: line {reader.line_num}: {exc}") from None
+    # A last record without its newline was cut short by a crash: it never counted.
+    if pending is not None and _ends_with_newline(p):
+        yield _csv_row(pending, writer, out, p, reader.line_num)
+
+
+def _csv_row(cells: list[str], writer: Any, out: io.StringIO, p: Path, line: int) -> ReportRow:
+    if len(cells) != len(REPORT_COLUMNS):
+        raise ReportError(f"{p}: line {line} has {len(cells)} fields, not {len(REPORT_COLUMNS)}")
+    out.seek(0)
+    out.truncate()
+    writer.writerow(cells)  # our own writer wrote it: re-serialising gives the same text
+    return ReportRow.from_cells(cells, out.getvalue())
+
+
+def _ends_with_newline(p: Path) -> bool:
+    with open(p, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        if f.tell() == 0:
+            return True
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) == b"\n"
+
+
+def input_fingerprint(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of the input file's bytes, streamed."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def meta_path(report: str | os.PathLike[str]) -> Path:
+    p = Path(report)
+    return p.with_name(p.name + ".meta.json")
+
+
+def write_meta(report: str | os.PathLike[str], meta: dict[str, Any]) -> None:
+    target = meta_path(report)
+    tmp = target.with_name(target.name + ".tmp")
+    try:
+        tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise ReportError(f"cannot write {target}: {exc.strerror}") from None
+
+
+@dataclass(slots=True)
+class ResumeState:
+    """What a previous run of the same input achieved: the users already updated."""
+
+    updated: KeyIndex
+    carried_rows: int
+
+    @classmethod
+    def prepare(cls, report: str | os.PathLike[str], fmt: str, meta: dict[str, Any]) -> ResumeState:
+        """Check the report belongs to this input, then rewrite it atomically keeping one
+        ``updated`` row per user (every other outcome will be written again by this run)."""
+        report = Path(report)
+        if not report.exists() or report.stat().st_size == 0:
+            write_meta(report, meta)
+            return cls(KeyIndex(), 0)
+        mp = meta_path(report)
+        try:
+            old = json.loads(mp.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            raise ReportError(
+                f"cannot resume: {mp} is missing or unreadable, so there is no proof that "
+                f"{report} was made from this input; choose a new --report to start over"
+            ) from None
+        for key in ("input_sha256", "operation", "shard"):
+            if old.get(key) != meta.get(key):
+                what = "input file" if key == "input_sha256" else key
+                raise ReportError(
+                    f"cannot resume: {report} was made from a different {what} "
+                    f"({old.get('input', '?')}); choose a new --report to start over"
+                )
+        if detect_format(report) != fmt:
+            raise ReportError(f"cannot resume: {report} is not in {fmt} format (see --format)")
+        updated = KeyIndex()
+        tmp = report.with_name(report.name + ".resume.tmp")
+        kept = 0
+        try:
+            with open(tmp, "w", encoding="utf-8", newline="") as out:
+                if fmt == "csv":
+                    csv.writer(out, lineterminator="\n").writerow(REPORT_COLUMNS)
+                for row in read_report(report):
+                    if row.status != Status.UPDATED.value:
+                        continue
+                    if updated.add(row.account_id, row.user_id, 1) is None:
+                        out.write(row.text)
+                        kept += 1
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, report)
+        except OSError as exc:
+            raise ReportError(f"cannot rewrite the report {report}: {exc.strerror}") from None
+        return cls(updated, kept)

@@ -1,0 +1,162 @@
+"""Live figures of a run: counters the progress display reads, a per-second timeline, and the
+final ``RunSummary``. Updated from the hot path, so every update is a few integer operations."""
+
+from __future__ import annotations
+
+import json
+import os
+from array import array
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from .model import Result, RunSummary, Status
+
+__all__ = ["RunStats", "Timeline", "TimelinePoint", "percentile"]
+
+
+@dataclass(slots=True)
+class TimelinePoint:
+    """Figures for one whole second of a run (``second`` counts from the start)."""
+
+    second: int
+    sent: int = 0
+    accepted: int = 0
+    throttled: int = 0
+    errors: int = 0
+    allowed_rate: float = 0.0
+    in_flight: int = 0
+
+
+class Timeline:
+    """Per-second figures; memory grows with the run's duration, not its size."""
+
+    __slots__ = ("points", "start")
+
+    def __init__(self, start: float) -> None:
+        self.start = start
+        self.points: list[TimelinePoint] = []
+
+    def at(self, now: float) -> TimelinePoint:
+        second = int(now - self.start)
+        points = self.points
+        if points and points[-1].second == second:
+            return points[-1]
+        last = points[-1] if points else None
+        while len(points) <= second:
+            # Seconds with no event still get a row: the plot should show the pauses.
+            point = TimelinePoint(len(points))
+            if last is not None:
+                point.allowed_rate = last.allowed_rate
+                point.in_flight = last.in_flight
+            points.append(point)
+        return points[second] if second >= 0 else points[0]
+
+    def write(self, path: str | os.PathLike[str]) -> None:
+        """JSON Lines, one object per second."""
+        with open(path, "w", encoding="utf-8") as f:
+            for p in self.points:
+                f.write(
+                    json.dumps(
+                        {
+                            "second": p.second,
+                            "sent": p.sent,
+                            "accepted": p.accepted,
+                            "throttled": p.throttled,
+                            "errors": p.errors,
+                            "allowed_rate": round(p.allowed_rate, 2),
+                            "in_flight": p.in_flight,
+                        }
+                    )
+                    + "\n"
+                )
+
+
+def percentile(sorted_values: Any, q: float) -> float | None:
+    """Nearest-rank percentile of an already sorted sequence; None when empty."""
+    n = len(sorted_values)
+    if n == 0:
+        return None
+    rank = max(1, min(n, int(-(-q * n // 100))))
+    return float(sorted_values[rank - 1])
+
+
+class RunStats:
+    """Counters of a run in progress. ``summary()`` freezes them into a ``RunSummary``."""
+
+    __slots__ = (
+        "cooldowns",
+        "counts",
+        "errors",
+        "in_flight",
+        "latencies",
+        "requests",
+        "retries",
+        "server_errors",
+        "skipped",
+        "started",
+        "throttles",
+        "timeline",
+    )
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.counts: Counter[str] = Counter()
+        self.requests = 0
+        self.retries = 0
+        self.throttles = 0
+        self.server_errors = 0
+        self.cooldowns = 0
+        self.in_flight = 0
+        self.skipped = 0
+        self.latencies = array("f")
+        self.errors: dict[str, list[Any]] = {}  # code -> [count, first message]
+        self.timeline = Timeline(started)
+
+    @property
+    def done(self) -> int:
+        return sum(self.counts.values())
+
+    def record_result(self, result: Result) -> None:
+        self.counts[result.status.value] += 1
+        if result.status is Status.FAILED or result.status is Status.INVALID:
+            code = result.error_code or result.status.value
+            entry = self.errors.get(code)
+            if entry is None:
+                self.errors[code] = [1, result.message]
+            else:
+                entry[0] += 1
+
+    def summary(
+        self,
+        now: float,
+        *,
+        cuts: int,
+        final_rate: float | None,
+        interrupted: bool = False,
+        report_path: str | None = None,
+    ) -> RunSummary:
+        elapsed = max(0.0, now - self.started)
+        lat = sorted(self.latencies)
+        rates = [p.allowed_rate for p in self.timeline.points if p.allowed_rate > 0]
+        top = sorted(self.errors.items(), key=lambda kv: (-kv[1][0], kv[0]))[:10]
+        return RunSummary(
+            counts={s.value: self.counts.get(s.value, 0) for s in Status},
+            rows=self.done,
+            elapsed_s=elapsed,
+            requests=self.requests,
+            retries=self.retries,
+            throttles=self.throttles,
+            server_errors=self.server_errors,
+            cuts=cuts,
+            cooldowns=self.cooldowns,
+            latency_p50_ms=percentile(lat, 50),
+            latency_p95_ms=percentile(lat, 95),
+            latency_p99_ms=percentile(lat, 99),
+            final_rate=final_rate,
+            average_rate=sum(rates) / len(rates) if rates else final_rate,
+            top_errors=tuple((code, n, msg) for code, (n, msg) in top),
+            interrupted=interrupted,
+            report_path=report_path,
+            skipped=self.skipped,
+        )
