@@ -58,3 +58,30 @@ class FakeClock:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+# -- aioresponses on aiohttp >= 3.14 ---------------------------------------------------------
+# aiohttp 3.14 (a security release) added a required ``stream_writer`` argument to
+# ClientResponse; aioresponses 0.7.x does not pass it yet (pnuckowski/aioresponses#289).
+# Until it does, responses are built through this subclass, which supplies a stand-in writer.
+from typing import Any  # noqa: E402
+
+from aiohttp import ClientResponse  # noqa: E402
+from aioresponses import aioresponses as _aioresponses  # noqa: E402
+
+
+class _FinishedUpload:
+    output_size = 0
+
+
+class CompatClientResponse(ClientResponse):
+    def __init__(self, method: str, url: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("stream_writer", _FinishedUpload())
+        super().__init__(method, url, **kwargs)
+
+
+class aioresponses(_aioresponses):  # noqa: N801 - a drop-in for the upstream name
+    def add(self, *args: Any, **kwargs: Any) -> None:
+        if kwargs.get("response_class") is None:
+            kwargs["response_class"] = CompatClientResponse
+        super().add(*args, **kwargs)

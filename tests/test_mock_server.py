@@ -1,0 +1,768 @@
+"""The mock Chime server: its SigV4 check agrees with botocore's signer, and it throttles,
+faults, rejects and records exactly as configured."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import pytest
+import yarl
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from multidict import CIMultiDict
+
+from async_updater.mock_server import (
+    SIGNATURE_MISMATCH,
+    MockChimeServer,
+    MockConfig,
+    SigV4Verifier,
+    canonical_query,
+    canonical_uri,
+    main,
+    verify_sigv4,
+)
+
+AKID = "AKIDMOCK"
+SECRET = "mock-secret"
+GOOD_BODY = (
+    b'{"UserSettings":{"Telephony":{"InboundCalling":true,"OutboundCalling":false,"SMS":true}}}'
+)
+GOOD_SETTINGS = {"InboundCalling": True, "OutboundCalling": False, "SMS": True}
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def settings_path(account_id: str, user_id: str) -> str:
+    return (
+        f"/accounts/{quote(account_id, safe='-_.~')}/users/{quote(user_id, safe='-_.~')}/settings"
+    )
+
+
+def sign(
+    url: str,
+    body: bytes = GOOD_BODY,
+    *,
+    method: str = "PUT",
+    access_key: str = AKID,
+    secret: str = SECRET,
+    token: str | None = None,
+    region: str = "us-east-1",
+    service: str = "chime",
+) -> dict[str, str]:
+    """Headers botocore's reference SigV4 signer produces for this request."""
+    request = AWSRequest(
+        method=method, url=url, data=body, headers={"Content-Type": "application/json"}
+    )
+    SigV4Auth(Credentials(access_key, secret, token), service, region).add_auth(request)
+    return dict(request.headers.items())
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    status: int
+    headers: dict[str, str]  # lower-cased names
+    body: bytes
+
+    @property
+    def code(self) -> str:
+        return str(json.loads(self.body)["Code"]) if self.body else ""
+
+    @property
+    def message(self) -> str:
+        return str(json.loads(self.body)["Message"]) if self.body else ""
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def send(
+    http: aiohttp.ClientSession,
+    url: str,
+    body: bytes = GOOD_BODY,
+    headers: dict[str, str] | None = None,
+    method: str = "PUT",
+) -> Reply:
+    """Send as given: the percent-encoded path goes out byte for byte."""
+    async with http.request(
+        method, yarl.URL(url, encoded=True), data=body, headers=headers or {}
+    ) as response:
+        found = {k.lower(): v for k, v in response.headers.items()}
+        return Reply(response.status, found, await response.read())
+
+
+async def put_signed(
+    http: aiohttp.ClientSession,
+    server: MockChimeServer,
+    account_id: str = "acc-1",
+    user_id: str = "user-1",
+    body: bytes = GOOD_BODY,
+    **sign_args: Any,
+) -> Reply:
+    url = server.url + settings_path(account_id, user_id)
+    return await send(http, url, body, sign(url, body, **sign_args))
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[MockChimeServer]:
+    async with MockChimeServer(MockConfig(record_events=True)) as started:
+        yield started
+
+
+# --- the happy path and what is recorded ---------------------------------------------------------
+
+
+async def test_signed_put_is_applied_once_and_answered_204(
+    http: aiohttp.ClientSession, server: MockChimeServer
+) -> None:
+    reply = await put_signed(http, server)
+    assert reply.status == 204
+    assert reply.body == b""
+    assert len(reply.headers["x-amzn-requestid"]) == 36
+    assert server.applied == {("acc-1", "user-1"): GOOD_SETTINGS}
+    assert server.apply_counts[("acc-1", "user-1")] == 1
+    assert server.counters["requests"] == 1
+    assert server.counters["accepted"] == 1
+    [event] = server.events
+    assert (event.account_id, event.user_id, event.status) == ("acc-1", "user-1", 204)
+    assert event.responded >= event.arrived
+
+
+async def test_second_put_of_same_user_counts_as_reapplied(
+    http: aiohttp.ClientSession, server: MockChimeServer
+) -> None:
+    other = GOOD_BODY.replace(b"true", b"false")
+    assert (await put_signed(http, server)).status == 204
+    assert (await put_signed(http, server, body=other)).status == 204
+    assert server.applied[("acc-1", "user-1")] == {
+        "InboundCalling": False,
+        "OutboundCalling": False,
+        "SMS": False,
+    }
+    state = server.state()
+    assert state["max_apply_count"] == 2
+    assert state["reapplied_users"] == 1
+    assert state["applied_users"] == 1
+
+
+TRICKY_IDS = [
+    "plain-id_1.2~3",
+    "with/slash",
+    "with space",
+    "100%",
+    "%2F-already-encoded-looking",
+    "what?x=1",
+    "hash#tag",
+    "ünïcødé-用户-😀",
+    "a+b=c&d",
+    "semi;colon,comma",
+    "..",
+    ".",
+]
+
+
+async def test_ids_with_reserved_characters_land_on_the_exact_decoded_key(
+    http: aiohttp.ClientSession, server: MockChimeServer
+) -> None:
+    # "." and ".." are normalised away by SigV4 path handling but still reach the route intact.
+    for n, user_id in enumerate(TRICKY_IDS):
+        account_id = TRICKY_IDS[-1 - n]
+        reply = await put_signed(http, server, account_id, user_id)
+        assert reply.status == 204, (user_id, reply.body)
+        assert server.applied[(account_id, user_id)] == GOOD_SETTINGS
+    assert len(server.applied) == len(TRICKY_IDS)
+
+
+# --- authentication ------------------------------------------------------------------------------
+
+
+async def test_wrong_secret_is_403_signature_mismatch(
+    http: aiohttp.ClientSession, server: MockChimeServer
+) -> None:
+    reply = await put_signed(http, server, secret="not-the-secret")
+    assert reply.status == 403
+    assert reply.code == "InvalidSignatureException"
+    assert reply.headers["x-amzn-errortype"] == "InvalidSignatureException"
+    assert reply.headers["content-type"].startswith("application/json")
+    assert reply.message == SIGNATURE_MISMATCH
+    assert server.applied == {}
+    assert server.counters["auth_failed"] == 1
+
+
+async def test_body_changed_after_signing_is_403(
+    http: aiohttp.ClientSession, server: MockChimeServer
+) -> None:
+    url = server.url + settings_path("acc-1", "user-1")
+    headers = sign(url, GOOD_BODY)
+    tampered = GOOD_BODY.replace(b'"SMS":true', b'"SMS":false')
+    reply = await send(http, url, tampered, headers)
+    assert reply.status == 403
+    assert reply.code == "InvalidSignatureException"
+    assert server.applied == {}
+
+
+async def test_path_changed_after_signing_is_403(
+    http: aiohttp.ClientSession, server: MockChimeServer
+) -> None:
+    headers = sign(server.url + settings_path("acc-1", "user-1"))
+    reply = await send(http, server.url + settings_path("acc-1", "user-2"), GOOD_BODY, headers)
+    assert reply.status == 403
+    assert reply.message == SIGNATURE_MISMATCH
+
+
+async def test_encoded_slash_signed_as_a_separator_is_rejected(
+    http: aiohttp.ClientSession, server: MockChimeServer
+) -> None:
+    # A client that signs the decoded path ("a/b") but sends "a%2Fb" must be caught.
+    sent = server.url + "/accounts/acc/users/a%2Fb/settings"
+    headers = sign(server.url + "/accounts/acc/users/a/b/settings")
+    reply = await send(http, sent, GOOD_BODY, headers)
+    assert reply.status == 403
+
+
+@pytest.mark.parametrize("offset", [600.0, -600.0])
+async def test_stale_or_future_date_is_403_signature_expired(
+    http: aiohttp.ClientSession, offset: float
+) -> None:
+    async with MockChimeServer(wall_clock=lambda: time.time() + offset) as server:
+        reply = await put_signed(http, server)
+    assert reply.status == 403
+    assert reply.code == "InvalidSignatureException"
+    assert "expired" in reply.message.lower()
+
+
+async def test_unknown_access_key_is_401(
+    http: aiohttp.ClientSession, server: MockChimeServer
+) -> None:
+    reply = await put_signed(http, server, access_key="AKIDUNKNOWN")
+    assert reply.status == 401
+    assert reply.code == "UnauthorizedClientException"
+
+
+async def test_missing_authorization_is_401_even_on_unknown_routes(
+    http: aiohttp.ClientSession, server: MockChimeServer
+) -> None:
+    for path in (settings_path("acc-1", "user-1"), "/nowhere"):
+        reply = await send(http, server.url + path, GOOD_BODY, {"X-Amz-Date": "20240101T000000Z"})
+        assert reply.status == 401
+        assert reply.code == "UnauthorizedClientException"
+    assert server.counters["auth_failed"] == 2
+
+
+@pytest.mark.parametrize(
+    ("authorization", "status"),
+    [
+        ("Bearer abc", 401),
+        ("AWS4-HMAC-SHA256 Credential=AKIDMOCK/20240101/us-east-1/chime/aws4_request", 401),
+        ("AWS4-HMAC-SHA256 garbage", 401),
+    ],
+)
+async def test_malformed_authorization_is_401(
+    http: aiohttp.ClientSession, server: MockChimeServer, authorization: str, status: int
+) -> None:
+    url = server.url + settings_path("acc-1", "user-1")
+    headers = sign(url) | {"Authorization": authorization}
+    assert (await send(http, url, GOOD_BODY, headers)).status == status
+
+
+@pytest.mark.parametrize(("region", "service"), [("eu-west-1", "chime"), ("us-east-1", "s3")])
+async def test_wrong_scope_is_403(
+    http: aiohttp.ClientSession, server: MockChimeServer, region: str, service: str
+) -> None:
+    reply = await put_signed(http, server, region=region, service=service)
+    assert reply.status == 403
+    assert reply.code == "InvalidSignatureException"
+
+
+@pytest.mark.parametrize("token", [None, "wrong-token"])
+async def test_required_session_token_missing_or_wrong_is_403(
+    http: aiohttp.ClientSession, token: str | None
+) -> None:
+    config = MockConfig(session_tokens={AKID: "the-token"})
+    async with MockChimeServer(config) as server:
+        reply = await put_signed(http, server, token=token)
+        assert reply.status == 403
+        assert reply.code == "ForbiddenException"
+        assert (await put_signed(http, server, token="the-token")).status == 204
+
+
+async def test_session_token_added_after_signing_is_403(http: aiohttp.ClientSession) -> None:
+    async with MockChimeServer(MockConfig(session_tokens={AKID: "the-token"})) as server:
+        url = server.url + settings_path("acc-1", "user-1")
+        headers = sign(url) | {"X-Amz-Security-Token": "the-token"}
+        reply = await send(http, url, GOOD_BODY, headers)
+    assert reply.status == 403
+    assert reply.code == "InvalidSignatureException"
+
+
+async def test_expired_token_is_403_expired_token_exception(
+    http: aiohttp.ClientSession,
+) -> None:
+    async with MockChimeServer(MockConfig(expired_tokens=frozenset({"old-token"}))) as server:
+        reply = await put_signed(http, server, token="old-token")
+        assert server.counters["expired_token"] == 1
+    assert reply.status == 403
+    assert reply.code == "ExpiredTokenException"
+    assert reply.headers["x-amzn-errortype"] == "ExpiredTokenException"
+    assert reply.message == "The security token included in the request is expired"
+
+
+async def test_verify_fraction_zero_skips_only_the_signature_itself(
+    http: aiohttp.ClientSession,
+) -> None:
+    async with MockChimeServer(MockConfig(verify_fraction=0.0)) as server:
+        assert (await put_signed(http, server, secret="wrong")).status == 204
+        assert (await put_signed(http, server, access_key="AKIDOTHER")).status == 401
+
+
+# --- routes --------------------------------------------------------------------------------------
+
+
+async def test_other_paths_are_404_and_other_methods_405_after_auth(
+    http: aiohttp.ClientSession, server: MockChimeServer
+) -> None:
+    url = server.url + "/accounts/acc-1/users/user-1"
+    reply = await send(http, url, GOOD_BODY, sign(url))
+    assert (reply.status, reply.code, reply.message) == (404, "NotFoundException", "no such route")
+    url = server.url + settings_path("acc-1", "user-1")
+    reply = await send(http, url, b"", sign(url, b"", method="GET"), method="GET")
+    assert reply.status == 405
+    assert reply.headers["allow"] == "PUT"
+    assert server.applied == {}
+
+
+async def test_id_that_is_not_percent_encoded_utf8_is_400(
+    http: aiohttp.ClientSession, server: MockChimeServer
+) -> None:
+    url = server.url + "/accounts/acc/users/%FF%FE/settings"
+    reply = await send(http, url, GOOD_BODY, sign(url))
+    assert (reply.status, reply.code) == (400, "BadRequestException")
+    assert server.applied == {}
+
+
+# --- throttling ----------------------------------------------------------------------------------
+
+
+async def test_bucket_admits_its_burst_then_429s_with_retry_after(
+    http: aiohttp.ClientSession,
+) -> None:
+    config = MockConfig(rate_limit=5, burst=2, retry_after=1.5, retry_after_ms_header=True)
+    async with MockChimeServer(config) as server:
+        replies = await asyncio.gather(
+            *(put_signed(http, server, "acc", f"user-{i}") for i in range(10))
+        )
+        statuses = sorted(r.status for r in replies)
+        assert statuses == [204] * 2 + [429] * 8
+        for reply in replies:
+            if reply.status == 429:
+                assert reply.code == "ThrottledClientException"
+                assert reply.headers["x-amzn-errortype"] == "ThrottledClientException"
+                assert reply.message == "Rate exceeded"
+                assert reply.headers["retry-after"] == "2"
+                assert reply.headers["x-amz-retry-after"] == "1500"
+        assert server.counters["throttled"] == 8
+        assert len(server.applied) == 2
+        [slot] = server.timeline.values()
+        assert slot["throttled"] == 8
+        assert slot["accepted"] == 2
+        assert slot["allowed_rate"] == 5
+
+
+async def test_429_has_no_retry_after_unless_configured(http: aiohttp.ClientSession) -> None:
+    async with MockChimeServer(MockConfig(rate_limit=1)) as server:
+        replies = await asyncio.gather(*(put_signed(http, server) for _ in range(3)))
+    throttled = [r for r in replies if r.status == 429]
+    assert len(throttled) == 2
+    assert all("retry-after" not in r.headers for r in throttled)
+    assert all("x-amz-retry-after" not in r.headers for r in throttled)
+
+
+async def test_account_scope_gives_each_account_its_own_bucket(
+    http: aiohttp.ClientSession,
+) -> None:
+    async with MockChimeServer(MockConfig(rate_limit=1, limit_scope="account")) as server:
+        replies = await asyncio.gather(
+            *(put_signed(http, server, account, f"u{i}") for account in "AB" for i in range(3))
+        )
+        assert sorted(r.status for r in replies) == [204] * 2 + [429] * 4
+        assert {account for account, _ in server.applied} == {"A", "B"}
+
+
+async def test_set_limits_changes_the_rate_mid_run(http: aiohttp.ClientSession) -> None:
+    async with MockChimeServer(MockConfig(rate_limit=1, burst=1)) as server:
+        first = await asyncio.gather(*(put_signed(http, server) for _ in range(2)))
+        assert sorted(r.status for r in first) == [204, 429]
+
+        server.set_limits(rate_limit=None)
+        unlimited = await asyncio.gather(*(put_signed(http, server) for _ in range(5)))
+        assert [r.status for r in unlimited] == [204] * 5
+        assert server.state()["limits"]["rate_limit"] is None
+
+        server.set_limits(rate_limit=2, burst=3)
+        again = await asyncio.gather(*(put_signed(http, server) for _ in range(5)))
+        assert sorted(r.status for r in again) == [204] * 3 + [429] * 2
+        assert server.state()["limits"] | {"fault_rate": 0.0} == {
+            "rate_limit": 2,
+            "burst": 3,
+            "limit_scope": "global",
+            "fault_rate": 0.0,
+            "retry_after": None,
+        }
+        assert max(slot["allowed_rate"] for slot in server.timeline.values()) == 2
+
+        server.set_limits(rate_limit=1000, burst=3)
+        await asyncio.sleep(0.01)  # at 1000/s the bucket is full again well within 10 ms
+        refilled = await asyncio.gather(*(put_signed(http, server) for _ in range(3)))
+        assert [r.status for r in refilled] == [204] * 3
+
+
+async def test_set_limits_rejects_bad_values_and_keeps_the_old_ones() -> None:
+    server = MockChimeServer(MockConfig(rate_limit=10))
+    with pytest.raises(ValueError, match="rate_limit"):
+        server.set_limits(rate_limit=0)
+    with pytest.raises(ValueError, match="fault_rate"):
+        server.set_limits(fault_rate=1.5)
+    assert server.config.rate_limit == 10
+    assert server.config.fault_rate == 0.0
+
+
+# --- faults, unknown users, bad bodies -----------------------------------------------------------
+
+
+async def test_fault_rate_one_answers_500_or_503_and_applies_nothing(
+    http: aiohttp.ClientSession,
+) -> None:
+    async with MockChimeServer(MockConfig(fault_rate=1.0, seed=7)) as server:
+        replies = [await put_signed(http, server, "acc", f"u{i}") for i in range(20)]
+        assert server.applied == {}
+        assert server.counters["faults"] == 20
+    codes = {r.status: r.code for r in replies}
+    assert codes == {500: "ServiceFailureException", 503: "ServiceUnavailableException"}
+    assert all(r.headers["x-amzn-errortype"] == r.code for r in replies)
+
+
+async def test_faults_are_reproducible_with_the_same_seed(http: aiohttp.ClientSession) -> None:
+    runs = []
+    for _ in range(2):
+        async with MockChimeServer(MockConfig(fault_rate=0.5, seed=3)) as server:
+            runs.append([(await put_signed(http, server)).status for _ in range(12)])
+    assert runs[0] == runs[1]
+    assert set(runs[0]) > {204}
+
+
+async def test_not_found_user_is_404(http: aiohttp.ClientSession) -> None:
+    async with MockChimeServer(MockConfig(not_found=frozenset({"ghost"}))) as server:
+        reply = await put_signed(http, server, "acc", "ghost")
+        assert (reply.status, reply.code) == (404, "NotFoundException")
+        assert (await put_signed(http, server, "acc", "alive")).status == 204
+        assert set(server.applied) == {("acc", "alive")}
+        assert server.counters["not_found"] == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b"\xff\xfe",
+        b"[]",
+        b'{"UserSettings":{"Telephony":{"InboundCalling":true,"OutboundCalling":true}}}',
+        b'{"UserSettings":{"Telephony":{"InboundCalling":"true","OutboundCalling":true,"SMS":true}}}',
+        b'{"UserSettings":{"Telephony":{"InboundCalling":1,"OutboundCalling":true,"SMS":true}}}',
+        b'{"UserSettings":{"Telephony":{"InboundCalling":true,"OutboundCalling":true,"SMS":null}}}',
+        b'{"UserSettings":{"Telephony":{"InboundCalling":true,"OutboundCalling":true,"SMS":true,'
+        b'"Extra":true}}}',
+        b'{"UserSettings":{"Telephony":[]}}',
+        b'{"Telephony":{"InboundCalling":true,"OutboundCalling":true,"SMS":true}}',
+    ],
+)
+async def test_bad_body_is_400_and_not_applied(
+    http: aiohttp.ClientSession, server: MockChimeServer, body: bytes
+) -> None:
+    reply = await put_signed(http, server, body=body)
+    assert (reply.status, reply.code) == (400, "BadRequestException")
+    assert server.applied == {}
+    assert server.counters["bad_request"] == 1
+
+
+async def test_latency_is_spent_before_every_response(http: aiohttp.ClientSession) -> None:
+    config = MockConfig(latency_ms=30, latency_jitter_ms=5, record_events=True)
+    async with MockChimeServer(config) as server:
+        await put_signed(http, server)
+        await put_signed(http, server, secret="wrong")
+    assert [e.status for e in server.events] == [204, 403]
+    # A lower bound only: the sleep is at least 25 ms, however slow the machine.
+    assert all(e.responded - e.arrived >= 0.024 for e in server.events)
+
+
+# --- admin endpoints -----------------------------------------------------------------------------
+
+
+async def test_admin_endpoints_report_change_limits_and_reset(
+    http: aiohttp.ClientSession, server: MockChimeServer
+) -> None:
+    assert (await put_signed(http, server, "acc", "a/b")).status == 204
+    async with http.get(server.url + "/_mock/state") as response:
+        state = await response.json()
+    assert state["counters"]["accepted"] == 1
+    assert state["applied_users"] == 1
+    assert list(state["timeline"]) == ["0"]
+    async with http.get(server.url + "/_mock/applied") as response:
+        assert await response.json() == [["acc", "a/b", GOOD_SETTINGS, 1]]
+
+    limits = {"rate_limit": 50, "burst": 4, "fault_rate": 0.25, "retry_after": 2}
+    async with http.post(server.url + "/_mock/limits", json=limits) as response:
+        assert response.status == 200
+        assert (await response.json())["burst"] == 4
+    assert server.config.rate_limit == 50
+    assert server.config.fault_rate == 0.25
+    async with http.post(server.url + "/_mock/limits", json={"rate_limit": None}) as response:
+        assert response.status == 200
+    assert server.config.rate_limit is None
+    assert server.config.retry_after == 2
+    async with http.post(server.url + "/_mock/limits", json={"rate_limit": -1}) as response:
+        assert response.status == 400
+        assert "rate_limit" in (await response.json())["Message"]
+    async with http.post(server.url + "/_mock/limits", json={"bogus": 1}) as response:
+        assert response.status == 400
+
+    async with http.post(server.url + "/_mock/reset") as response:
+        assert response.status == 200
+    assert server.applied == {}
+    assert server.events == []
+    assert server.state()["counters"] == {}  # admin calls are never counted
+
+
+# --- configuration -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("rate_limit", 0),
+        ("rate_limit", -1.0),
+        ("rate_limit", float("nan")),
+        ("burst", 0.5),
+        ("limit_scope", "user"),
+        ("retry_after", -1),
+        ("latency_ms", -1),
+        ("latency_jitter_ms", -0.5),
+        ("fault_rate", 1.01),
+        ("fault_rate", -0.1),
+        ("max_clock_skew_s", 0),
+        ("verify_fraction", 2),
+        ("region", ""),
+        ("session_tokens", {"AKIDNOTKNOWN": "t"}),
+    ],
+)
+def test_config_rejects_bad_values_naming_the_field(field: str, value: Any) -> None:
+    with pytest.raises(ValueError, match=field):
+        MockConfig(**{field: value})
+
+
+def test_config_defaults_and_read_only_mappings() -> None:
+    credentials = {"AK": "sk"}
+    config = MockConfig(credentials=credentials, rate_limit=250)
+    credentials["AK2"] = "sk2"
+    assert dict(config.credentials) == {"AK": "sk"}
+    assert config.effective_burst == 25
+    assert MockConfig(rate_limit=5).effective_burst == 1
+    assert MockConfig().effective_burst is None
+    with pytest.raises(TypeError):
+        config.credentials["x"] = "y"  # type: ignore[index]
+
+
+async def test_start_refuses_a_non_loopback_host() -> None:
+    with pytest.raises(ValueError, match="loopback"):
+        await MockChimeServer().start("0.0.0.0")
+
+
+# --- the verifier as a pure function, against botocore -------------------------------------------
+
+HOST = "127.0.0.1:8080"
+BASE = "http://" + HOST
+# Hypothesis needs no server for these: the verifier is a plain function of the request.
+ids = st.text(st.characters(codec="utf-8"), min_size=1, max_size=24)
+tokens = st.none() | st.text(
+    st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=40
+)
+queries = st.none() | st.lists(
+    st.tuples(
+        st.from_regex(r"[A-Za-z0-9_.~-]{1,6}", fullmatch=True),
+        st.from_regex(r"[a-z0-9%]{0,6}", fullmatch=True),
+    ),
+    min_size=1,
+    max_size=4,
+)
+
+
+def signed_parts(
+    path: str, body: bytes, token: str | None, secret: str = SECRET
+) -> tuple[str, CIMultiDict[str]]:
+    headers = CIMultiDict(sign(BASE + path, body, token=token, secret=secret))
+    headers["Host"] = HOST  # what an HTTP client adds; botocore signs it without setting it
+    return path, headers
+
+
+def check(path: str, headers: CIMultiDict[str], body: bytes, token: str | None) -> Any:
+    return verify_sigv4(
+        "PUT",
+        path,
+        headers,
+        body,
+        credentials={AKID: SECRET},
+        session_tokens={AKID: token} if token else None,
+        now=time.time(),
+    )
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    account_id=ids,
+    user_id=ids,
+    body=st.binary(max_size=200),
+    token=tokens,
+    query=queries,
+)
+def test_verifier_accepts_every_botocore_signed_request(
+    account_id: str,
+    user_id: str,
+    body: bytes,
+    token: str | None,
+    query: list[tuple[str, str]] | None,
+) -> None:
+    path = settings_path(account_id, user_id)
+    if query:
+        path += "?" + "&".join(f"{k}={v}" for k, v in query)
+    raw_path, headers = signed_parts(path, body, token)
+    assert check(raw_path, headers, body, token) is None
+
+
+@settings(max_examples=60, deadline=None)
+@given(user_id=ids, body=st.binary(max_size=50), position=st.integers(0, 63))
+def test_verifier_rejects_a_signature_with_one_character_changed(
+    user_id: str, body: bytes, position: int
+) -> None:
+    raw_path, headers = signed_parts(settings_path("acc", user_id), body, None)
+    prefix, signature = headers["Authorization"].rsplit("Signature=", 1)
+    chars = list(signature)
+    chars[position] = "0" if chars[position] != "0" else "1"
+    headers["Authorization"] = prefix + "Signature=" + "".join(chars)
+    failure = check(raw_path, headers, body, None)
+    assert failure is not None
+    assert (failure.status, failure.code) == (403, "InvalidSignatureException")
+
+
+def test_verifier_collapses_header_whitespace_like_the_spec() -> None:
+    path = settings_path("acc", "u")
+    request = AWSRequest(
+        method="PUT",
+        url=BASE + path,
+        data=GOOD_BODY,
+        headers={"Content-Type": "application/json", "X-Custom": "  a   b \t c  "},
+    )
+    SigV4Auth(Credentials(AKID, SECRET), "chime", "us-east-1").add_auth(request)
+    headers = CIMultiDict(request.headers.items())
+    headers["Host"] = HOST
+    assert check(path, headers, GOOD_BODY, None) is None
+
+
+def test_verifier_skips_only_the_hmac_when_not_full() -> None:
+    raw_path, headers = signed_parts(settings_path("acc", "u"), GOOD_BODY, None, secret="wrong")
+    verifier = SigV4Verifier({AKID: SECRET})
+    assert verifier.verify("PUT", raw_path, headers, GOOD_BODY, now=time.time(), full=False) is None
+    failure = verifier.verify("PUT", raw_path, headers, GOOD_BODY, now=time.time())
+    assert failure is not None and failure.message == SIGNATURE_MISMATCH
+
+
+def test_verifier_requires_host_and_date_to_be_signed() -> None:
+    raw_path, headers = signed_parts(settings_path("acc", "u"), GOOD_BODY, None)
+    headers["Authorization"] = headers["Authorization"].replace("host;", "")
+    failure = check(raw_path, headers, GOOD_BODY, None)
+    assert failure is not None and failure.status == 403
+    assert "host" in failure.message
+
+
+@pytest.mark.parametrize(
+    ("raw", "canonical"),
+    [
+        ("/accounts/a%2Fb/users/u%20v/settings", "/accounts/a%252Fb/users/u%2520v/settings"),
+        ("/a/./b/../c", "/a/c"),
+        ("//a//b/", "/a/b/"),
+        ("/", "/"),
+        ("", "/"),
+        ("/A-Za-z0-9_.~", "/A-Za-z0-9_.~"),
+    ],
+)
+def test_canonical_uri_double_encodes_segments(raw: str, canonical: str) -> None:
+    assert canonical_uri(raw) == canonical
+
+
+def test_canonical_query_sorts_by_key_then_value() -> None:
+    assert canonical_query("b=2&a=2&a=1&c") == "a=1&a=2&b=2&c="
+    assert canonical_query("") == ""
+
+
+# --- standalone ----------------------------------------------------------------------------------
+
+
+async def test_standalone_prints_its_url_answers_and_exits_by_itself(
+    http: aiohttp.ClientSession,
+) -> None:
+    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "async_updater.mock_server",
+        "--port",
+        "0",
+        "--duration",
+        "1",
+        stdout=asyncio.subprocess.PIPE,
+        cwd=ROOT,
+        env=env,
+    )
+    try:
+        assert process.stdout is not None
+        line = (await asyncio.wait_for(process.stdout.readline(), timeout=10)).decode()
+        assert line.startswith("mock chime server listening on http://127.0.0.1:")
+        url = line.rsplit(" ", 1)[1].strip()
+        server = MockChimeServer()
+        server.url = url
+        assert (await put_signed(http, server)).status == 204
+        async with http.get(url + "/_mock/applied") as response:
+            assert await response.json() == [["acc-1", "user-1", GOOD_SETTINGS, 1]]
+        assert await asyncio.wait_for(process.wait(), timeout=10) == 0
+        rest = await process.stdout.read()
+        assert SECRET.encode() not in rest and SECRET not in line
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+def test_main_refuses_a_non_loopback_host(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--host", "10.0.0.1", "--port", "0", "--duration", "1"])
+    assert exit_info.value.code == 2
+    assert "loopback" in capsys.readouterr().err
+
+
+def test_main_reports_bad_options_as_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--port", "0", "--fault-rate", "2"])
+    assert exit_info.value.code == 2
+    assert "fault_rate" in capsys.readouterr().err

@@ -1,0 +1,144 @@
+"""The aiohttp transport against aioresponses: what it sends, and how answers are read."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import aiohttp
+import pytest
+from aioresponses import CallbackResult
+
+from .conftest import CompatClientResponse, aioresponses
+
+from async_updater.transport import AiohttpTransport, TransportError
+
+BASE = "https://chime.example.test"
+PATH = "/accounts/a%2Fb/users/u%20v/settings"
+URL = re.compile(r"^https://chime\.example\.test/.*$")
+
+
+@pytest.fixture
+async def transport() -> AiohttpTransport:
+    t = AiohttpTransport(BASE, concurrency=4, timeout=5.0)
+    yield t  # type: ignore[misc]
+    await t.close()
+
+
+async def test_success_returns_status_and_request_id(transport: AiohttpTransport) -> None:
+    with aioresponses() as m:
+        m.put(URL, status=204, headers={"x-amzn-RequestId": "req-1"})
+        r = await transport.send("PUT", PATH, {"Content-Type": "application/json"}, b"{}")
+    assert (r.status, r.request_id, r.error_code, r.message) == (204, "req-1", "", "")
+
+
+async def test_path_is_sent_exactly_as_encoded(transport: AiohttpTransport) -> None:
+    seen: list[str] = []
+
+    def record(url: object, **kwargs: object) -> CallbackResult:
+        seen.append(str(url))
+        return CallbackResult(status=204, response_class=CompatClientResponse)
+
+    with aioresponses() as m:
+        m.put(URL, callback=record)
+        await transport.send("PUT", PATH, {}, b"{}")
+    assert seen == [BASE + PATH]
+
+
+async def test_error_code_comes_from_the_error_type_header(transport: AiohttpTransport) -> None:
+    with aioresponses() as m:
+        m.put(
+            URL,
+            status=429,
+            headers={
+                "x-amzn-ErrorType": "ThrottledClientException:http://internal.amazon.com/",
+                "x-amzn-RequestId": "req-2",
+                "Retry-After": "2",
+            },
+            body=b'{"Message": "Rate exceeded"}',
+        )
+        r = await transport.send("PUT", PATH, {}, b"{}")
+    assert (r.status, r.error_code, r.message, r.request_id) == (
+        429,
+        "ThrottledClientException",
+        "Rate exceeded",
+        "req-2",
+    )
+    assert r.retry_after == 2.0
+
+
+async def test_error_code_comes_from_the_body_when_no_header(transport: AiohttpTransport) -> None:
+    with aioresponses() as m:
+        m.put(URL, status=404, body=b'{"Code":"NotFoundException","Message":"no such user"}')
+        r = await transport.send("PUT", PATH, {}, b"{}")
+    assert (r.error_code, r.message) == ("NotFoundException", "no such user")
+
+
+async def test_namespaced_type_in_the_body_is_reduced_to_the_code(
+    transport: AiohttpTransport,
+) -> None:
+    with aioresponses() as m:
+        m.put(URL, status=400, body=b'{"__type":"com.amazon#BadRequestException","message":"x"}')
+        r = await transport.send("PUT", PATH, {}, b"{}")
+    assert (r.error_code, r.message) == ("BadRequestException", "x")
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"", "HTTP 502 with no message"),
+        (b"<html>Bad Gateway</html>", "<html>Bad Gateway</html>"),
+        (b"\xff\xfe garbage", "\ufffd\ufffd garbage"),
+        (b"[1, 2]", "[1, 2]"),
+    ],
+)
+async def test_garbage_or_empty_error_bodies_still_give_a_code_and_message(
+    transport: AiohttpTransport, body: bytes, message: str
+) -> None:
+    with aioresponses() as m:
+        m.put(URL, status=502, body=body)
+        r = await transport.send("PUT", PATH, {}, b"{}")
+    assert r.error_code == "HTTP502"
+    assert r.message == message
+
+
+async def test_long_error_messages_are_shortened(transport: AiohttpTransport) -> None:
+    with aioresponses() as m:
+        m.put(URL, status=500, body=b"x" * 10_000)
+        r = await transport.send("PUT", PATH, {}, b"{}")
+    assert len(r.message) == 300 and r.message.endswith("...")
+
+
+async def test_timeout_becomes_a_transport_error(transport: AiohttpTransport) -> None:
+    with aioresponses() as m:
+        m.put(URL, exception=asyncio.TimeoutError())
+        with pytest.raises(TransportError) as info:
+            await transport.send("PUT", PATH, {}, b"{}")
+    assert info.value.code == "Timeout"
+
+
+async def test_connection_reset_becomes_a_transport_error(transport: AiohttpTransport) -> None:
+    with aioresponses() as m:
+        m.put(URL, exception=aiohttp.ServerDisconnectedError())
+        with pytest.raises(TransportError) as info:
+            await transport.send("PUT", PATH, {}, b"{}")
+    assert info.value.code == "ConnectionError"
+    assert "ServerDisconnectedError" in str(info.value)
+
+
+async def test_connection_refused_names_host_and_port() -> None:
+    # A port nobody listens on (bound then closed), on loopback only.
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    t = AiohttpTransport(f"http://127.0.0.1:{port}", concurrency=1, connect_timeout=2.0)
+    try:
+        with pytest.raises(TransportError) as info:
+            await t.send("PUT", "/x", {}, b"{}")
+    finally:
+        await t.close()
+    assert info.value.code == "ConnectionError"
+    assert f"127.0.0.1:{port}" in str(info.value)
