@@ -1,3 +1,72 @@
-"""async_updater: apply per-user settings to a rate-limited, SigV4-signed REST API."""
+"""async_updater: apply per-user settings to a rate-limited, SigV4-signed REST API as fast as it
+allows, and prove what happened to every user.
+
+The public API is what ``__all__`` lists; everything else may change without notice.
+"""
+
+from .config import DEFAULT_ENDPOINT, LimitScope, UpdaterConfig
+from .errors import (
+    ConfigError,
+    CredentialsError,
+    InputError,
+    ReportError,
+    RowError,
+    UpdaterError,
+)
+from .limiter import ControllerSettings, RateController, TokenBucket
+from .mock_server import MockChimeServer, MockConfig
+from .model import REPORT_COLUMNS, Record, Result, RowRecord, RunSummary, Status, UserRecord
+from .operation import ChimeUpdateUserSettings, HttpRequest, Operation
+from .pipeline import Updater, update_users
+from .report import CsvReport, JsonlReport, MemoryReport, ReportSink, open_report, read_report
+from .signing import BotocoreCredentials, CredentialProvider, Credentials, StaticCredentials
+from .source import CsvSource, Shard, count_data_lines, read_records
+from .stats import Timeline, TimelinePoint
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_ENDPOINT",
+    "REPORT_COLUMNS",
+    "BotocoreCredentials",
+    "ChimeUpdateUserSettings",
+    "ConfigError",
+    "ControllerSettings",
+    "CredentialProvider",
+    "Credentials",
+    "CredentialsError",
+    "CsvReport",
+    "CsvSource",
+    "HttpRequest",
+    "InputError",
+    "JsonlReport",
+    "LimitScope",
+    "MemoryReport",
+    "MockChimeServer",
+    "MockConfig",
+    "Operation",
+    "RateController",
+    "Record",
+    "ReportError",
+    "ReportSink",
+    "Result",
+    "RowError",
+    "RowRecord",
+    "RunSummary",
+    "Shard",
+    "StaticCredentials",
+    "Status",
+    "Timeline",
+    "TimelinePoint",
+    "TokenBucket",
+    "Updater",
+    "UpdaterConfig",
+    "UpdaterError",
+    "UserRecord",
+    "__version__",
+    "count_data_lines",
+    "open_report",
+    "read_records",
+    "read_report",
+    "update_users",
+]

@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import sys
-import tempfile
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TextIO
@@ -17,7 +16,7 @@ from typing import Any, TextIO
 from . import __version__
 from .config import DEFAULT_ENDPOINT, LimitScope, UpdaterConfig
 from .errors import ConfigError, InputError, ReportError, UpdaterError
-from .model import RunSummary, Status
+from .model import RunSummary, Status, UserRecord
 from .operation import ChimeUpdateUserSettings, Operation
 from .pipeline import Updater
 from .report import FORMATS, ResumeState, input_fingerprint, open_report, write_meta
@@ -104,7 +103,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--report",
         metavar="PATH",
-        help="report file (default: USERS.report.csv next to the input, .jsonl with --format jsonl)",
+        help="report file (default: USERS.report.csv next to the input; .jsonl for jsonl)",
     )
     p.add_argument("--format", choices=FORMATS, default="csv", help="report format (default csv)")
     p.add_argument(
@@ -473,14 +472,10 @@ async def demo_command(args: argparse.Namespace, *, out: TextIO | None = None) -
 def _expected_settings(path: Path) -> dict[tuple[str, str], dict[str, bool]]:
     expected: dict[tuple[str, str], dict[str, bool]] = {}
     for item in CsvSource(path):
-        if hasattr(item, "inbound_calling"):
+        if isinstance(item, UserRecord):
             expected[(item.account_id, item.user_id)] = {
                 "InboundCalling": item.inbound_calling,
                 "OutboundCalling": item.outbound_calling,
                 "SMS": item.sms,
             }
     return expected
-
-
-def _tempdir() -> str:
-    return tempfile.mkdtemp(prefix="async-updater-")

@@ -80,7 +80,7 @@ class CompatClientResponse(ClientResponse):
         super().__init__(method, url, **kwargs)
 
 
-class aioresponses(_aioresponses):  # noqa: N801 - a drop-in for the upstream name
+class aioresponses(_aioresponses):
     def add(self, *args: Any, **kwargs: Any) -> None:
         if kwargs.get("response_class") is None:
             kwargs["response_class"] = CompatClientResponse

@@ -9,9 +9,9 @@ import aiohttp
 import pytest
 from aioresponses import CallbackResult
 
-from .conftest import CompatClientResponse, aioresponses
-
 from async_updater.transport import AiohttpTransport, TransportError
+
+from .conftest import CompatClientResponse, aioresponses
 
 BASE = "https://chime.example.test"
 PATH = "/accounts/a%2Fb/users/u%20v/settings"

@@ -1,0 +1,248 @@
+"""The CSV source: streams rows, validates each, yields a record or an ``invalid`` result.
+
+Never loads the file: one row at a time through the stdlib csv reader, with a compact digest
+index for the duplicate check, so memory is flat in the file's size. File-level problems
+(missing, unreadable, empty, wrong header) raise ``InputError`` when the source is built, before
+anything is sent; row-level problems become ``invalid`` results naming the line and the field.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from hashlib import blake2b
+from pathlib import Path
+from typing import IO
+
+from .errors import ConfigError, InputError, RowError
+from .keyindex import KeyIndex
+from .model import Record, Result, Status
+from .operation import ChimeUpdateUserSettings, Operation
+
+__all__ = ["CsvSource", "Shard", "count_data_lines", "read_records"]
+
+MAX_FIELD = 1 << 20
+MAX_REPORTED_CELL = 256
+# The csv module's limit is process-wide; raise it once so long-but-sane fields parse and only
+# pathological ones (an unclosed quote swallowing the file) are refused, row by row.
+csv.field_size_limit(max(csv.field_size_limit(), MAX_FIELD))
+
+
+@dataclass(frozen=True, slots=True)
+class Shard:
+    """Shard ``index`` of ``count``: the rows whose account id hashes to ``index``.
+
+    The hash is BLAKE2b of the account id, so it is the same in every process and Python
+    version, and one account's rows (and its rate limit) never span two shards.
+    """
+
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        if self.count < 1 or not 0 <= self.index < self.count:
+            raise ConfigError(f"--shard: need 0 <= K < N, got {self.index}/{self.count}")
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        k, sep, n = text.partition("/")
+        try:
+            if not sep:
+                raise ValueError
+            return cls(int(k), int(n))
+        except ValueError:
+            raise ConfigError(f"--shard: {text!r} is not K/N, e.g. 0/4 (K counts from 0)") from None
+
+    def owns(self, account_id: str) -> bool:
+        digest = blake2b(account_id.encode("utf-8", "surrogateescape"), digest_size=8).digest()
+        return int.from_bytes(digest, "big") % self.count == self.index
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+class CsvSource:
+    """Iterate ``Record | Result`` from a CSV file: a record per valid row, an ``invalid``
+    ``Result`` per bad row (line and field in the message). Iterable more than once."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        operation: Operation | None = None,
+        *,
+        shard: Shard | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.operation: Operation = operation or ChimeUpdateUserSettings()
+        self.shard = shard
+        self.rows = 0
+        self.invalid = 0
+        with self._open() as f:
+            header, self._header_line = _read_header(csv.reader(f), self.path)
+        self.header = header
+        try:
+            self.operation.row_parser(header)
+        except InputError as exc:
+            expected = ",".join(self.operation.columns)
+            names = {h.strip().lower() for h in header}
+            if not names & set(self.operation.columns):
+                raise InputError(
+                    f"{self.path}: the first line is not a header; it must be: {expected}"
+                ) from None
+            raise InputError(f"{self.path}: {exc}") from None
+        self._index = {h.strip().lower(): i for i, h in enumerate(header)}
+
+    def _open(self) -> IO[str]:
+        try:
+            return open(self.path, encoding="utf-8-sig", errors="surrogateescape", newline="")
+        except FileNotFoundError:
+            raise InputError(f"{self.path}: no such file") from None
+        except IsADirectoryError:
+            raise InputError(f"{self.path}: is a directory, not a CSV file") from None
+        except PermissionError:
+            raise InputError(f"{self.path}: cannot read it (permission denied)") from None
+        except OSError as exc:
+            raise InputError(f"{self.path}: cannot read it ({exc.strerror})") from None
+
+    def __iter__(self) -> Iterator[Record | Result]:
+        self.rows = 0
+        self.invalid = 0
+        parse = self.operation.row_parser(self.header)
+        seen = KeyIndex()
+        shard = self.shard
+        ia = self._index.get("account_id", -1)
+        iu = self._index.get("user_id", -1)
+        with self._open() as f:
+            reader = csv.reader(f)
+            last = 0
+            while True:
+                try:
+                    cells = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as exc:
+                    line = last + 1
+                    last = reader.line_num
+                    self.rows += 1
+                    self.invalid += 1
+                    yield _invalid("", "", line, f"line {line}: cannot parse the row ({exc})")
+                    continue
+                line = last + 1
+                last = reader.line_num
+                if line <= self._header_line:
+                    continue
+                if not cells or not (cells[0].strip() or any(c.strip() for c in cells)):
+                    continue  # a blank line (or one of only commas, as spreadsheets export)
+                account = _cell(cells, ia)
+                if shard is not None and not shard.owns(account):
+                    continue
+                self.rows += 1
+                try:
+                    for i, cell in enumerate(cells):
+                        if not cell.isascii():
+                            _check_utf8(cell, self.header, i)
+                    record = parse(cells, line)
+                except RowError as exc:
+                    self.invalid += 1
+                    yield _invalid(account, _cell(cells, iu), line, f"line {line}: {exc}")
+                    continue
+                earlier = seen.add(record.account_id, record.user_id, line)
+                if earlier is not None:
+                    self.invalid += 1
+                    yield Result(
+                        _report_cell(record.account_id),
+                        _report_cell(record.user_id),
+                        Status.INVALID,
+                        error_code="DuplicateRow",
+                        message=(
+                            f"line {line}: user_id: duplicate of line {earlier} (same account_id "
+                            f"and user_id); only line {earlier} is applied"
+                        ),
+                        line=line,
+                    )
+                    continue
+                yield record
+
+
+def read_records(
+    path: str | os.PathLike[str],
+    operation: Operation | None = None,
+    *,
+    shard: Shard | None = None,
+) -> Iterator[Record | Result]:
+    """Stream the records (and invalid-row results) of a CSV file."""
+    return iter(CsvSource(path, operation, shard=shard))
+
+
+def count_data_lines(path: str | os.PathLike[str]) -> int:
+    """A cheap upper bound on the data rows, for a progress bar: newlines minus the header."""
+    lines = 0
+    last = b"\n"
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                lines += chunk.count(b"\n")
+                last = chunk[-1:]
+    except OSError:
+        return 0
+    if last != b"\n":
+        lines += 1
+    return max(0, lines - 1)
+
+
+def _read_header(reader: Iterator[list[str]], path: Path) -> tuple[list[str], int]:
+    line = 0
+    try:
+        for cells in reader:
+            line += 1
+            if cells and any(c.strip() for c in cells):
+                for c in cells:
+                    if not c.isascii():
+                        try:
+                            c.encode("utf-8")
+                        except UnicodeEncodeError:
+                            raise InputError(
+                                f"{path}: the header line is not valid UTF-8"
+                            ) from None
+                return cells, getattr(reader, "line_num", line)
+    except csv.Error as exc:
+        raise InputError(f"{path}: cannot parse the header line ({exc})") from None
+    raise InputError(f"{path}: is empty; the first line must be the header")
+
+
+def _check_utf8(cell: str, header: Sequence[str], i: int) -> None:
+    try:
+        cell.encode("utf-8")
+    except UnicodeEncodeError:
+        field = header[i].strip() if i < len(header) else f"field {i + 1}"
+        raise RowError(field, "is not valid UTF-8") from None
+
+
+def _cell(cells: Sequence[str], i: int) -> str:
+    return cells[i].strip() if 0 <= i < len(cells) else ""
+
+
+def _report_cell(value: str) -> str:
+    if not value.isascii():
+        value = value.encode("utf-8", "replace").decode("utf-8")
+    value = value.replace("\x00", "\\0")
+    return value if len(value) <= MAX_REPORTED_CELL else value[: MAX_REPORTED_CELL - 3] + "..."
+
+
+def _invalid(account: str, user: str, line: int, message: str) -> Result:
+    return Result(
+        _report_cell(account),
+        _report_cell(user),
+        Status.INVALID,
+        error_code="InvalidRow",
+        message=_report_cell_message(message),
+        line=line,
+    )
+
+
+def _report_cell_message(message: str) -> str:
+    if not message.isascii():
+        message = message.encode("utf-8", "replace").decode("utf-8")
+    return message
