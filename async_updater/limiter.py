@@ -223,12 +223,15 @@ class ControllerSettings:
 
     ``throttle_backoff``: largest multiplier applied on a 429 (the cut is deeper when a larger
     share of recent answers were throttled, down to ``max_cut``). ``overload_backoff``: the
-    gentler multiplier for a 503. ``cubic_c``: how fast the rate grows back, as a share of the
-    rate at the last cut per second cubed. ``window_s``: how far back the throttled share is read.
+    gentler multiplier for a 503, applied at most once per ``overload_interval_s`` (a 503 says
+    "busy", not "over your quota": a few stray ones must not walk the rate down).
+    ``cubic_c``: how fast the rate grows back, as a share of the rate at the last cut per
+    second cubed. ``window_s``: how far back the throttled share is read.
     """
 
     throttle_backoff: float = 0.9
     overload_backoff: float = 0.95
+    overload_interval_s: float = 1.0
     max_cut: float = 0.5
     cubic_c: float = 0.4
     window_s: float = 0.1
@@ -243,6 +246,8 @@ class ControllerSettings:
             raise ValueError("max_cut must be <= throttle_backoff")
         if not self.cubic_c > 0 or not self.window_s > 0 or self.slots < 1:
             raise ValueError("cubic_c and window_s must be > 0 and slots >= 1")
+        if self.overload_interval_s < 0:
+            raise ValueError("overload_interval_s must be >= 0")
 
 
 class RateController:
@@ -325,7 +330,7 @@ class RateController:
 
     def on_overloaded(self, now: float, sent_at: float) -> bool:
         """A 503 for a request sent at ``sent_at``. Returns True if the rate was cut."""
-        if sent_at < self.cut_at:
+        if sent_at < self.cut_at or now - self.cut_at < self.settings.overload_interval_s:
             return False
         self._cut(now, self.settings.overload_backoff)
         return True

@@ -242,12 +242,15 @@ def test_cut_follows_the_accepted_share_between_the_bounds() -> None:
     assert c.rate == pytest.approx(700.0)
 
 
-def test_503_cuts_gently_and_only_once_per_round_trip() -> None:
-    c = RateController(1000.0)
+def test_503_cuts_gently_and_at_most_once_per_overload_interval() -> None:
+    c = RateController(1000.0, settings=ControllerSettings(overload_interval_s=1.0))
     assert c.on_overloaded(1.0, sent_at=0.99)
     assert c.rate == pytest.approx(950.0)
-    assert not c.on_overloaded(1.01, sent_at=0.995)
-    assert c.rate == pytest.approx(950.0)
+    assert not c.on_overloaded(1.01, sent_at=0.995)  # same round trip
+    assert not c.on_overloaded(1.5, sent_at=1.4)  # sent after the cut, but within the interval
+    assert c.cuts == 1
+    assert c.on_overloaded(2.01, sent_at=2.0)
+    assert c.cuts == 2
 
 
 def test_recovery_climbs_back_to_the_previous_peak_then_probes_above_it() -> None:
