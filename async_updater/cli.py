@@ -19,9 +19,10 @@ from .errors import ConfigError, InputError, ReportError, UpdaterError
 from .model import RunSummary, Status, UserRecord
 from .operation import ChimeUpdateUserSettings, Operation
 from .pipeline import Updater
+from .progress import ProgressDisplay
 from .report import FORMATS, ResumeState, input_fingerprint, open_report, write_meta
 from .signing import CredentialProvider, StaticCredentials
-from .source import CsvSource, Shard
+from .source import CsvSource, Shard, count_data_lines
 
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "main"]
 
@@ -281,7 +282,7 @@ async def run_command(
             write_meta(report_path, meta)
         try:
             with _signals(updater):
-                summary = await _run_with_progress(updater, source, sink, skip, args, out)
+                summary = await _run_with_progress(updater, source, sink, skip, args)
         finally:
             sink.close()
     summary = _replace_report_path(summary, str(report_path))
@@ -317,14 +318,16 @@ def _replace_report_path(summary: RunSummary, path: str) -> RunSummary:
 
 
 async def _run_with_progress(
-    updater: Updater,
-    source: Any,
-    sink: Any,
-    skip: Any,
-    args: argparse.Namespace,
-    out: TextIO,
+    updater: Updater, source: CsvSource, sink: Any, skip: Any, args: argparse.Namespace
 ) -> RunSummary:
-    return await updater.run(source, sink, skip=skip)
+    stream = sys.stderr
+    mode = ProgressDisplay.choose_mode(disabled=args.no_progress, stream=stream)
+    total = count_data_lines(source.path) if mode != "off" else None
+    if total is not None and source.shard is not None:
+        total = None  # a shard's share of the file is not known up front
+    async with ProgressDisplay(updater, total, mode=mode, stream=stream) as display:
+        updater.on_notice = display.print
+        return await updater.run(source, sink, skip=skip)
 
 
 class _signals:
@@ -338,14 +341,20 @@ class _signals:
     def _handle(self) -> None:
         self.count += 1
         if self.count == 1:
-            print(
-                "\nstopping: no new requests; waiting for those in flight "
-                "(press Ctrl-C again to abandon them)",
-                file=sys.stderr,
+            self._say(
+                "stopping: no new requests; waiting for those in flight "
+                "(press Ctrl-C again to abandon them)"
             )
             self.updater.stop()
         else:
+            self._say("abandoning the requests in flight")
             self.updater.stop(cancel_in_flight=True)
+
+    def _say(self, message: str) -> None:
+        if self.updater.on_notice is not None:
+            self.updater.on_notice(message)
+        else:
+            print(message, file=sys.stderr, flush=True)
 
     def __enter__(self) -> _signals:
         loop = asyncio.get_running_loop()

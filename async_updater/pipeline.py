@@ -99,6 +99,8 @@ class Updater:
         self._run: _Run | None = None
         self.stats = RunStats(time.monotonic())
         self.total_rate = 0.0
+        self.on_notice: Callable[[str], None] | None = None
+        self._last_notice: dict[str, float] = {}
 
     async def __aenter__(self) -> Updater:
         await self.open()
@@ -123,6 +125,18 @@ class Updater:
         if self._transport is not None and self._own_transport:
             await self._transport.close()
             self._transport = None
+
+    def notice(self, message: str, *, key: str = "", every: float = 0.0) -> None:
+        """Tell the operator something (via ``on_notice``); with ``key``, at most once per
+        ``every`` seconds, so a recurring event cannot flood the terminal."""
+        if self.on_notice is None:
+            return
+        if key:
+            now = time.monotonic()
+            if now - self._last_notice.get(key, -1e18) < every:
+                return
+            self._last_notice[key] = now
+        self.on_notice(message)
 
     @property
     def rate(self) -> float:
@@ -419,6 +433,11 @@ class _Run:
             await self._complete(item, self._result(item, Status.FAILED, response, latency))
         elif kind is ErrorClass.EXPIRED_CREDENTIALS and not item.refreshed:
             item.refreshed = True
+            self.up.notice(
+                "the server says our credentials expired; refreshing them from the AWS chain",
+                key="refresh",
+                every=10.0,
+            )
             try:
                 await self.up._credentials.refresh()
             except CredentialsError as exc:
@@ -436,6 +455,12 @@ class _Run:
                 item, _with_message(result, f"gave up after {item.attempts} attempts: ")
             )
         elif kind is not ErrorClass.THROTTLED and not self.up._budget.try_spend():
+            self.up.notice(
+                "retry budget exhausted: failing errors are no longer retried until requests "
+                "succeed again (the server or network is failing most requests)",
+                key="budget",
+                every=30.0,
+            )
             result = self._result(item, Status.FAILED, response, latency)
             await self._complete(item, _with_message(result, "retry budget exhausted: "))
         else:
@@ -472,6 +497,11 @@ class _Run:
                 if until > scope.bucket.paused_until:
                     stats.cooldowns += 1
                     scope.bucket.pause_until(until)
+                    self.up.notice(
+                        f"the server asked us to wait {until - now:.1f} s; pausing",
+                        key="cooldown",
+                        every=30.0,
+                    )
         elif response.status:
             point.accepted += 1
             if kind is ErrorClass.TRANSIENT:

@@ -26,23 +26,31 @@ class _Sample:
         self.retries = stats.retries
 
 
+def progress_figures(
+    stats: RunStats, total: int | None, allowed_rate: float, last: _Sample, now: _Sample
+) -> dict[str, str]:
+    """The figures shown, as text; the rich and the plain display both use them."""
+    dt = max(1e-9, now.t - last.t)
+    done = now.done + stats.skipped
+    c = stats.counts
+    return {
+        "rows": f"{done}/{total if total else '?'} rows"
+        + (f" ({100.0 * min(done, total) / total:.0f}%)" if total else ""),
+        "eta": "ETA " + _eta(done, total, (now.done - last.done) / dt),
+        "rate": f"{(now.requests - last.requests) / dt:.0f} req/s (allowed {allowed_rate:.0f}/s)",
+        "in_flight": f"in flight {stats.in_flight}",
+        "counts": f"updated {c.get('updated', 0)}  failed {c.get('failed', 0)}  "
+        f"invalid {c.get('invalid', 0)}",
+        "recent": f"last {dt:.0f}s: throttled {now.throttles - last.throttles}, "
+        f"retries {now.retries - last.retries}",
+    }
+
+
 def progress_line(
     stats: RunStats, total: int | None, allowed_rate: float, last: _Sample, now: _Sample
 ) -> str:
-    """One line of figures; the rich display shows the same ones."""
-    dt = max(1e-9, now.t - last.t)
-    achieved = (now.requests - last.requests) / dt
-    done = now.done + stats.skipped
-    pct = f" ({100.0 * done / total:.0f}%)" if total else ""
-    eta = _eta(done, total, (now.done - last.done) / dt)
-    c = stats.counts
-    return (
-        f"{done}/{total if total else '?'} rows{pct}  "
-        f"{achieved:.0f} req/s (allowed {allowed_rate:.0f})  "
-        f"updated {c.get('updated', 0)} failed {c.get('failed', 0)} invalid {c.get('invalid', 0)}  "
-        f"throttled {now.throttles - last.throttles} retries {now.retries - last.retries} "
-        f"in {dt:.0f}s  in flight {stats.in_flight}  ETA {eta}"
-    )
+    f = progress_figures(stats, total, allowed_rate, last, now)
+    return "  ".join(f[k] for k in ("rows", "rate", "counts", "recent", "in_flight", "eta"))
 
 
 def _eta(done: int, total: int | None, rate: float) -> str:
@@ -135,19 +143,32 @@ class ProgressDisplay:
             else:
                 print(self._text(), file=self.stream, flush=True)
 
-    def _text(self) -> str:
+    def _pair(self) -> tuple[_Sample, _Sample]:
         stats = self.updater.stats
-        last = self._samples[0]
+        last = self._samples[0] if self._samples else _Sample(time.monotonic(), stats)
         now = self._samples[-1] if len(self._samples) > 1 else _Sample(time.monotonic(), stats)
-        return progress_line(stats, self.total, self.updater.rate, last, now)
+        return last, now
+
+    def _text(self) -> str:
+        return progress_line(self.updater.stats, self.total, self.updater.rate, *self._pair())
 
     def _render(self) -> Any:
         from rich.console import Group
         from rich.progress_bar import ProgressBar
-        from rich.text import Text
+        from rich.table import Table
 
         stats = self.updater.stats
+        f = progress_figures(stats, self.total, self.updater.rate, *self._pair())
         done = stats.done + stats.skipped
-        bar = ProgressBar(total=float(self.total) if self.total else None, completed=float(done))
-        text = Text(self._text() if self._samples else "starting...")
-        return Group(bar, text)
+        grid = Table.grid(padding=(0, 2))
+        grid.add_row(
+            ProgressBar(
+                total=float(self.total) if self.total else None, completed=float(done), width=40
+            ),
+            f["rows"],
+            f["eta"],
+        )
+        lines = Table.grid(padding=(0, 2))
+        lines.add_row(f["rate"], f["in_flight"])
+        lines.add_row(f["counts"], f["recent"])
+        return Group(grid, lines)
