@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import signal
@@ -16,13 +17,17 @@ from typing import Any, TextIO
 from . import __version__
 from .config import DEFAULT_ENDPOINT, LimitScope, UpdaterConfig
 from .errors import ConfigError, InputError, ReportError, UpdaterError
+from .generic import GenericOperation, load_operation
+from .merge import merge_reports
 from .model import RunSummary, Status, UserRecord
-from .operation import ChimeUpdateUserSettings, Operation
+from .operation import Operation
 from .pipeline import Updater
+from .plot import plot_timeline, read_timeline
 from .progress import ProgressDisplay
 from .report import FORMATS, ResumeState, input_fingerprint, open_report, write_meta
 from .signing import CredentialProvider, StaticCredentials
 from .source import CsvSource, Shard, count_data_lines
+from .summary import format_report_summary, format_summary, summarize_report
 
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "main"]
 
@@ -90,6 +95,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--out", default="demo-output", help="folder for the sample CSV and report")
     demo.add_argument("--no-progress", action="store_true", help="no live progress display")
+
+    rep = sub.add_parser(
+        "report",
+        help="summarise a finished or partial report (sends nothing)",
+        description="Print the summary of a report: counts per status, top error codes, "
+        "latency percentiles.",
+    )
+    rep.add_argument("report", metavar="REPORT", help="a report file (CSV or JSON Lines)")
+    rep.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    merge = sub.add_parser(
+        "merge-reports",
+        help="combine the reports of --shard runs into one",
+        description="Combine shard reports into one report; refuses reports of different "
+        "inputs or overlapping users, warns about missing shards.",
+    )
+    merge.add_argument("output", metavar="OUT", help="merged report to write")
+    merge.add_argument("reports", metavar="REPORT", nargs="+", help="shard reports")
+
+    plot = sub.add_parser(
+        "plot",
+        help="draw a --timeline file as a PNG (needs matplotlib)",
+        description="Plot requests per second, throttling, errors, the allowed rate and "
+        "requests in flight over time.",
+    )
+    plot.add_argument("timeline", metavar="TIMELINE", help="a file written by run --timeline")
+    plot.add_argument("--out", required=True, metavar="PNG", help="image file to write")
+    plot.add_argument("--title", default="async-updater run", help="plot title")
 
     mock = sub.add_parser(
         "mock-server",
@@ -168,6 +201,27 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         help="validate the input and report each user as 'planned'; send nothing",
     )
     p.add_argument("--shard", metavar="K/N", help="only handle accounts of shard K of N (0-based)")
+    g = p.add_argument_group(
+        "other operations",
+        "Chime UpdateUserSettings is the default. --path-template switches to a generic SigV4 "
+        "call per row: {column} placeholders in the path are percent-encoded as one segment; "
+        "the body template is a JSON file whose strings may be placeholders, typed as "
+        "{column:bool}, {column:int}, {column:float}, {column:json} or text {column}.",
+    )
+    g.add_argument(
+        "--operation", default="", metavar="NAME", help="a registered operation (entry point)"
+    )
+    g.add_argument("--method", default="PUT", help="HTTP method for --path-template (default PUT)")
+    g.add_argument("--service", help="SigV4 signing name for --path-template, e.g. execute-api")
+    g.add_argument("--path-template", metavar="TEMPLATE", help="e.g. /v1/users/{user_id}/flags")
+    g.add_argument("--body-template", metavar="FILE", help="JSON body template file")
+    g.add_argument("--id-column", metavar="COLUMN", help="column shown as user_id in the report")
+    g.add_argument(
+        "--scope-column",
+        default="account_id",
+        metavar="COLUMN",
+        help="column shown as account_id in the report and used by --limit-scope account",
+    )
     p.add_argument("--timeline", metavar="PATH", help="write per-second figures (JSON Lines) here")
     p.add_argument("--summary-json", metavar="PATH", help="write the summary as JSON here")
     p.add_argument("--no-progress", action="store_true", help="no live progress display")
@@ -182,6 +236,14 @@ def main(argv: list[str] | None = None) -> int:
             return mock_main(args.args)
         if args.command == "demo":
             return _run_async(lambda: demo_command(args))
+        if args.command == "report":
+            return report_command(args)
+        if args.command == "merge-reports":
+            return merge_command(args)
+        if args.command == "plot":
+            plot_timeline(read_timeline(args.timeline), args.out, title=args.title)
+            print(f"wrote {args.out}")
+            return EXIT_OK
         return _run_async(lambda: run_command(args))
     except UpdaterError as exc:
         print(f"async-updater: error: {exc}", file=sys.stderr)
@@ -201,6 +263,40 @@ def _run_async(factory: Callable[[], Coroutine[Any, Any, int]]) -> int:
         loop_factory = None
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         return runner.run(factory())
+
+
+def operation_from_args(args: argparse.Namespace) -> Operation:
+    generic_only = ("method", "service", "body_template", "id_column")
+    if not args.path_template:
+        used = [f"--{n.replace('_', '-')}" for n in generic_only if _given(args, n)]
+        if used:
+            raise ConfigError(f"{', '.join(used)}: only used with --path-template")
+        return load_operation(args.operation)
+    if args.operation:
+        raise ConfigError("--operation and --path-template cannot be used together")
+    if not args.service:
+        raise ConfigError("--service: required with --path-template (e.g. execute-api)")
+    body = None
+    if args.body_template:
+        try:
+            body = json.loads(Path(args.body_template).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"--body-template: cannot read it ({exc.strerror})") from None
+        except ValueError as exc:
+            raise ConfigError(f"--body-template: not valid JSON ({exc})") from None
+    return GenericOperation(
+        service=args.service,
+        path_template=args.path_template,
+        method=args.method,
+        body_template=body,
+        id_column=args.id_column,
+        scope_column=args.scope_column or None,
+    )
+
+
+def _given(args: argparse.Namespace, name: str) -> bool:
+    value = getattr(args, name)
+    return value is not None and not (name == "method" and value == "PUT")
 
 
 def config_from_args(args: argparse.Namespace, operation: Operation) -> UpdaterConfig:
@@ -243,7 +339,7 @@ async def run_command(
     out: TextIO | None = None,
 ) -> int:
     out = out or sys.stdout
-    operation: Operation = ChimeUpdateUserSettings()
+    operation = operation_from_args(args)
     config = config_from_args(args, operation)
     shard = Shard.parse(args.shard) if args.shard else None
     source = CsvSource(args.input, operation, shard=shard)
@@ -259,24 +355,26 @@ async def run_command(
         "shard": args.shard,
         "format": args.format,
     }
-    skip = None
-    if args.resume:
-        state = ResumeState.prepare(report_path, args.format, meta)
-        skip = state.updated
-        if state.carried_rows:
-            print(
-                f"resuming: {state.carried_rows} users already updated in {report_path} "
-                "will not be sent again",
-                file=sys.stderr,
+    if not args.resume:
+        if report_path.exists() and report_path.stat().st_size > 0 and not args.overwrite:
+            raise ReportError(
+                f"{report_path} already exists: add --resume to continue that run, "
+                "--overwrite to start over, or choose another --report"
             )
-    elif report_path.exists() and report_path.stat().st_size > 0 and not args.overwrite:
-        raise ReportError(
-            f"{report_path} already exists: add --resume to continue that run, "
-            "--overwrite to start over, or choose another --report"
-        )
-    else:
         _check_writable(report_path)
+    # Credentials are resolved before the report is touched: a run that cannot sign must
+    # leave an existing report exactly as it was.
     async with Updater(config, operation=operation, credentials=credentials) as updater:
+        skip = None
+        if args.resume:
+            state = ResumeState.prepare(report_path, args.format, meta)
+            skip = state.updated
+            if state.carried_rows:
+                print(
+                    f"resuming: {state.carried_rows} users already updated in {report_path} "
+                    "will not be sent again",
+                    file=sys.stderr,
+                )
         sink = open_report(report_path, args.format, append=args.resume)
         if not args.resume:
             write_meta(report_path, meta)
@@ -285,18 +383,13 @@ async def run_command(
                 summary = await _run_with_progress(updater, source, sink, skip, args)
         finally:
             sink.close()
-    summary = _replace_report_path(summary, str(report_path))
+    summary = dataclasses.replace(summary, report_path=str(report_path))
     if args.timeline:
         updater.stats.timeline.write(args.timeline)
     if args.summary_json:
         Path(args.summary_json).write_text(json.dumps(summary.as_dict(), indent=2) + "\n")
-    print(format_summary(summary), file=out)
+    print(format_summary(summary, next_command=resume_command(args, report_path)), file=out)
     if summary.interrupted:
-        print(
-            f"interrupted: the report is flushed. To finish, run the same command with --resume "
-            f"(report: {report_path})",
-            file=out,
-        )
         return EXIT_INTERRUPTED
     if source.rows == 0:
         print(f"{args.input} has a header but no rows: nothing to do", file=out)
@@ -309,12 +402,6 @@ def _check_writable(path: Path) -> None:
         raise ReportError(f"--report: folder {parent} does not exist")
     if not os.access(parent, os.W_OK):
         raise ReportError(f"--report: cannot write in {parent}")
-
-
-def _replace_report_path(summary: RunSummary, path: str) -> RunSummary:
-    from dataclasses import replace
-
-    return replace(summary, report_path=path)
 
 
 async def _run_with_progress(
@@ -372,41 +459,58 @@ class _signals:
             loop.remove_signal_handler(sig)
 
 
+def report_command(args: argparse.Namespace) -> int:
+    summary = summarize_report(args.report)
+    if args.json:
+        print(json.dumps(summary.as_dict(), indent=2))
+    else:
+        print(format_report_summary(summary))
+    bad = summary.counts.get(Status.FAILED.value, 0) + summary.counts.get(Status.INVALID.value, 0)
+    return EXIT_FAILED if bad else EXIT_OK
+
+
+def merge_command(args: argparse.Namespace) -> int:
+    written, warnings = merge_reports(args.reports, args.output)
+    for warning in warnings:
+        print(f"async-updater: warning: {warning}", file=sys.stderr)
+    print(f"wrote {written} rows from {len(args.reports)} reports to {args.output}")
+    return EXIT_OK
+
+
+def resume_command(args: argparse.Namespace, report_path: Path) -> list[str]:
+    """The command that finishes (or retries the failures of) this run."""
+    cmd = ["async-updater", "run", str(args.input), "--report", str(report_path), "--resume"]
+    defaults = build_parser().parse_args(["run", "x"])
+    for name in (
+        "format",
+        "endpoint_url",
+        "region",
+        "profile",
+        "rate",
+        "concurrency",
+        "max_attempts",
+        "limit_scope",
+        "timeout",
+        "shard",
+        "operation",
+        "method",
+        "service",
+        "path_template",
+        "body_template",
+        "id_column",
+        "scope_column",
+    ):
+        value = getattr(args, name)
+        if value is not None and value != getattr(defaults, name):
+            cmd += [f"--{name.replace('_', '-')}", str(value)]
+    return cmd
+
+
 def exit_code(summary: RunSummary) -> int:
     if summary.interrupted:
         return EXIT_INTERRUPTED
     bad = summary.counts.get(Status.FAILED.value, 0) + summary.counts.get(Status.INVALID.value, 0)
     return EXIT_FAILED if bad else EXIT_OK
-
-
-def format_summary(s: RunSummary) -> str:
-    counts = ", ".join(f"{k} {v}" for k, v in s.counts.items() if v or k != "planned")
-    lat = "n/a"
-    if s.latency_p50_ms is not None:
-        lat = (
-            f"p50 {s.latency_p50_ms:.1f} ms, p95 {s.latency_p95_ms or 0:.1f} ms, "
-            f"p99 {s.latency_p99_ms or 0:.1f} ms"
-        )
-    lines = [
-        "== summary",
-        f"rows         {s.rows}: {counts}"
-        + (f" (+{s.skipped} already updated)" if s.skipped else ""),
-        f"elapsed      {s.elapsed_s:.2f} s",
-        f"requests     {s.requests} ({s.requests_per_s:.1f}/s; {s.updates_per_s:.1f} updates/s)",
-        f"retries      {s.retries}; throttled {s.throttles}; server errors {s.server_errors}",
-        f"rate         final {_rate(s.final_rate)}, average {_rate(s.average_rate)}, "
-        f"{s.cuts} cuts, {s.cooldowns} cool-downs",
-        f"latency      {lat}",
-    ]
-    for code, n, example in s.top_errors:
-        lines.append(f"error        {code} x{n}: {example}")
-    if s.report_path:
-        lines.append(f"report       {s.report_path}")
-    return "\n".join(lines)
-
-
-def _rate(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.1f}/s"
 
 
 async def demo_command(args: argparse.Namespace, *, out: TextIO | None = None) -> int:

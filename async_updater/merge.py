@@ -1,0 +1,94 @@
+"""Combine the reports of N shards (``--shard K/N``) into one, checking they fit together."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import ReportError
+from .keyindex import KeyIndex
+from .model import REPORT_COLUMNS, Status
+from .report import detect_format, meta_path, read_report
+
+__all__ = ["merge_reports"]
+
+
+def merge_reports(
+    inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLike[str]
+) -> tuple[int, list[str]]:
+    """Write the rows of ``inputs`` to ``output`` (format of the first input) and return
+    (rows written, warnings). Refuses reports of different input files, operations, formats,
+    or a user present in two reports; warns about missing shards."""
+    if not inputs:
+        raise ReportError("merge-reports: no reports given")
+    paths = [Path(p) for p in inputs]
+    out = Path(output)
+    if any(out.resolve() == p.resolve() for p in paths):
+        raise ReportError("merge-reports: the output must not be one of the inputs")
+    fmt = detect_format(paths[0])
+    metas = [_meta(p) for p in paths]
+    warnings: list[str] = []
+    _check_same(paths, metas, fmt)
+    shards = {m.get("shard") for m in metas if m}
+    counts = {int(str(s).split("/")[1]) for s in shards if s}
+    if len(counts) == 1:
+        n = counts.pop()
+        have = {int(str(s).split("/")[0]) for s in shards if s}
+        missing = sorted(set(range(n)) - have)
+        if missing:
+            warnings.append(
+                f"shards {', '.join(f'{k}/{n}' for k in missing)} are missing: "
+                "the merged report does not cover the whole input"
+            )
+    seen = KeyIndex()
+    written = 0
+    tmp = out.with_name(out.name + ".tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            if fmt == "csv":
+                f.write(",".join(REPORT_COLUMNS) + "\n")
+            for i, path in enumerate(paths):
+                for row in read_report(path):
+                    # Invalid rows may repeat a key (duplicates) and stay in their shard.
+                    if row.status != Status.INVALID.value:
+                        earlier = seen.add(row.account_id, row.user_id, i)
+                        if earlier is not None and earlier != i:
+                            raise ReportError(
+                                f"merge-reports: user {row.account_id}/{row.user_id} is in "
+                                f"both {paths[earlier]} and {path}: these are not shards of "
+                                "one run"
+                            )
+                    f.write(row.text)
+                    written += 1
+        os.replace(tmp, out)
+    except OSError as exc:
+        raise ReportError(f"merge-reports: cannot write {out}: {exc.strerror}") from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return written, warnings
+
+
+def _meta(path: Path) -> dict[str, object]:
+    if not path.exists():
+        raise ReportError(f"merge-reports: {path}: no such file")
+    try:
+        data = json.loads(meta_path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _check_same(paths: list[Path], metas: list[dict[str, object]], fmt: str) -> None:
+    for path in paths[1:]:
+        if detect_format(path) != fmt:
+            raise ReportError(f"merge-reports: {path} is not in the same format as {paths[0]}")
+    for key, what in (("input_sha256", "input file"), ("operation", "operation")):
+        values = {str(m.get(key)) for m in metas if m}
+        if len(values) > 1:
+            raise ReportError(f"merge-reports: the reports were made from different {what}s")
+    shards = [m.get("shard") for m in metas if m and m.get("shard")]
+    if len(shards) != len(set(map(str, shards))):
+        raise ReportError("merge-reports: the same shard is given twice")

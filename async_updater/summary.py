@@ -1,0 +1,137 @@
+"""Summaries for people: the end-of-run table, the same from a report file, and what to do next."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+from array import array
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from .model import RunSummary, Status
+from .report import read_report
+from .stats import percentile
+
+__all__ = ["ReportSummary", "format_report_summary", "format_summary", "summarize_report"]
+
+
+def format_summary(s: RunSummary, *, next_command: list[str] | None = None) -> str:
+    """The end-of-run table as plain text (it reads the same in a log file as on a terminal)."""
+    counts = "  ".join(f"{k} {v}" for k, v in s.counts.items() if v or k != "planned")
+    rows = [
+        (
+            "rows",
+            f"{s.rows}   {counts}" + (f"   (+{s.skipped} already updated)" if s.skipped else ""),
+        ),
+        ("elapsed", f"{s.elapsed_s:.2f} s"),
+        (
+            "requests",
+            f"{s.requests}   {s.requests_per_s:.1f}/s   ({s.updates_per_s:.1f} updates/s)",
+        ),
+        ("retries", f"{s.retries}   throttled {s.throttles}   server errors {s.server_errors}"),
+        (
+            "rate",
+            f"final {_rate(s.final_rate)}   average {_rate(s.average_rate)}   "
+            f"{s.cuts} cuts   {s.cooldowns} cool-downs",
+        ),
+        ("latency", _latency(s.latency_p50_ms, s.latency_p95_ms, s.latency_p99_ms)),
+    ]
+    rows += [("error", f"{code} x{n}: {example}") for code, n, example in s.top_errors]
+    if s.report_path:
+        rows.append(("report", s.report_path))
+    lines = ["== summary" + (" (interrupted)" if s.interrupted else "")]
+    lines += [f"{name:<10} {value}" for name, value in rows]
+    failed = s.counts.get(Status.FAILED.value, 0)
+    if next_command and (s.interrupted or failed):
+        what = "finish the run" if s.interrupted else f"retry the {failed} failed rows"
+        lines.append(f"next       to {what} (users already updated are skipped):")
+        lines.append("           " + shlex.join(next_command))
+    return "\n".join(lines)
+
+
+def _rate(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f}/s"
+
+
+def _latency(p50: float | None, p95: float | None, p99: float | None) -> str:
+    if p50 is None:
+        return "n/a"
+    return f"p50 {p50:.1f} ms   p95 {p95 or 0:.1f} ms   p99 {p99 or 0:.1f} ms"
+
+
+@dataclass(slots=True)
+class ReportSummary:
+    """What a (finished or partial) report says, read without sending anything."""
+
+    path: str
+    rows: int = 0
+    counts: Counter[str] = field(default_factory=Counter)
+    errors: dict[str, list[Any]] = field(default_factory=dict)  # code -> [count, example]
+    attempts: int = 0
+    latency_p50_ms: float | None = None
+    latency_p95_ms: float | None = None
+    latency_p99_ms: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "report_path": self.path,
+            "rows": self.rows,
+            "counts": {s.value: self.counts.get(s.value, 0) for s in Status},
+            "requests": self.attempts,
+            "latency_ms": {
+                "p50": self.latency_p50_ms,
+                "p95": self.latency_p95_ms,
+                "p99": self.latency_p99_ms,
+            },
+            "top_errors": [
+                {"code": code, "count": n, "example": msg} for code, (n, msg) in self._top()
+            ],
+        }
+
+    def _top(self) -> list[tuple[str, list[Any]]]:
+        return sorted(self.errors.items(), key=lambda kv: (-kv[1][0], kv[0]))[:10]
+
+
+def summarize_report(path: str | os.PathLike[str]) -> ReportSummary:
+    """Stream a report and count what it holds (``ReportError`` if it is not a report)."""
+    out = ReportSummary(str(path))
+    latencies = array("f")
+    for row in read_report(path):
+        out.rows += 1
+        out.counts[row.status] += 1
+        if row.attempts.isdigit():
+            out.attempts += int(row.attempts)
+        if row.latency_ms:
+            with contextlib.suppress(ValueError):
+                latencies.append(float(row.latency_ms))
+        if row.status in (Status.FAILED.value, Status.INVALID.value):
+            code = row.error_code or row.status
+            entry = out.errors.get(code)
+            if entry is None:
+                out.errors[code] = [1, row.message]
+            else:
+                entry[0] += 1
+    ordered = sorted(latencies)
+    out.latency_p50_ms = percentile(ordered, 50)
+    out.latency_p95_ms = percentile(ordered, 95)
+    out.latency_p99_ms = percentile(ordered, 99)
+    return out
+
+
+def format_report_summary(r: ReportSummary) -> str:
+    counts = "  ".join(
+        f"{s.value} {r.counts.get(s.value, 0)}"
+        for s in Status
+        if s.value in r.counts or s is not Status.PLANNED
+    )
+    latency = _latency(r.latency_p50_ms, r.latency_p95_ms, r.latency_p99_ms)
+    lines = [
+        f"== report {r.path}",
+        f"{'rows':<10} {r.rows}   {counts}",
+        f"{'requests':<10} {r.attempts} (sum of attempts)",
+        f"{'latency':<10} {latency} (last attempt of each row)",
+    ]
+    lines += [f"{'error':<10} {code} x{n}: {example}" for code, (n, example) in r._top()]
+    return "\n".join(lines)
