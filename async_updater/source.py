@@ -112,8 +112,12 @@ class CsvSource:
         parse = self.operation.row_parser(self.header)
         seen = KeyIndex()
         shard = self.shard
-        ia = self._index.get("account_id", -1)
-        iu = self._index.get("user_id", -1)
+        # Which columns name the row in the report (and pick its shard): an operation may say,
+        # as the generic one does; otherwise Chime's.
+        scope_column = getattr(self.operation, "scope_column", None) or "account_id"
+        id_column = getattr(self.operation, "id_column", None) or "user_id"
+        ia = self._index.get(str(scope_column).lower(), -1)
+        iu = self._index.get(str(id_column).lower(), -1)
         with self._open() as f:
             reader = csv.reader(f)
             last = 0
