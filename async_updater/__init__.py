@@ -4,6 +4,8 @@ allows, and prove what happened to every user.
 The public API is what ``__all__`` lists; everything else may change without notice.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from .config import DEFAULT_ENDPOINT, LimitScope, UpdaterConfig
 from .errors import (
     ConfigError,
@@ -14,7 +16,6 @@ from .errors import (
     UpdaterError,
 )
 from .limiter import ControllerSettings, RateController, TokenBucket
-from .mock_server import MockChimeServer, MockConfig
 from .model import REPORT_COLUMNS, Record, Result, RowRecord, RunSummary, Status, UserRecord
 from .operation import ChimeUpdateUserSettings, HttpRequest, Operation
 from .pipeline import Updater, update_users
@@ -23,7 +24,21 @@ from .signing import BotocoreCredentials, CredentialProvider, Credentials, Stati
 from .source import CsvSource, Shard, count_data_lines, read_records
 from .stats import Timeline, TimelinePoint
 
+if TYPE_CHECKING:
+    from .mock_server import MockChimeServer, MockConfig
+
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    # The mock server loads lazily, so `python -m async_updater.mock_server` runs a module that
+    # the package has not already imported (and tools that never use it do not load aiohttp.web).
+    if name in ("MockChimeServer", "MockConfig"):
+        from . import mock_server
+
+        return getattr(mock_server, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_ENDPOINT",

@@ -142,9 +142,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=FORMATS, default="csv", help="report format (default csv)")
     p.add_argument(
         "--endpoint-url",
-        default=DEFAULT_ENDPOINT,
         metavar="URL",
-        help="API endpoint (default %(default)s)",
+        help="API endpoint (default: $AWS_ENDPOINT_URL_<SERVICE>, else $AWS_ENDPOINT_URL, "
+        f"else {DEFAULT_ENDPOINT} for Chime)",
     )
     p.add_argument(
         "--region", default=None, help="signing region (default: profile's, else us-east-1)"
@@ -299,10 +299,27 @@ def _given(args: argparse.Namespace, name: str) -> bool:
     return value is not None and not (name == "method" and value == "PUT")
 
 
+def endpoint_from(args: argparse.Namespace, service: str) -> str:
+    """``--endpoint-url``, else the AWS SDKs' environment variables, else Chime's endpoint."""
+    if args.endpoint_url:
+        return str(args.endpoint_url)
+    env = os.environ
+    specific = "AWS_ENDPOINT_URL_" + service.upper().replace("-", "_")
+    found = env.get(specific) or env.get("AWS_ENDPOINT_URL")
+    if found:
+        return found
+    if service != "chime":
+        raise ConfigError(
+            f"--endpoint-url is needed for service {service!r} "
+            f"(or set {specific} or AWS_ENDPOINT_URL)"
+        )
+    return DEFAULT_ENDPOINT
+
+
 def config_from_args(args: argparse.Namespace, operation: Operation) -> UpdaterConfig:
     region = args.region or _profile_region(args.profile) or "us-east-1"
     return UpdaterConfig(
-        endpoint_url=args.endpoint_url,
+        endpoint_url=endpoint_from(args, operation.service),
         region=region,
         profile=args.profile,
         service=operation.service,

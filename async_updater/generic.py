@@ -133,6 +133,9 @@ class GenericOperation:
             raise ConfigError(f"--service: {service!r} is not a SigV4 signing name")
         if not path_template.startswith("/"):
             raise ConfigError("--path-template: must start with '/'")
+        if "?" in path_template or "#" in path_template:
+            # The signer's canonical request has no query string: refuse rather than sign wrong.
+            raise ConfigError("--path-template: query strings and fragments are not supported")
         # The name goes into the report's meta file: a resume with other templates is refused.
         digest = hashlib.sha256(json.dumps(body_template, sort_keys=True).encode()).hexdigest()
         self.name = name or f"generic {method} {service} {path_template} body:{digest[:12]}"

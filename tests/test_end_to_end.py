@@ -292,3 +292,20 @@ async def test_resume_skips_users_already_updated_and_keeps_one_row_per_input_ro
     for key in updated_before:
         assert server.apply_counts[key] == counts_before[key] == 1
     assert server.applied == expected_state(users)
+
+
+async def test_demo_updates_every_sample_user_and_checks_the_server(tmp_path: Path) -> None:
+    from async_updater.cli import demo_command
+
+    parsed = build_parser().parse_args(
+        ["demo", "--users", "300", "--accounts", "3", "--out", str(tmp_path), "--no-progress"]
+    )
+    with open(tmp_path / "out.txt", "w") as out:
+        code = await demo_command(parsed, out=out)
+    text = (tmp_path / "out.txt").read_text()
+    assert code == 0, text
+    assert "server check: 300/300 users hold the requested settings; 0 applied more" in text
+    rows = report_rows(tmp_path / "report.csv")
+    assert len(rows) == 300 and {r["status"] for r in rows} == {"updated"}
+    timeline = (tmp_path / "timeline.jsonl").read_text().splitlines()
+    assert timeline and all("allowed_rate" in json.loads(line) for line in timeline)

@@ -93,6 +93,7 @@ def test_without_an_account_column_the_scope_is_empty() -> None:
         ({"path_template": "v1/{x}"}, "--path-template"),
         ({"path_template": "/v1/static"}, "--path-template"),
         ({"path_template": "/v1/{x:int}"}, "--path-template"),
+        ({"path_template": "/v1/{x}?op=logout"}, "--path-template"),
         ({"body_template": {"a": "{x:date}"}}, "--body-template"),
         ({"body_template": {"a": "{x:int}", "b": "{x:bool}"}}, "--body-template"),
     ],

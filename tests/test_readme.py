@@ -1,0 +1,193 @@
+"""Every example in README.md runs: Python blocks as scripts, console blocks as commands against
+the mock server (in its own process, reached through ``AWS_ENDPOINT_URL`` as a user would), and
+the sharding job files hold commands the CLI accepts."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from async_updater.cli import build_parser
+from async_updater.model import UserRecord
+from async_updater.source import CsvSource, Shard
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+BIN = Path(sys.executable).parent
+_BLOCK = re.compile(
+    r"(?:<!-- file: (?P<file>[\w.-]+) -->\n)?```(?P<lang>\w+)\n(?P<body>.*?)^```", re.S | re.M
+)
+
+
+@dataclass(frozen=True)
+class Block:
+    lang: str
+    body: str
+    file: str | None
+    line: int
+
+
+def blocks(lang: str | None = None) -> list[Block]:
+    text = README.read_text(encoding="utf-8")
+    found = [
+        Block(m["lang"], m["body"], m["file"], text.count("\n", 0, m.start()) + 1)
+        for m in _BLOCK.finditer(text)
+    ]
+    return [b for b in found if lang is None or b.lang == lang]
+
+
+def commands() -> Iterator[tuple[int, str]]:
+    for block in blocks("console"):
+        for i, line in enumerate(block.body.splitlines()):
+            if line.startswith("$ "):
+                yield block.line + 1 + i, line[2:]
+
+
+def _env(tmp_path: Path, endpoint: str) -> dict[str, str]:
+    empty = tmp_path / "empty-aws-config"
+    empty.write_text("")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(
+        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+        AWS_ENDPOINT_URL=endpoint,
+        AWS_ACCESS_KEY_ID="AKIDMOCK",
+        AWS_SECRET_ACCESS_KEY="mock-secret",
+        AWS_CONFIG_FILE=str(empty),
+        AWS_SHARED_CREDENTIALS_FILE=str(empty),
+        AWS_EC2_METADATA_DISABLED="true",
+    )
+    return env
+
+
+def _venv_is_current() -> bool:
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()[:16]
+    return (ROOT / ".venv" / f".installed-{digest}").exists()
+
+
+@pytest.fixture
+def mock_url(tmp_path: Path) -> Iterator[str]:
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "async_updater.mock_server", "--port", "0"),
+            *("--rate-limit", "400", "--latency-ms", "2", "--duration", "120"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        url = line.strip().rsplit(" ", 1)[-1]
+        assert url.startswith("http://127.0.0.1:"), line
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_readme_has_the_examples_this_file_runs() -> None:
+    assert len(blocks("python")) >= 2
+    assert sum(1 for _ in commands()) >= 8
+    assert {b.file for b in blocks() if b.file} >= {"shard-job.yaml", "shard-batch.json"}
+
+
+@pytest.mark.parametrize("block", blocks("python"), ids=lambda b: f"README.md:{b.line}")
+def test_python_example_runs(block: Block, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", block.body],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "AWS_EC2_METADATA_DISABLED": "true"},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_console_examples_run_in_order_against_the_mock(tmp_path: Path, mock_url: str) -> None:
+    for block in blocks():
+        if block.file:
+            (tmp_path / block.file).write_text(block.body, encoding="utf-8")
+    env = _env(tmp_path, mock_url)
+    for line, command in commands():
+        if command.startswith("scripts/"):
+            if _venv_is_current():
+                command = str(ROOT) + "/" + command
+            else:  # what the wrapper runs, without (re)building .venv from inside a test
+                script, _, rest = command.partition(" ")
+                assert script == "scripts/gen_users", command
+                command = f"{shlex.quote(sys.executable)} -m async_updater.sample {rest}"
+        done = subprocess.run(
+            ["bash", "-c", command],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        shown = f"README.md:{line}: {command}\n{done.stdout}{done.stderr}"
+        assert done.returncode == 0, shown
+        assert "Traceback" not in done.stderr, shown
+    # What the commands did, checked from their files rather than their words.
+    expected = {
+        (r.account_id, r.user_id)
+        for r in CsvSource(tmp_path / "users.csv")
+        if isinstance(r, UserRecord)
+    }
+    for report in ("users.report.csv", "merged.csv"):
+        rows = (tmp_path / report).read_text(encoding="utf-8").splitlines()[1:]
+        assert len(rows) == len(expected) == 300
+        assert all(",updated," in row for row in rows)
+    plan = (tmp_path / "plan.csv").read_text(encoding="utf-8").splitlines()[1:]
+    assert len(plan) == 300 and all(",planned," in row for row in plan)
+
+
+def _job_commands(text: str) -> list[str]:
+    """The ``async-updater`` command lines in a job file, folded YAML lines joined."""
+    found = re.findall(r"async-updater run[^\n\"]*(?:\n\s+--[^\n\"]*)*", text)
+    return [" ".join(part.strip() for part in c.splitlines()) for c in found]
+
+
+@pytest.mark.parametrize("name", ["shard-job.yaml", "shard-batch.json"])
+def test_sharding_job_files_hold_commands_the_cli_accepts(name: str) -> None:
+    (block,) = [b for b in blocks() if b.file == name]
+    if name.endswith(".json"):
+        json.loads(block.body)
+    found = _job_commands(block.body)
+    assert len(found) == 1, found
+    for index in range(8):
+        argv = shlex.split(re.sub(r"\$\{\w+\}", str(index), found[0]))
+        args = build_parser().parse_args(argv[1:])
+        assert args.resume and Shard.parse(args.shard) == Shard(index, 8)
+        assert args.report == f"/reports/shard-{index}.csv"
+
+
+def test_example_csv_is_valid_input(tmp_path: Path) -> None:
+    (block,) = [b for b in blocks() if b.file == "example.csv"]
+    path = tmp_path / "example.csv"
+    path.write_text(block.body, encoding="utf-8")
+    records = [r for r in CsvSource(path) if isinstance(r, UserRecord)]
+    assert [(r.user_id, r.inbound_calling, r.sms) for r in records] == [
+        ("alice@example.com", True, True),
+        ("bob, the builder", True, True),
+    ]
+
+
+def test_cli_reference_mentions_every_run_option() -> None:
+    text = README.read_text(encoding="utf-8")
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    run = sub.choices["run"]  # type: ignore[attr-defined]
+    options = [s for a in run._actions for s in a.option_strings if s.startswith("--")]
+    missing = [o for o in options if o != "--help" and f"`{o}" not in text]
+    assert not missing
