@@ -894,6 +894,20 @@ class MockChimeServer:
                     for (account_id, user_id), settings in self.applied.items()
                 ]
             )
+        if path == "/_mock/events":
+            if method != "GET":
+                return _admin_error(405, f"{path} takes GET")
+            # Seconds since the timeline's second 0, so they line up with /_mock/state.
+            t0 = self._t0
+            return web.json_response(
+                {
+                    "recording": self._config.record_events,
+                    "events": [
+                        [e.arrived - t0, e.responded - t0, e.account_id, e.user_id, e.status]
+                        for e in self.events
+                    ],
+                }
+            )
         if path == "/_mock/reset":
             if method != "POST":
                 return _admin_error(405, f"{path} takes POST")
@@ -967,6 +981,11 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--access-key", default="AKIDMOCK")
     parser.add_argument("--secret-key", default="mock-secret")
     parser.add_argument("--verify-fraction", type=float, default=1.0)
+    parser.add_argument(
+        "--record-events",
+        action="store_true",
+        help="record every handled request (GET /_mock/events returns them)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--duration", type=float, help="exit after this many seconds")
     return parser
@@ -1023,6 +1042,7 @@ def main(argv: list[str] | None = None) -> int:
             fault_rate=args.fault_rate,
             not_found=frozenset(args.not_found),
             verify_fraction=args.verify_fraction,
+            record_events=args.record_events,
             seed=args.seed,
         )
     except ValueError as exc:

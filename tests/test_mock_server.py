@@ -766,3 +766,72 @@ def test_main_reports_bad_options_as_usage_errors(capsys: pytest.CaptureFixture[
         main(["--port", "0", "--fault-rate", "2"])
     assert exit_info.value.code == 2
     assert "fault_rate" in capsys.readouterr().err
+
+
+# --- the events endpoint (benchmarks read it to check cool-downs) -------------------------------
+
+
+async def test_events_endpoint_lists_each_request_in_seconds_since_reset(
+    http: aiohttp.ClientSession,
+) -> None:
+    config = MockConfig(rate_limit=1, burst=1, retry_after=1, record_events=True)
+    async with MockChimeServer(config) as server:
+        assert (await put_signed(http, server)).status == 204
+        assert (await put_signed(http, server, user_id="user-2")).status == 429
+        async with http.get(server.url + "/_mock/events") as response:
+            assert response.status == 200
+            data = await response.json()
+        assert data["recording"] is True
+        [first, second] = data["events"]
+        assert first[2:] == ["acc-1", "user-1", 204]
+        assert second[2:] == ["acc-1", "user-2", 429]
+        assert 0 <= first[0] <= first[1] <= second[0] <= second[1] < 5
+        async with http.post(server.url + "/_mock/reset") as response:
+            assert response.status == 200
+        async with http.get(server.url + "/_mock/events") as response:
+            assert (await response.json())["events"] == []
+        async with http.post(server.url + "/_mock/events") as response:
+            assert response.status == 405
+
+
+async def test_events_endpoint_is_empty_when_not_recording(
+    http: aiohttp.ClientSession,
+) -> None:
+    async with MockChimeServer() as server:
+        assert (await put_signed(http, server)).status == 204
+        async with http.get(server.url + "/_mock/events") as response:
+            assert await response.json() == {"recording": False, "events": []}
+
+
+async def test_record_events_flag_turns_recording_on_in_standalone_mode(
+    http: aiohttp.ClientSession,
+) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "async_updater.mock_server",
+        "--port",
+        "0",
+        "--duration",
+        "5",
+        "--record-events",
+        stdout=asyncio.subprocess.PIPE,
+        cwd=ROOT,
+        env=env,
+    )
+    try:
+        assert process.stdout is not None
+        line = (await asyncio.wait_for(process.stdout.readline(), timeout=10)).decode()
+        url = line.rsplit(" ", 1)[1].strip()
+        server = MockChimeServer()
+        server.url = url
+        assert (await put_signed(http, server)).status == 204
+        async with http.get(url + "/_mock/events") as response:
+            data = await response.json()
+        assert data["recording"] is True
+        assert [event[2:] for event in data["events"]] == [["acc-1", "user-1", 204]]
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            await process.wait()
