@@ -24,10 +24,11 @@ from .operation import ChimeUpdateUserSettings, Operation
 __all__ = ["CsvSource", "Shard", "count_data_lines", "read_records"]
 
 MAX_FIELD = 1 << 20
+MAX_ROW = MAX_FIELD  # characters in one row, quoted newlines included
 MAX_REPORTED_CELL = 256
-# The csv module's limit is process-wide; raise it once so long-but-sane fields parse and only
-# pathological ones (an unclosed quote swallowing the file) are refused, row by row.
-csv.field_size_limit(max(csv.field_size_limit(), MAX_FIELD))
+# The csv module's limit is process-wide; raise it once so long-but-sane fields parse. Rows are
+# bounded by ``_Lines`` instead, which knows where the oversized row started and can skip it whole.
+csv.field_size_limit(max(csv.field_size_limit(), MAX_FIELD + 1))
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +81,7 @@ class CsvSource:
         self.rows = 0
         self.invalid = 0
         with self._open() as f:
-            header, self._header_line = _read_header(csv.reader(f), self.path)
+            header, self._header_line = _read_header(_Lines(f), self.path)
         self.header = header
         try:
             self.operation.row_parser(header)
@@ -118,23 +119,37 @@ class CsvSource:
         id_column = getattr(self.operation, "id_column", None) or "user_id"
         ia = self._index.get(str(scope_column).lower(), -1)
         iu = self._index.get(str(id_column).lower(), -1)
+        width = len(self.header)
         with self._open() as f:
-            reader = csv.reader(f)
-            last = 0
+            lines = _Lines(f)
+            reader = csv.reader(lines)
             while True:
+                line = lines.line + 1  # the physical line the next row starts on
+                lines.start_row()
                 try:
                     cells = next(reader)
                 except StopIteration:
                     return
-                except csv.Error as exc:
-                    line = last + 1
-                    last = reader.line_num
+                except (_RowTooLong, csv.Error) as exc:
+                    # The account is unknown: the row goes to the shard of an empty one, so
+                    # that exactly one shard reports it.
+                    if isinstance(exc, _RowTooLong):
+                        quoted = lines.row_quotes % 2 == 1
+                        lines.skip_quoted()
+                        reason = f"the row is longer than {MAX_ROW} characters"
+                        if quoted:
+                            reason += (
+                                f" (a quoted field runs from line {line} to line {lines.line}; "
+                                "is a closing quote missing?)"
+                            )
+                    else:
+                        reason = f"cannot parse the row ({exc})"
+                    if line <= self._header_line or (shard is not None and not shard.owns("")):
+                        continue
                     self.rows += 1
                     self.invalid += 1
-                    yield _invalid("", "", line, f"line {line}: cannot parse the row ({exc})")
+                    yield _invalid("", "", line, f"line {line}: {reason}")
                     continue
-                line = last + 1
-                last = reader.line_num
                 if line <= self._header_line:
                     continue
                 if not cells or not (cells[0].strip() or any(c.strip() for c in cells)):
@@ -150,7 +165,13 @@ class CsvSource:
                     record = parse(cells, line)
                 except RowError as exc:
                     self.invalid += 1
-                    yield _invalid(account, _cell(cells, iu), line, f"line {line}: {exc}")
+                    message = f"line {line}: {exc}"
+                    if len(cells) != width and lines.line > line:
+                        message += (
+                            f" (a quoted field runs from line {line} to line {lines.line}; "
+                            "is a closing quote missing?)"
+                        )
+                    yield _invalid(account, _cell(cells, iu), line, message)
                     continue
                 earlier = seen.add(record.account_id, record.user_id, line)
                 if earlier is not None:
@@ -196,12 +217,60 @@ def count_data_lines(path: str | os.PathLike[str]) -> int:
     return max(0, lines - 1)
 
 
-def _read_header(reader: Iterator[list[str]], path: Path) -> tuple[list[str], int]:
-    line = 0
+class _RowTooLong(Exception):
+    """A row ran past ``MAX_ROW`` characters (raised through the csv reader by ``_Lines``)."""
+
+
+class _Lines:
+    """The file's lines for the csv reader, counted as they pass: the physical line number, and
+    the characters and double quotes of the row being read. A row longer than ``MAX_ROW`` is
+    cut off there (memory stays bounded when an unclosed quote would swallow the file), and
+    ``skip_quoted`` then moves past the rest of it, so its tail is never read as rows."""
+
+    __slots__ = ("_file", "line", "row_chars", "row_quotes")
+
+    def __init__(self, file: IO[str]) -> None:
+        self._file = file
+        self.line = 0
+        self.row_chars = 0
+        self.row_quotes = 0
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        text = next(self._file)
+        self.line += 1
+        self.row_chars += len(text)
+        if '"' in text:
+            self.row_quotes += text.count('"')
+        if self.row_chars > MAX_ROW:
+            raise _RowTooLong
+        return text
+
+    def start_row(self) -> None:
+        self.row_chars = 0
+        self.row_quotes = 0
+
+    def skip_quoted(self) -> None:
+        """Consume lines until an odd number of quotes is evened out: the end of the open
+        quoted field, or of the file. (A stray quote inside an unquoted field can fool this;
+        it only runs for a row that is already invalid.)"""
+        while self.row_quotes % 2:
+            text = next(self._file, None)
+            if text is None:
+                return
+            self.line += 1
+            self.row_quotes += text.count('"')
+
+
+def _read_header(lines: _Lines, path: Path) -> tuple[list[str], int]:
+    reader = csv.reader(lines)
     try:
         for cells in reader:
-            line += 1
             if cells and any(c.strip() for c in cells):
+                if cells[0][:2] in ("\udcff\udcfe", "\udcfe\udcff"):
+                    raise InputError(f"{path}: is UTF-16; save it as UTF-8 (a BOM is fine)")
                 for c in cells:
                     if not c.isascii():
                         try:
@@ -210,7 +279,11 @@ def _read_header(reader: Iterator[list[str]], path: Path) -> tuple[list[str], in
                             raise InputError(
                                 f"{path}: the header line is not valid UTF-8"
                             ) from None
-                return cells, getattr(reader, "line_num", line)
+                return cells, lines.line
+    except _RowTooLong:
+        raise InputError(
+            f"{path}: the first line is longer than {MAX_ROW} characters; is it a CSV file?"
+        ) from None
     except csv.Error as exc:
         raise InputError(f"{path}: cannot parse the header line ({exc})") from None
     raise InputError(f"{path}: is empty; the first line must be the header")
