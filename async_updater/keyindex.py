@@ -72,6 +72,19 @@ class KeyIndex:
             self._grow()
         return None
 
+    def set(self, account_id: str, user_id: str, value: int) -> None:
+        """Store ``value`` for the key, replacing any value it had."""
+        digest = key_digest(account_id, user_id)
+        i = self._slot(digest)
+        if self._keys[i] == digest:
+            self._values[i] = value
+            return
+        self._keys[i] = digest
+        self._values[i] = value
+        self._len += 1
+        if self._len * 3 > len(self._keys) * 2:
+            self._grow()
+
     def get(self, account_id: str, user_id: str) -> int | None:
         digest = key_digest(account_id, user_id)
         i = self._slot(digest)
