@@ -29,7 +29,7 @@ from .model import Record, Result, RunSummary, Status
 from .operation import ChimeUpdateUserSettings, HttpRequest, Operation
 from .report import ReportSink
 from .retry import ErrorClass, RetryBudget, classify, full_jitter_backoff
-from .signing import CredentialProvider, SigV4Signer, resolve_credentials
+from .signing import CredentialProvider, Credentials, SigV4Signer, resolve_credentials
 from .stats import RunStats
 from .transport import AiohttpTransport, Response, Transport, TransportError
 
@@ -245,6 +245,7 @@ class _Run:
         self.feeder: asyncio.Task[None] | None = None
         self.workers: list[asyncio.Task[None]] = []
         self.supervisor: asyncio.Task[None] | None = None
+        self.refresh_lock = asyncio.Lock()
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -433,13 +434,8 @@ class _Run:
             await self._complete(item, self._result(item, Status.FAILED, response, latency))
         elif kind is ErrorClass.EXPIRED_CREDENTIALS and not item.refreshed:
             item.refreshed = True
-            self.up.notice(
-                "the server says our credentials expired; refreshing them from the AWS chain",
-                key="refresh",
-                every=10.0,
-            )
             try:
-                await self.up._credentials.refresh()
+                await self._refresh_credentials(credentials)
             except CredentialsError as exc:
                 await self._complete(item, self._result(item, Status.FAILED, response, latency))
                 self._fail(exc)
@@ -472,6 +468,22 @@ class _Run:
                 rand=self.up._rand,
             )
             self._retry(item, delay)
+
+    async def _refresh_credentials(self, rejected: Credentials) -> None:
+        """Refresh once for all the requests that were signed with ``rejected``: up to
+        ``concurrency`` of them meet the expiry together, and a refresh may reload the whole
+        AWS chain (SSO, STS). Those that find the credentials already replaced sign anew."""
+        provider = self.up._credentials
+        assert provider is not None
+        async with self.refresh_lock:
+            if await provider.current() != rejected:
+                return
+            self.up.notice(
+                "the server says our credentials expired; refreshing them from the AWS chain",
+                key="refresh",
+                every=10.0,
+            )
+            await provider.refresh()
 
     def _observe(
         self, scope: _Scope, kind: ErrorClass, response: Response, now: float, sent_at: float

@@ -1,0 +1,632 @@
+"""Faults end to end: a network and a server that misbehave, credentials that expire, and a
+process that is killed or interrupted mid-run. Every case ends in a retry that succeeds or a
+clear ``failed`` row with an error code, never in a hang, a lost row or a row that claims more
+than the server confirmed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import random
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from async_updater.cli import build_parser, run_command
+from async_updater.config import UpdaterConfig
+from async_updater.errors import CredentialsError
+from async_updater.mock_server import MockChimeServer, MockConfig
+from async_updater.model import Result, Status, UserRecord
+from async_updater.pipeline import Updater
+from async_updater.report import MemoryReport, read_report
+from async_updater.sample import generate_users
+from async_updater.signing import Credentials, StaticCredentials
+from async_updater.source import CsvSource
+
+from .fault_servers import Close, FaultServer, Hang, Reply, Request, Reset, Truncate, ok
+
+AK, SK = "AKIDFAULT", "fault-secret"
+CREDS = StaticCredentials(AK, SK)
+# Nothing here may wait on its own: every run is bounded, and a hang fails the test.
+RUN_LIMIT = 30.0
+
+
+def users(n: int, account: str = "acct") -> list[UserRecord]:
+    return [
+        UserRecord(account, f"u{i}", i % 2 == 0, i % 3 == 0, i % 5 == 0, i + 2) for i in range(n)
+    ]
+
+
+def fast(url: str, **kw: Any) -> UpdaterConfig:
+    """Small timeouts and backoffs, so that a fault costs milliseconds, not seconds."""
+    base: dict[str, Any] = {
+        "endpoint_url": url,
+        "rate": 2000.0,
+        "concurrency": 4,
+        "max_attempts": 3,
+        "timeout": 0.4,
+        "connect_timeout": 0.4,
+        "backoff_base": 0.01,
+        "backoff_cap": 0.04,
+    }
+    base.update(kw)
+    return UpdaterConfig(**base)
+
+
+async def run_all(
+    config: UpdaterConfig, records: list[UserRecord], credentials: Any = CREDS
+) -> dict[str, Result]:
+    """Run to the end within ``RUN_LIMIT``; every record must get exactly one result."""
+    sink = MemoryReport()
+    async with Updater(config, credentials=credentials) as up:
+        await asyncio.wait_for(up.run(records, sink), RUN_LIMIT)
+    keys = [(r.account_id, r.user_id) for r in sink.results]
+    assert sorted(keys) == sorted((r.account_id, r.user_id) for r in records)
+    return {r.user_id: r for r in sink.results}
+
+
+def first_attempt_then_ok(server_ref: list[FaultServer], fault: Any) -> Any:
+    """A script: each user's first request meets ``fault``, later ones succeed."""
+
+    def decide(req: Request) -> Any:
+        return fault if server_ref[0].attempts(req.user_id) == 1 else ok()
+
+    return decide
+
+
+# -- the network ----------------------------------------------------------------------------
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_connection_refused_fails_every_row_with_connection_error_after_max_attempts() -> (
+    None
+):
+    port = closed_port()
+    results = await run_all(fast(f"http://127.0.0.1:{port}"), users(10))
+    for r in results.values():
+        assert (r.status, r.http_status, r.error_code, r.attempts) == (
+            Status.FAILED,
+            None,
+            "ConnectionError",
+            3,
+        )
+        assert r.message.startswith(f"gave up after 3 attempts: cannot connect to 127.0.0.1:{port}")
+
+
+async def test_unresolvable_host_fails_every_row_with_dns_error_without_hanging() -> None:
+    results = await run_all(fast("http://nonexistent.invalid:1", max_attempts=2), users(6))
+    for r in results.values():
+        assert (r.status, r.error_code, r.attempts) == (Status.FAILED, "DNSError", 2)
+        assert "cannot resolve host: nonexistent.invalid" in r.message
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Reset(),
+        Reset(partial=b"HTTP/1.1 204 No Cont"),
+        Close(),
+        Truncate(status=200, length=100, sent=b'{"partial'),
+        Reply(204, delay=2.0),  # past the 0.4 s timeout
+        Hang(),
+    ],
+    ids=["reset", "reset-mid-status-line", "close", "body-cut-short", "slow", "no-answer"],
+)
+async def test_a_fault_on_the_first_attempt_is_retried_and_the_row_updated(fault: Any) -> None:
+    server_ref: list[FaultServer] = []
+    async with FaultServer(first_attempt_then_ok(server_ref, fault)) as server:
+        server_ref.append(server)
+        results = await run_all(fast(server.url), users(12))
+    for r in results.values():
+        assert (r.status, r.http_status) == (Status.UPDATED, 204)
+        assert server.attempts(r.user_id) == 2
+        # aiohttp itself resends an idempotent request once when the connection drops before
+        # an answer (RFC 9112 9.3.1), so our count may not see the first attempt.
+        assert r.attempts == 2 or (r.attempts == 1 and isinstance(fault, (Reset, Close)))
+
+
+@pytest.mark.parametrize(
+    ("fault", "code"),
+    [
+        (Reset(), "ConnectionError"),
+        (Truncate(status=200, length=100, sent=b"{"), "ConnectionError"),
+        (Hang(), "Timeout"),
+    ],
+    ids=["reset", "body-cut-short", "no-answer"],
+)
+async def test_a_fault_on_every_attempt_ends_failed_with_its_code(fault: Any, code: str) -> None:
+    async with FaultServer(lambda req: fault) as server:
+        results = await run_all(fast(server.url), users(8))
+    for r in results.values():
+        assert (r.status, r.error_code, r.attempts) == (Status.FAILED, code, 3)
+        assert r.message.startswith("gave up after 3 attempts: ")
+        resent_by_aiohttp = isinstance(fault, Reset)  # see the test above
+        assert server.attempts(r.user_id) == (6 if resent_by_aiohttp else 3)
+
+
+# -- answers that are not what the documentation promises -----------------------------------
+
+HTML_500 = Reply(
+    500,
+    b"<html><head><title>500 Internal Server Error</title></head>\n<body><h1>Internal Server"
+    b" Error</h1></body></html>",
+    {"Content-Type": "text/html"},
+)
+
+
+async def test_html_500_error_pages_are_retried_then_fail_with_the_status_as_code() -> None:
+    async with FaultServer(lambda req: HTML_500) as server:
+        results = await run_all(fast(server.url), users(5))
+    for r in results.values():
+        assert (r.status, r.http_status, r.error_code, r.attempts) == (
+            Status.FAILED,
+            500,
+            "HTTP500",
+            3,
+        )
+        assert "500 Internal Server Error" in r.message and "\n" not in r.message
+
+
+@pytest.mark.parametrize(
+    ("reply", "code", "message"),
+    [
+        (Reply(400), "HTTP400", "HTTP 400 with no message"),
+        (Reply(400, b"not json at all"), "HTTP400", "not json at all"),
+        (Reply(403, b'["a", "list"]'), "HTTP403", '["a", "list"]'),
+        (Reply(404, b'{"Code": 5, "Message": null}'), "HTTP404", "HTTP 404 with no message"),
+        (Reply(400, b"\xff\xfe bad utf-8"), "HTTP400", "\ufffd\ufffd bad utf-8"),
+    ],
+    ids=["empty", "text", "json-list", "json-wrong-types", "bad-utf8"],
+)
+async def test_4xx_with_garbage_bodies_are_final_with_a_code_and_message(
+    reply: Reply, code: str, message: str
+) -> None:
+    async with FaultServer(lambda req: reply) as server:
+        results = await run_all(fast(server.url), users(3))
+    for r in results.values():
+        assert (r.status, r.http_status, r.error_code, r.message, r.attempts) == (
+            Status.FAILED,
+            reply.status,
+            code,
+            message,
+            1,
+        )
+
+
+def _storm(until: int, reply: Reply) -> Any:
+    return lambda req: reply if req.n < until else ok()
+
+
+UNAVAILABLE = Reply(
+    503,
+    b'{"Code": "ServiceUnavailableException", "Message": "try later"}',
+    {"Content-Type": "application/json"},
+)
+FAILURE = Reply(
+    500,
+    b'{"Code": "ServiceFailureException", "Message": "internal"}',
+    {"Content-Type": "application/json", "x-amzn-ErrorType": "ServiceFailureException"},
+)
+
+
+async def test_a_503_storm_that_passes_ends_with_every_row_updated() -> None:
+    async with FaultServer(_storm(60, UNAVAILABLE)) as server:
+        results = await run_all(fast(server.url, max_attempts=30), users(20))
+    assert {r.status for r in results.values()} == {Status.UPDATED}
+    assert sum(r.attempts for r in results.values()) == len(server.requests) == 80
+
+
+async def test_a_500_storm_that_never_ends_fails_every_row_with_the_code_after_max_attempts() -> (
+    None
+):
+    async with FaultServer(lambda req: FAILURE) as server:
+        results = await run_all(fast(server.url, max_attempts=4), users(10))
+    for r in results.values():
+        assert (r.status, r.http_status, r.error_code, r.attempts) == (
+            Status.FAILED,
+            500,
+            "ServiceFailureException",
+            4,
+        )
+        assert r.message == "gave up after 4 attempts: internal"
+    assert len(server.requests) == 40
+
+
+async def test_an_empty_retry_budget_bounds_the_requests_of_a_failing_server() -> None:
+    async with FaultServer(lambda req: FAILURE) as server:
+        results = await run_all(fast(server.url, max_attempts=8, retry_budget=5), users(10))
+    assert {r.status for r in results.values()} == {Status.FAILED}
+    assert len(server.requests) == 10 + 5
+    exhausted = [r for r in results.values() if r.message.startswith("retry budget exhausted")]
+    assert exhausted and all(r.error_code == "ServiceFailureException" for r in exhausted)
+
+
+# -- expired credentials --------------------------------------------------------------------
+
+
+class ExpiringCredentials:
+    """Hands out ``tokens[0]`` first; each refresh moves to the next token (the last repeats)."""
+
+    def __init__(self, *tokens: str, fail_refresh: bool = False) -> None:
+        self.tokens = list(tokens)
+        self.index = 0
+        self.refreshes = 0
+        self.fail_refresh = fail_refresh
+
+    async def current(self) -> Credentials:
+        return Credentials(AK, SK, self.tokens[self.index])
+
+    async def refresh(self) -> Credentials:
+        self.refreshes += 1
+        await asyncio.sleep(0.01)  # a real refresh goes to the network
+        if self.fail_refresh:
+            raise CredentialsError("could not refresh AWS credentials (test)")
+        self.index = min(self.index + 1, len(self.tokens) - 1)
+        return await self.current()
+
+
+def token_server(**kw: Any) -> MockChimeServer:
+    return MockChimeServer(
+        MockConfig(
+            credentials={AK: SK},
+            session_tokens={AK: "fresh"},
+            expired_tokens=frozenset({"stale", "stale-too"}),
+            latency_ms=20,
+            **kw,
+        )
+    )
+
+
+async def test_expired_token_is_refreshed_once_and_every_row_is_retried_and_updated() -> None:
+    creds = ExpiringCredentials("stale", "fresh")
+    async with token_server() as server:
+        results = await run_all(fast(server.url, concurrency=8), users(40), creds)
+    assert {r.status for r in results.values()} == {Status.UPDATED}
+    assert len(server.applied) == 40
+    # Up to `concurrency` requests were signed with the stale token before the first answer;
+    # one refresh serves them all.
+    assert 1 <= server.counters["expired_token"] <= 8
+    assert creds.refreshes == 1
+
+
+async def test_a_refresh_that_yields_a_still_expired_token_fails_each_row_after_one_retry() -> None:
+    creds = ExpiringCredentials("stale", "stale-too")
+    async with token_server() as server:
+        results = await run_all(fast(server.url, concurrency=4), users(12), creds)
+    for r in results.values():
+        assert (r.status, r.http_status, r.error_code, r.attempts) == (
+            Status.FAILED,
+            403,
+            "ExpiredTokenException",
+            2,
+        )
+    assert server.applied == {}
+
+
+async def test_credentials_that_cannot_be_refreshed_stop_the_cli_run_with_a_credentials_error(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "users.csv"
+    generate_users(path, 50, 2, seed=4)
+    report = tmp_path / "r.csv"
+    creds = ExpiringCredentials("stale", fail_refresh=True)
+    async with token_server() as server:
+        args = build_parser().parse_args(
+            [
+                *("run", str(path), "--endpoint-url", server.url, "--report", str(report)),
+                *("--no-progress", "--concurrency", "4"),
+            ]
+        )
+        with open(os.devnull, "w") as devnull, pytest.raises(CredentialsError):
+            # main() maps CredentialsError to exit 2
+            await asyncio.wait_for(run_command(args, credentials=creds, out=devnull), RUN_LIMIT)
+    rows = list(read_report(report))
+    assert len({(r.account_id, r.user_id) for r in rows}) == len(rows) <= 4
+    assert {(r.status, r.error_code) for r in rows} <= {("failed", "ExpiredTokenException")}
+    assert server.applied == {}
+
+
+# -- the process: kill -9, Ctrl-C, SIGTERM --------------------------------------------------
+
+N_USERS = 6000
+CONCURRENCY = 32
+MOCK_KEY, MOCK_SECRET = "AKIDMOCK", "mock-secret"
+
+
+class MockProcess:
+    """``python -m async_updater.mock_server`` in its own process, read through /_mock/."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "async_updater.mock_server", "--port", "0", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], 20)
+        line = self.proc.stdout.readline() if ready else ""
+        if "listening on " not in line:
+            self.close()
+            raise RuntimeError(f"the mock server did not start: {line!r}")
+        self.url = line.split("listening on ", 1)[1].strip()
+
+    def _call(self, path: str, body: bytes | None = None) -> Any:
+        req = urllib.request.Request(self.url + path, data=body, method="POST" if body else "GET")
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read())
+
+    def reset(self) -> None:
+        self._call("/_mock/reset", b"{}")
+
+    def applied(self) -> dict[tuple[str, str], tuple[dict[str, bool], int]]:
+        return {(a, u): (settings, n) for a, u, settings, n in self._call("/_mock/applied")}
+
+    def close(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+
+
+@contextlib.contextmanager
+def mock_process(*args: str) -> Iterator[MockProcess]:
+    server = MockProcess(*args)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="module")
+def fast_mock() -> Iterator[MockProcess]:
+    """A server limit of 1500/s and 10 ms latency: 6,000 users take about 4 s."""
+    with mock_process("--rate-limit", "1500", "--latency-ms", "10") as server:
+        yield server
+
+
+@pytest.fixture
+def mock(fast_mock: MockProcess) -> MockProcess:
+    fast_mock.reset()
+    return fast_mock
+
+
+def expected_state(path: Path) -> dict[tuple[str, str], dict[str, bool]]:
+    out = {}
+    for item in CsvSource(path):
+        assert isinstance(item, UserRecord)
+        out[(item.account_id, item.user_id)] = {
+            "InboundCalling": item.inbound_calling,
+            "OutboundCalling": item.outbound_calling,
+            "SMS": item.sms,
+        }
+    return out
+
+
+class Run:
+    """One ``python -m async_updater run`` process with credentials from the environment."""
+
+    def __init__(self, tmp: Path, users_csv: Path, report: Path, url: str, *extra: str) -> None:
+        empty = tmp / "empty-aws-file"
+        empty.touch()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env.update(
+            AWS_ACCESS_KEY_ID=MOCK_KEY,
+            AWS_SECRET_ACCESS_KEY=MOCK_SECRET,
+            AWS_EC2_METADATA_DISABLED="true",
+            AWS_SHARED_CREDENTIALS_FILE=str(empty),
+            AWS_CONFIG_FILE=str(empty),
+        )
+        n = len(list(tmp.glob("run-*.out")))
+        self.out_path, self.err_path = tmp / f"run-{n}.out", tmp / f"run-{n}.err"
+        self.report = report
+        with open(self.out_path, "w") as out, open(self.err_path, "w") as err:
+            self.proc = subprocess.Popen(
+                [
+                    *(sys.executable, "-m", "async_updater", "run", str(users_csv)),
+                    *("--endpoint-url", url, "--report", str(report), "--no-progress"),
+                    *("--rate", "2000", "--concurrency", str(CONCURRENCY), *extra),
+                ],
+                env=env,
+                stdout=out,
+                stderr=err,
+            )
+
+    def wait_for_rows(self, rows: int, limit: float = 60.0) -> None:
+        """Poll the report until it holds ``rows`` data rows (the process must still run)."""
+        deadline = time.monotonic() + limit
+        seen, offset = -1, 0  # the header line counts -1
+        while seen < rows:
+            assert self.proc.poll() is None, f"the run ended early: {self.stderr()}"
+            assert time.monotonic() < deadline, f"only {seen} rows after {limit} s"
+            if self.report.exists():
+                with open(self.report, "rb") as f:
+                    f.seek(offset)
+                    chunk = f.read()
+                offset += len(chunk)
+                seen += chunk.count(b"\n")
+            time.sleep(0.002)
+
+    def finish(self, limit: float = 60.0) -> int:
+        try:
+            return self.proc.wait(timeout=limit)
+        finally:
+            self.kill()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def stdout(self) -> str:
+        return self.out_path.read_text()
+
+    def stderr(self) -> str:
+        return self.err_path.read_text()
+
+
+def report_keys(report: Path, status: str = "updated") -> set[tuple[str, str]]:
+    return {(r.account_id, r.user_id) for r in read_report(report) if r.status == status}
+
+
+def assert_finished(report: Path, mock: MockProcess, expected: dict[Any, Any]) -> dict[Any, int]:
+    """The report holds one ``updated`` row per input user and the server holds the input;
+    returns the server's apply count per user."""
+    rows = list(read_report(report))
+    assert len(rows) == len(expected)
+    assert {(r.account_id, r.user_id) for r in rows} == set(expected)
+    assert {r.status for r in rows} == {"updated"}
+    applied = mock.applied()
+    assert {key: settings for key, (settings, _) in applied.items()} == expected
+    return {key: n for key, (_, n) in applied.items()}
+
+
+def test_kill_9_mid_run_and_mid_resume_then_resume_resends_at_most_the_requests_in_flight(
+    tmp_path: Path, mock: MockProcess
+) -> None:
+    users_csv = tmp_path / "users.csv"
+    generate_users(users_csv, N_USERS, 4, seed=11)
+    expected = expected_state(users_csv)
+    report = tmp_path / "report.csv"
+    rng = random.Random(90210)
+    first = rng.randint(500, 5000)
+    # The resumed run is killed too, somewhere in what is left (its report starts with the
+    # rows carried over, so the kill point counts them).
+    kill_points = [first, rng.randint(first + 200, N_USERS - 300)]
+    unreported: list[set[tuple[str, str]]] = []
+    figures = []
+    for i, kill_at in enumerate(kill_points):
+        run = Run(tmp_path, users_csv, report, mock.url, *(["--resume"] if i else []))
+        try:
+            run.wait_for_rows(kill_at)
+            run.proc.send_signal(signal.SIGKILL)
+            assert run.proc.wait(timeout=10) == -signal.SIGKILL
+        finally:
+            run.kill()
+        time.sleep(0.3)  # requests already on the wire when the client died still land
+        rows_at_kill = list(read_report(report))
+        updated_at_kill = report_keys(report)
+        assert len(updated_at_kill) == len(rows_at_kill)  # only updates, one row per user
+        applied_at_kill = mock.applied()
+        # The report never claims what the server did not confirm...
+        assert updated_at_kill <= set(applied_at_kill)
+        # ...and what the server applied without a row yet was in flight (or just answered).
+        unreported.append(set(applied_at_kill) - updated_at_kill)
+        assert len(unreported[-1]) <= CONCURRENCY
+        figures.append(
+            f"kill point {kill_at} rows, report rows at kill {len(rows_at_kill)}, server "
+            f"applied {len(applied_at_kill)}, applied but unreported {len(unreported[-1])}"
+        )
+
+    resumed = Run(tmp_path, users_csv, report, mock.url, "--resume")
+    assert resumed.finish() == 0, resumed.stderr()
+    counts = assert_finished(report, mock, expected)
+    # Every user was applied once, plus once more for each kill that caught it unreported.
+    for key, n in counts.items():
+        assert n == 1 + sum(key in u for u in unreported), key
+    resent = sum(n - 1 for n in counts.values())
+    print(
+        "\nkill -9: " + "; ".join(figures) + f"; re-sent after resume {resent} "
+        f"(bound: --concurrency {CONCURRENCY} per kill); final: {len(counts)}/{len(expected)} "
+        f"users hold the input settings, report {len(expected)} rows all updated"
+    )
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_mid_run_exits_130_with_a_report_that_matches_the_server_then_resume_finishes(
+    tmp_path: Path, mock: MockProcess, signum: signal.Signals
+) -> None:
+    users_csv = tmp_path / "users.csv"
+    generate_users(users_csv, N_USERS, 4, seed=12)
+    expected = expected_state(users_csv)
+    report = tmp_path / "report.csv"
+    stop_at = random.Random(int(signum)).randint(500, 4000)
+
+    run = Run(tmp_path, users_csv, report, mock.url)
+    try:
+        run.wait_for_rows(stop_at)
+        sent = time.monotonic()
+        run.proc.send_signal(signum)
+        code = run.proc.wait(timeout=10)  # the bar: out within 10 s
+        took = time.monotonic() - sent
+    finally:
+        run.kill()
+    assert code == 130, run.stderr()
+    err = run.stderr()
+    assert "stopping: no new requests" in err and "Traceback" not in err
+    assert "--resume" in run.stdout() + err
+    updated = report_keys(report)
+    applied = mock.applied()
+    assert len(list(read_report(report))) == len(updated)
+    assert updated == set(applied)
+    assert {n for _, n in applied.values()} == {1}
+    print(
+        f"\n{signum.name}: sent at {stop_at} rows; exit 130 after {took:.2f} s; "
+        f"report updated {len(updated)} == server applied {len(applied)}"
+    )
+
+    resumed = Run(tmp_path, users_csv, report, mock.url, "--resume")
+    assert resumed.finish() == 0, resumed.stderr()
+    counts = assert_finished(report, mock, expected)
+    assert set(counts.values()) == {1}  # nobody applied twice
+
+
+def test_a_second_sigint_abandons_requests_in_flight_and_never_reports_them_updated(
+    tmp_path: Path,
+) -> None:
+    users_csv = tmp_path / "users.csv"
+    generate_users(users_csv, 600, 3, seed=13)
+    expected = expected_state(users_csv)
+    report = tmp_path / "report.csv"
+    # 50-550 ms per answer, spent after the server applied the update: plenty in flight, and
+    # their answers spread out, when the second SIGINT abandons them.
+    with mock_process("--latency-ms", "300", "--jitter-ms", "250") as slow:
+        run = Run(tmp_path, users_csv, report, slow.url)
+        try:
+            run.wait_for_rows(100)
+            sent = time.monotonic()
+            run.proc.send_signal(signal.SIGINT)
+            time.sleep(0.02)
+            run.proc.send_signal(signal.SIGINT)
+            code = run.proc.wait(timeout=10)
+            took = time.monotonic() - sent
+        finally:
+            run.kill()
+        assert code == 130, run.stderr()
+        err = run.stderr()
+        assert "abandoning the requests in flight" in err and "Traceback" not in err
+        time.sleep(0.3)
+        updated = report_keys(report)
+        applied = slow.applied()
+        assert len(list(read_report(report))) == len(updated)
+        assert updated <= set(applied)
+        abandoned = set(applied) - updated  # applied by the server, unconfirmed to the client
+        assert 0 < len(abandoned) <= CONCURRENCY
+        print(
+            f"\nSIGINT x2: exit 130 after {took:.2f} s; report updated {len(updated)}, "
+            f"server applied {len(applied)}, abandoned in flight {len(abandoned)}"
+        )
+
+        resumed = Run(tmp_path, users_csv, report, slow.url, "--resume", "--concurrency", "128")
+        assert resumed.finish() == 0, resumed.stderr()
+        counts = assert_finished(report, slow, expected)
+    assert {key for key, n in counts.items() if n > 1} == abandoned
+    assert max(counts.values()) == 2
