@@ -61,10 +61,14 @@ def _read_rows(path: str) -> list[tuple[str, str, dict[str, bool]]]:
     return rows
 
 
+_T0 = [0.0]
+
+
 def _wait_for_go() -> None:
     print("READY", flush=True)
     if not sys.stdin.readline():
         raise SystemExit("the harness went away before starting the run")
+    _T0[0] = time.monotonic()
 
 
 async def _run_async_updater(args: argparse.Namespace) -> dict[str, Any]:
@@ -82,6 +86,15 @@ async def _run_async_updater(args: argparse.Namespace) -> dict[str, Any]:
         cpu0, t0 = _cpu(), time.monotonic()
         sink = CsvReport(args.report) if args.report else None
         timed_out = False
+        samples: list[tuple[float, float]] = []
+
+        async def sample_rate() -> None:
+            # Finer than the per-second timeline, to time how fast the rate follows a change.
+            while True:
+                samples.append((round(time.monotonic() - t0, 3), round(updater.rate, 1)))
+                await asyncio.sleep(0.1)
+
+        sampler = asyncio.ensure_future(sample_rate())
         try:
             run = asyncio.ensure_future(updater.run(CsvSource(args.csv), sink))
             done, _ = await asyncio.wait({run}, timeout=args.time_limit)
@@ -90,6 +103,7 @@ async def _run_async_updater(args: argparse.Namespace) -> dict[str, Any]:
                 updater.stop(cancel_in_flight=True)
             summary = await run
         finally:
+            sampler.cancel()
             if sink is not None:
                 sink.close()
         wall, cpu = time.monotonic() - t0, _cpu() - cpu0
@@ -117,6 +131,7 @@ async def _run_async_updater(args: argparse.Namespace) -> dict[str, Any]:
                 for p in updater.stats.timeline.points
             ],
             timeline_offset_s=updater.stats.timeline.start - t0,
+            rate_samples=samples,
         )
     return out
 
@@ -263,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     result.update(
         client=kind,
+        t0_monotonic=_T0[0],
         loop=args.loop if kind != "boto3-threads" else "threads",
         cpu_total_s=usage.ru_utime + usage.ru_stime,
         cpu_setup_s=_cpu() - cpu_start - result["cpu_run_s"],

@@ -261,6 +261,7 @@ def run_client(
     if proc.returncode != 0:
         raise RuntimeError(f"{client} exited with {proc.returncode}")
     result = json.loads(out.strip().splitlines()[-1])
+    result["go_offset_s"] = result["t0_monotonic"] - reset_at
     server = mock.get("/_mock/state")
     check = check_applied(wanted, mock.get("/_mock/applied"))
     recorded = mock.get("/_mock/events")["events"] if events else None
