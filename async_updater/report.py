@@ -7,6 +7,7 @@ from, so a resume against a different file is refused instead of silently skippi
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -229,16 +230,22 @@ def _read_csv(f: IO[str], p: Path) -> Iterator[ReportRow]:
             raise ReportError(f"{p} is not an async-updater report (unexpected header)")
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
+        # A row is only known to be complete once the next one starts (see below), so each is
+        # yielded one step late, with the line it started on.
         pending: list[str] | None = None
+        pending_line = start = reader.line_num + 1
         for cells in reader:
-            if pending is not None:
-                yield _csv_row(pending, writer, out, p, reader.line_num)
-            pending = cells
+            if cells:
+                if pending is not None:
+                    yield _csv_row(pending, writer, out, p, pending_line)
+                pending, pending_line = cells, start
+            start = reader.line_num + 1
     except csv.Error as exc:
         raise ReportError(f"{p}: line {reader.line_num}: {exc}") from None
-    # A last record without its newline was cut short by a crash: it never counted.
-    if pending is not None and _ends_with_newline(p):
-        yield _csv_row(pending, writer, out, p, reader.line_num)
+    # A last record without its newline was cut short by a crash: it never counted. So was one
+    # short of fields: the cut fell just after a line break inside a quoted message.
+    if pending is not None and _ends_with_newline(p) and len(pending) == len(REPORT_COLUMNS):
+        yield _csv_row(pending, writer, out, p, pending_line)
 
 
 def _csv_row(cells: list[str], writer: Any, out: io.StringIO, p: Path, line: int) -> ReportRow:
@@ -292,8 +299,9 @@ class ResumeState:
 
     @classmethod
     def prepare(cls, report: str | os.PathLike[str], fmt: str, meta: dict[str, Any]) -> ResumeState:
-        """Check the report belongs to this input, then rewrite it atomically keeping one
-        ``updated`` row per user (every other outcome will be written again by this run)."""
+        """Check the report belongs to this input, then rewrite it atomically keeping, for each
+        user whose latest row says ``updated``, that row (every other outcome will be written
+        again by this run). On any error the report is left as it was."""
         report = Path(report)
         if not report.exists() or report.stat().st_size == 0:
             write_meta(report, meta)
@@ -301,20 +309,22 @@ class ResumeState:
         mp = meta_path(report)
         try:
             old = json.loads(mp.read_text(encoding="utf-8"))
+            if not isinstance(old, dict):
+                raise ValueError
         except (OSError, ValueError):
             raise ReportError(
                 f"cannot resume: {mp} is missing or unreadable, so there is no proof that "
                 f"{report} was made from this input; choose a new --report to start over"
             ) from None
-        for key in ("input_sha256", "operation", "shard"):
-            if old.get(key) != meta.get(key):
-                what = "input file" if key == "input_sha256" else key
-                raise ReportError(
-                    f"cannot resume: {report} was made from a different {what} "
-                    f"({old.get('input', '?')}); choose a new --report to start over"
-                )
+        _check_same_run(report, old, meta)
         if detect_format(report) != fmt:
             raise ReportError(f"cannot resume: {report} is not in {fmt} format (see --format)")
+        # Pass 1: where each user's latest outcome is (invalid rows belong to input lines, not
+        # to users). Pass 2: keep the rows that are a user's latest and say updated.
+        latest = KeyIndex()
+        for n, row in enumerate(read_report(report)):
+            if row.status != Status.INVALID.value:
+                latest.set(row.account_id, row.user_id, n)
         updated = KeyIndex()
         tmp = report.with_name(report.name + ".resume.tmp")
         kept = 0
@@ -322,10 +332,11 @@ class ResumeState:
             with open(tmp, "w", encoding="utf-8", newline="") as out:
                 if fmt == "csv":
                     csv.writer(out, lineterminator="\n").writerow(REPORT_COLUMNS)
-                for row in read_report(report):
+                for n, row in enumerate(read_report(report)):
                     if row.status != Status.UPDATED.value:
                         continue
-                    if updated.add(row.account_id, row.user_id, 1) is None:
+                    if latest.get(row.account_id, row.user_id) == n:
+                        updated.add(row.account_id, row.user_id, 1)
                         out.write(row.text)
                         kept += 1
                 out.flush()
@@ -333,4 +344,35 @@ class ResumeState:
             os.replace(tmp, report)
         except OSError as exc:
             raise ReportError(f"cannot rewrite the report {report}: {exc.strerror}") from None
+        finally:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
         return cls(updated, kept)
+
+
+def _check_same_run(report: Path, old: dict[str, Any], new: dict[str, Any]) -> None:
+    if old.get("input_sha256") != new.get("input_sha256"):
+        before, now = old.get("input", "?"), new.get("input", "?")
+        what = (
+            f"{now} has changed since"
+            if before == now
+            else f"it was made from {before}, whose content differs from {now}"
+        )
+        raise ReportError(
+            f"cannot resume: {report} was made from a different input file ({what}); "
+            "choose a new --report to start over"
+        )
+    if old.get("operation") != new.get("operation"):
+        raise ReportError(
+            f"cannot resume: {report} was made by operation {old.get('operation')!r}, not "
+            f"{new.get('operation')!r}; choose a new --report to start over"
+        )
+    if old.get("shard") != new.get("shard"):
+        raise ReportError(
+            f"cannot resume: {report} was made with {_shard_text(old.get('shard'))}, not "
+            f"{_shard_text(new.get('shard'))}; resume with the same --shard"
+        )
+
+
+def _shard_text(shard: object) -> str:
+    return f"--shard {shard}" if shard else "no --shard"
