@@ -42,6 +42,16 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _rss_mb() -> float:
+    """Resident memory now (Linux /proc; 0 elsewhere)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as f:
+            pages = int(f.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return pages * resource.getpagesize() / 2**20
+
+
 def _read_rows(path: str) -> list[tuple[str, str, dict[str, bool]]]:
     """The whole CSV as (account, user, Telephony settings): what a hand-written script does."""
     rows = []
@@ -87,11 +97,17 @@ async def _run_async_updater(args: argparse.Namespace) -> dict[str, Any]:
         sink = CsvReport(args.report) if args.report else None
         timed_out = False
         samples: list[tuple[float, float]] = []
+        rss: list[tuple[float, int, float]] = []
 
         async def sample_rate() -> None:
             # Finer than the per-second timeline, to time how fast the rate follows a change.
+            n = 0
             while True:
-                samples.append((round(time.monotonic() - t0, 3), round(updater.rate, 1)))
+                t = round(time.monotonic() - t0, 3)
+                samples.append((t, round(updater.rate, 1)))
+                if n % 10 == 0:
+                    rss.append((t, updater.stats.done, _rss_mb()))
+                n += 1
                 await asyncio.sleep(0.1)
 
         sampler = asyncio.ensure_future(sample_rate())
@@ -132,6 +148,7 @@ async def _run_async_updater(args: argparse.Namespace) -> dict[str, Any]:
             ],
             timeline_offset_s=updater.stats.timeline.start - t0,
             rate_samples=samples,
+            rss_samples=rss,
         )
     return out
 
