@@ -435,24 +435,35 @@ async def _run_with_progress(
 
 
 class _signals:
-    """First SIGINT/SIGTERM: graceful stop. Second: abandon requests in flight."""
+    """First SIGINT/SIGTERM: graceful stop. Second, or ``GRACE`` seconds later: abandon the
+    requests in flight (a hung server must not hold a stop for the whole --timeout; a process
+    supervisor sends SIGTERM once and SIGKILL soon after)."""
+
+    GRACE = 5.0
 
     def __init__(self, updater: Updater) -> None:
         self.updater = updater
         self.count = 0
         self.installed: list[int] = []
+        self.deadline: asyncio.TimerHandle | None = None
 
     def _handle(self) -> None:
         self.count += 1
         if self.count == 1:
             self._say(
-                "stopping: no new requests; waiting for those in flight "
+                f"stopping: no new requests; waiting up to {self.GRACE:g} s for those in flight "
                 "(press Ctrl-C again to abandon them)"
             )
             self.updater.stop()
+            self.deadline = asyncio.get_running_loop().call_later(self.GRACE, self._abandon)
         else:
-            self._say("abandoning the requests in flight")
-            self.updater.stop(cancel_in_flight=True)
+            self._abandon()
+
+    def _abandon(self) -> None:
+        if self.deadline is not None:
+            self.deadline.cancel()
+        self._say("abandoning the requests in flight (a --resume sends them again)")
+        self.updater.stop(cancel_in_flight=True)
 
     def _say(self, message: str) -> None:
         if self.updater.on_notice is not None:
@@ -471,6 +482,8 @@ class _signals:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self.deadline is not None:
+            self.deadline.cancel()
         loop = asyncio.get_running_loop()
         for sig in self.installed:
             loop.remove_signal_handler(sig)

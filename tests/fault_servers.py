@@ -82,6 +82,7 @@ class FaultServer:
         self.url = ""
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
         self._stopping = asyncio.Event()
 
     async def __aenter__(self) -> FaultServer:
@@ -94,9 +95,12 @@ class FaultServer:
         self._stopping.set()
         assert self._server is not None
         self._server.close()
+        for writer in list(self._writers):
+            writer.close()  # an idle keep-alive reader sees EOF
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=2.0)
         for task in list(self._tasks):
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._server.wait_closed()
 
     def attempts(self, user_id: str) -> int:
@@ -106,13 +110,17 @@ class FaultServer:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
+        self._writers.add(writer)
         try:
             while not await self._one(reader, writer):
                 pass
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             pass
+        except asyncio.CancelledError:
+            pass  # stopping; asyncio's stream callback would log a cancelled task as an error
         finally:
             self._tasks.discard(task)
+            self._writers.discard(writer)
             with contextlib.suppress(Exception):
                 writer.close()
 

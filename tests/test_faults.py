@@ -30,7 +30,7 @@ from async_updater.mock_server import MockChimeServer, MockConfig
 from async_updater.model import Result, Status, UserRecord
 from async_updater.pipeline import Updater
 from async_updater.report import MemoryReport, read_report
-from async_updater.sample import generate_users
+from async_updater.sample import generate_users, write_users
 from async_updater.signing import Credentials, StaticCredentials
 from async_updater.source import CsvSource
 
@@ -465,6 +465,21 @@ class Run:
                 seen += chunk.count(b"\n")
             time.sleep(0.002)
 
+    async def await_rows(self, rows: int, limit: float = 30.0) -> None:
+        """``wait_for_rows`` for a test whose own loop serves the run."""
+        deadline = time.monotonic() + limit
+        while not self.report.exists() or len(list(read_report(self.report))) < rows:
+            assert self.proc.poll() is None, f"the run ended early: {self.stderr()}"
+            assert time.monotonic() < deadline, f"fewer than {rows} rows after {limit} s"
+            await asyncio.sleep(0.02)
+
+    async def await_exit(self, limit: float) -> int | None:
+        """The exit code, or None if the process still runs after ``limit`` seconds."""
+        deadline = time.monotonic() + limit
+        while self.proc.poll() is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        return self.proc.poll()
+
     def finish(self, limit: float = 60.0) -> int:
         try:
             return self.proc.wait(timeout=limit)
@@ -630,3 +645,47 @@ def test_a_second_sigint_abandons_requests_in_flight_and_never_reports_them_upda
         counts = assert_finished(report, slow, expected)
     assert {key for key, n in counts.items() if n > 1} == abandoned
     assert max(counts.values()) == 2
+
+
+async def test_a_signal_while_the_server_hangs_abandons_the_hung_requests_after_a_grace_period(
+    tmp_path: Path,
+) -> None:
+    users_csv = tmp_path / "users.csv"
+    write_users(users_csv, iter(users(300)))
+    report = tmp_path / "report.csv"
+    answered: set[str] = set()
+    hanging = [True]
+
+    def decide(req: Request) -> Any:
+        if hanging[0] and len(answered) >= 100:
+            return Hang()
+        answered.add(req.user_id)
+        return ok()
+
+    async with FaultServer(decide) as server:
+        run = Run(tmp_path, users_csv, report, server.url, "--concurrency", "8")
+        try:
+            await run.await_rows(100)
+            await asyncio.sleep(0.2)  # the next requests are sent and hang
+            sent = time.monotonic()
+            run.proc.send_signal(signal.SIGTERM)
+            # Without the grace period the hung requests held the exit for all of --timeout (30 s).
+            code = await run.await_exit(10)
+            took = time.monotonic() - sent
+        finally:
+            run.kill()
+        assert code == 130, run.stderr()
+        err = run.stderr()
+        assert "abandoning the requests in flight" in err and "Traceback" not in err
+        assert report_keys(report) == {("acct", u) for u in answered}
+        assert len(list(read_report(report))) == 100
+        hung = {r.user_id for r in server.requests} - answered
+        assert 0 < len(hung) <= 8
+        print(f"\nSIGTERM, server hung: exit 130 after {took:.2f} s, {len(hung)} abandoned")
+
+        hanging[0] = False
+        resumed = Run(tmp_path, users_csv, report, server.url, "--resume")
+        assert await resumed.await_exit(30) == 0, resumed.stderr()
+    rows = list(read_report(report))
+    assert len(rows) == 300 and {r.status for r in rows} == {"updated"}
+    assert answered == {f"u{i}" for i in range(300)}
