@@ -98,7 +98,7 @@ class FaultServer:
         for writer in list(self._writers):
             writer.close()  # an idle keep-alive reader sees EOF
         if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=2.0)
+            await asyncio.wait(set(self._tasks), timeout=0.5)
         for task in list(self._tasks):
             task.cancel()
         await self._server.wait_closed()

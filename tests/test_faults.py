@@ -110,7 +110,9 @@ async def test_connection_refused_fails_every_row_with_connection_error_after_ma
 
 
 async def test_unresolvable_host_fails_every_row_with_dns_error_without_hanging() -> None:
-    results = await run_all(fast("http://nonexistent.invalid:1", max_attempts=2), users(6))
+    # .invalid never resolves (RFC 6761); a slow resolver would still be cut at connect_timeout.
+    config = fast("http://nonexistent.invalid:1", max_attempts=2, connect_timeout=3.0)
+    results = await run_all(config, users(6))
     for r in results.values():
         assert (r.status, r.error_code, r.attempts) == (Status.FAILED, "DNSError", 2)
         assert "cannot resolve host: nonexistent.invalid" in r.message
@@ -255,6 +257,30 @@ async def test_an_empty_retry_budget_bounds_the_requests_of_a_failing_server() -
     assert len(server.requests) == 10 + 5
     exhausted = [r for r in results.values() if r.message.startswith("retry budget exhausted")]
     assert exhausted and all(r.error_code == "ServiceFailureException" for r in exhausted)
+
+
+async def test_stop_during_a_retry_after_cool_down_ends_at_once_reporting_only_answers() -> None:
+    throttle = Reply(
+        429,
+        b'{"Code": "ThrottledClientException", "Message": "Rate exceeded"}',
+        {"Retry-After": "30", "Content-Type": "application/json"},
+    )
+    async with FaultServer(lambda req: throttle if req.n == 5 else ok()) as server:
+        sink = MemoryReport()
+        async with Updater(
+            fast(server.url, concurrency=1, max_attempts=5), credentials=CREDS
+        ) as up:
+            task = asyncio.ensure_future(up.run(users(50), sink))
+            while len(server.requests) < 6:
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.1)  # now paused for 30 s by the Retry-After
+            assert not task.done()
+            up.stop()
+            summary = await asyncio.wait_for(task, 2.0)
+    assert summary.interrupted and summary.cooldowns == 1
+    assert [r.user_id for r in sink.results] == [f"u{i}" for i in range(5)]
+    assert {r.status for r in sink.results} == {Status.UPDATED}
+    assert len(server.requests) == 6
 
 
 # -- expired credentials --------------------------------------------------------------------
