@@ -52,9 +52,10 @@ class Shard:
         try:
             if not sep:
                 raise ValueError
-            return cls(int(k), int(n))
+            index, count = int(k), int(n)
         except ValueError:
             raise ConfigError(f"--shard: {text!r} is not K/N, e.g. 0/4 (K counts from 0)") from None
+        return cls(index, count)  # ConfigError (a ValueError) names what is out of range
 
     def owns(self, account_id: str) -> bool:
         digest = blake2b(account_id.encode("utf-8", "surrogateescape"), digest_size=8).digest()

@@ -1,0 +1,542 @@
+"""The command line contract: help, exit codes, one-line errors without tracebacks, nothing sent
+and nothing touched when the run cannot start, dry runs, the report and summary files."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import pytest
+
+from async_updater.cli import main
+from async_updater.mock_server import MockChimeServer, MockConfig
+from async_updater.model import REPORT_COLUMNS
+from async_updater.sample import generate_users
+
+AK, SK = "AKIDCLITEST", "cli-test-secret"
+HEADER = "account_id,user_id,inbound_calling,outbound_calling,sms\n"
+# Every option DESIGN.md gives the run command.
+DESIGN_RUN_OPTIONS = (
+    "--report",
+    "--format",
+    "--endpoint-url",
+    "--region",
+    "--profile",
+    "--rate",
+    "--concurrency",
+    "--max-attempts",
+    "--resume",
+    "--dry-run",
+    "--no-progress",
+)
+
+
+class ThreadedMock:
+    """The mock server on its own loop in a thread, so ``main()`` can run its own loop."""
+
+    def __init__(self, config: MockConfig) -> None:
+        self.config = config
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def _call(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)
+
+    def __enter__(self) -> MockChimeServer:
+        self.thread.start()
+        self.server = MockChimeServer(self.config)
+        self._call(self.server.__aenter__())
+        return self.server
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            self._call(self.server.__aexit__(None, None, None))
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(timeout=30)
+            self.loop.close()
+
+
+@pytest.fixture
+def server() -> Iterator[MockChimeServer]:
+    with ThreadedMock(MockConfig(credentials={AK: SK}, seed=1)) as s:
+        yield s
+
+
+@pytest.fixture
+def no_aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, str]:
+    """An environment with no AWS credentials anywhere; returns it (for subprocesses)."""
+    for key in list(os.environ):
+        if key.startswith("AWS_"):
+            monkeypatch.delenv(key)
+    empty = tmp_path / "empty-aws-file"
+    empty.write_text("")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(empty))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    return dict(os.environ)
+
+
+@pytest.fixture
+def aws(no_aws: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The mock's credentials in the environment, as an operator would set them."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", AK)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SK)
+    return dict(os.environ)
+
+
+Run = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture
+def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Run:
+    """``main(argv)`` -> (exit code, stdout, stderr), run in ``tmp_path`` (defaults write there)."""
+    monkeypatch.chdir(tmp_path)
+
+    def _run(*argv: str | Path) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = main([str(a) for a in argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return _run
+
+
+def users_csv(tmp_path: Path, n: int = 6, accounts: int = 2, extra: str = "") -> Path:
+    path = tmp_path / "users.csv"
+    generate_users(path, n, accounts, seed=4)
+    if extra:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(extra)
+    return path
+
+
+def rows(path: Path) -> list[dict[str, str]]:
+    with open(path, encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def one_line_error(err: str) -> str:
+    """The whole of stderr, which must be a single line and no traceback."""
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("async-updater: error: ")
+    return lines[0].removeprefix("async-updater: error: ")
+
+
+# -- help ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["run", "demo", "report", "merge-reports", "plot"])
+def test_help_of_every_subcommand_exits_0(command: str, run: Run) -> None:
+    with pytest.raises(SystemExit) as info:
+        run(command, "--help")
+    assert info.value.code == 0
+
+
+def test_run_help_mentions_every_option_of_the_design_and_the_exit_codes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    text = capsys.readouterr().out
+    missing = [opt for opt in DESIGN_RUN_OPTIONS if opt not in text]
+    assert missing == []
+    assert "csv" in text and "jsonl" in text
+    for code in ("0 all updated", "1 some failed or invalid", "2 usage error", "130 interrupted"):
+        assert code in " ".join(text.split())
+
+
+def test_module_entry_point_help_and_bad_input_via_subprocess(
+    tmp_path: Path, aws: dict[str, str]
+) -> None:
+    help_ = subprocess.run(
+        [sys.executable, "-m", "async_updater", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=aws,
+    )
+    assert help_.returncode == 0
+    for command in ("run", "demo", "report", "merge-reports"):
+        assert command in help_.stdout
+    missing = subprocess.run(
+        [sys.executable, "-m", "async_updater", "run", str(tmp_path / "nope.csv")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=aws,
+    )
+    assert missing.returncode == 2
+    assert missing.stdout == ""
+    assert one_line_error(missing.stderr) == f"{tmp_path / 'nope.csv'}: no such file"
+
+
+# -- exit 2 before anything is sent --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        (lambda d: d / "missing.csv", "{input}: no such file"),
+        (lambda d: d, "{input}: is a directory, not a CSV file"),
+        (
+            lambda d: _write(d / "u.csv", "account,user\na,u\n"),
+            "{input}: the first line is not a header; it must be: "
+            "account_id,user_id,inbound_calling,outbound_calling,sms",
+        ),
+        (
+            lambda d: _write(d / "u.csv", HEADER.replace("sms", "text")),
+            "{input}: the header does not fit: missing sms; unexpected 'text'. Expected: "
+            "account_id,user_id,inbound_calling,outbound_calling,sms",
+        ),
+        (lambda d: _write(d / "u.csv", ""), "{input}: is empty; the first line must be the header"),
+    ],
+    ids=["missing-input", "directory-input", "no-header", "bad-header", "empty-input"],
+)
+def test_unusable_input_exits_2_with_one_line_and_sends_nothing(
+    tmp_path: Path,
+    run: Run,
+    server: MockChimeServer,
+    aws: dict[str, str],
+    setup: Callable[[Path], Path],
+    message: str,
+) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    path = setup(folder)
+    report = tmp_path / "r.csv"
+    code, out, err = run("run", path, "--endpoint-url", server.url, "--report", report)
+    assert (code, out) == (2, "")
+    assert one_line_error(err) == message.format(input=path)
+    assert server.counters["requests"] == 0
+    assert not report.exists()
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--rate", "0"], "--rate: must be a number > 0, not 0.0"),
+        (["--rate", "-5"], "--rate: must be a number > 0, not -5.0"),
+        (["--rate", "nan"], "--rate: must be a number > 0, not nan"),
+        (["--concurrency", "0"], "--concurrency: must be a whole number >= 1, not 0"),
+        (["--max-attempts", "0"], "--max-attempts: must be a whole number >= 1, not 0"),
+        (["--timeout", "0"], "--timeout: must be a number > 0, not 0.0"),
+        (["--shard", "3/3"], "--shard: need 0 <= K < N, got 3/3"),
+        (["--shard", "x"], "--shard: 'x' is not K/N, e.g. 0/4 (K counts from 0)"),
+        (
+            ["--endpoint-url", "ftp://example.com"],
+            "--endpoint-url: 'ftp://example.com' is not an http(s) URL with a host",
+        ),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else None,
+)
+def test_bad_option_value_exits_2_with_a_message_naming_the_option(
+    tmp_path: Path,
+    run: Run,
+    server: MockChimeServer,
+    aws: dict[str, str],
+    option: list[str],
+    message: str,
+) -> None:
+    args = [
+        "run",
+        users_csv(tmp_path),
+        "--endpoint-url",
+        server.url,
+        "--report",
+        tmp_path / "r.csv",
+    ]
+    code, _, err = run(*args, *option)
+    assert (code, one_line_error(err)) == (2, message)
+    assert server.counters["requests"] == 0
+
+
+@pytest.mark.parametrize(
+    ("option", "error"),
+    [
+        (["--rate", "fast"], "argument --rate: invalid float value: 'fast'"),
+        (["--concurrency", "1.5"], "argument --concurrency: invalid int value: '1.5'"),
+        (["--format", "xml"], "argument --format: invalid choice: 'xml' (choose from "),
+    ],
+    ids=["rate-not-a-number", "concurrency-not-whole", "unknown-format"],
+)
+def test_unparseable_option_exits_2_with_a_single_error_line_and_no_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: list[str], error: str
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["run", str(users_csv(tmp_path)), *option])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert len(errors) == 1
+    assert errors[0].startswith(f"async-updater run: error: {error}")
+
+
+@pytest.mark.xfail(
+    reason="config.py accepts --timeout inf; aiohttp then raises OverflowError (a traceback)",
+    strict=True,
+    raises=OverflowError,
+)
+def test_infinite_timeout_is_refused_like_any_bad_value(
+    tmp_path: Path, run: Run, server: MockChimeServer, aws: dict[str, str]
+) -> None:
+    args = [
+        "run",
+        users_csv(tmp_path),
+        "--endpoint-url",
+        server.url,
+        "--report",
+        tmp_path / "r.csv",
+    ]
+    code, _, err = run(*args, "--timeout", "inf", "--no-progress")
+    assert code == 2
+    assert one_line_error(err).startswith("--timeout: ")
+
+
+def test_report_in_a_missing_folder_exits_2(
+    tmp_path: Path, run: Run, server: MockChimeServer, aws: dict[str, str]
+) -> None:
+    report = tmp_path / "no-such-folder" / "r.csv"
+    args = ["run", users_csv(tmp_path), "--endpoint-url", server.url, "--report", report]
+    code, _, err = run(*args)
+    assert (code, one_line_error(err)) == (2, f"--report: folder {report.parent} does not exist")
+    assert server.counters["requests"] == 0
+
+
+def test_report_under_a_regular_file_exits_2_and_sends_nothing(
+    tmp_path: Path, run: Run, server: MockChimeServer, aws: dict[str, str]
+) -> None:
+    (tmp_path / "afile").write_text("x")
+    report = tmp_path / "afile" / "r.csv"
+    args = ["run", users_csv(tmp_path), "--endpoint-url", server.url, "--report", report]
+    code, _, err = run(*args, "--no-progress")
+    assert code == 2
+    assert one_line_error(err) == f"cannot write the report {report}: Not a directory"
+    assert server.counters["requests"] == 0
+
+
+def test_report_that_is_a_directory_exits_2(
+    tmp_path: Path, run: Run, server: MockChimeServer, aws: dict[str, str]
+) -> None:
+    args = ["run", users_csv(tmp_path), "--endpoint-url", server.url, "--report", tmp_path]
+    code, _, err = run(*args)
+    assert (code, one_line_error(err)) == (2, f"--report: {tmp_path} is a directory")
+
+
+def test_existing_report_without_resume_or_overwrite_exits_2_and_is_left_alone(
+    tmp_path: Path, run: Run, server: MockChimeServer, aws: dict[str, str]
+) -> None:
+    report = tmp_path / "r.csv"
+    report.write_text("precious\n")
+    args = ["run", users_csv(tmp_path), "--endpoint-url", server.url, "--report", report]
+    code, _, err = run(*args)
+    assert code == 2
+    assert one_line_error(err) == (
+        f"{report} already exists: add --resume to continue that run, --overwrite to start "
+        "over, or choose another --report"
+    )
+    assert report.read_text() == "precious\n"
+    assert server.counters["requests"] == 0
+
+
+@pytest.mark.parametrize("mode", ["--resume", "--overwrite"])
+def test_no_credentials_exits_2_sends_nothing_and_leaves_the_report_byte_identical(
+    tmp_path: Path, run: Run, server: MockChimeServer, no_aws: dict[str, str], mode: str
+) -> None:
+    users = users_csv(tmp_path, 4)
+    report = tmp_path / "r.csv"
+    # A real earlier run's report and meta, so --resume gets as far as it can.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AWS_ACCESS_KEY_ID", AK)
+        mp.setenv("AWS_SECRET_ACCESS_KEY", SK)
+        assert run("run", users, "--endpoint-url", server.url, "--report", report)[0] == 0
+    server.reset()
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    code, _, err = run("run", users, "--endpoint-url", server.url, "--report", report, mode)
+    assert code == 2
+    assert one_line_error(err).startswith("no AWS credentials found")
+    assert server.counters["requests"] == 0
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+
+
+# -- runs ---------------------------------------------------------------------------------------
+
+
+def test_dry_run_sends_nothing_and_reports_every_row_planned(
+    tmp_path: Path, run: Run, server: MockChimeServer, aws: dict[str, str]
+) -> None:
+    report = tmp_path / "r.csv"
+    code, out, _ = run(
+        "run", users_csv(tmp_path, 8), "--endpoint-url", server.url, "--report", report,
+        "--dry-run",
+    )  # fmt: skip
+    assert code == 0
+    assert "planned 8" in out
+    assert server.counters["requests"] == 0
+    got = rows(report)
+    assert len(got) == 8 and {r["status"] for r in got} == {"planned"}
+    assert all(re.fullmatch(r"PUT /accounts/[^/]+/users/[^/]+/settings", r["message"]) for r in got)
+
+
+def test_dry_run_without_credentials_still_validates(
+    tmp_path: Path, run: Run, server: MockChimeServer, no_aws: dict[str, str]
+) -> None:
+    report = tmp_path / "r.csv"
+    users = users_csv(tmp_path, 3, extra="a,u,maybe,false,true\n")
+    code, _, err = run("run", users, "--endpoint-url", server.url, "--report", report, "--dry-run")
+    assert code == 1, err
+    assert [r["status"] for r in rows(report)] == ["planned"] * 3 + ["invalid"]
+    assert server.counters["requests"] == 0
+
+
+def test_some_invalid_rows_exit_1_and_every_row_is_in_the_report(
+    tmp_path: Path, run: Run, server: MockChimeServer, aws: dict[str, str]
+) -> None:
+    users = users_csv(tmp_path, 6, extra="acct-x,,true,false,true\nacct-y,u,maybe,false,true\n")
+    report = tmp_path / "r.jsonl"
+    code, out, err = run(
+        "run", users, "--endpoint-url", server.url, "--report", report, "--format", "jsonl",
+        "--no-progress",
+    )  # fmt: skip
+    assert code == 1, err
+    lines = [json.loads(line) for line in report.read_text(encoding="utf-8").splitlines()]
+    assert sorted(r["status"] for r in lines) == ["invalid"] * 2 + ["updated"] * 6
+    assert sorted(r["message"] for r in lines if r["status"] == "invalid") == [
+        "line 8: user_id: is empty",
+        "line 9: inbound_calling: 'maybe' is not a boolean; expected true or false (or 1/0, "
+        "yes/no)",
+    ]
+    assert len(server.applied) == 6
+    assert "invalid 2" in out
+
+
+def test_header_only_input_exits_0_with_nothing_to_do(
+    tmp_path: Path, run: Run, server: MockChimeServer, aws: dict[str, str]
+) -> None:
+    users = _write(tmp_path / "users.csv", HEADER)
+    report = tmp_path / "r.csv"
+    code, out, _ = run("run", users, "--endpoint-url", server.url, "--report", report)
+    assert code == 0
+    assert f"{users} has a header but no rows: nothing to do" in out
+    assert report.read_text() == ",".join(REPORT_COLUMNS) + "\n"
+    assert server.counters["requests"] == 0
+
+
+def test_summary_json_holds_the_counts_and_the_report_path(
+    tmp_path: Path, run: Run, server: MockChimeServer, aws: dict[str, str]
+) -> None:
+    users = users_csv(tmp_path, 10, extra="a,u,bad,0,1\n")
+    report, summary = tmp_path / "r.csv", tmp_path / "summary.json"
+    code, _, _ = run(
+        "run", users, "--endpoint-url", server.url, "--report", report, "--summary-json", summary,
+    )  # fmt: skip
+    assert code == 1
+    data = json.loads(summary.read_text())
+    assert data["counts"] == {"updated": 10, "failed": 0, "invalid": 1, "planned": 0}
+    assert (data["rows"], data["requests"], data["report_path"]) == (11, 10, str(report))
+    assert data["interrupted"] is False
+    assert data["skipped_already_updated"] == 0
+    assert set(data["latency_ms"]) == {"p50", "p95", "p99"}
+    assert data["latency_ms"]["p50"] > 0
+
+
+def test_resume_after_a_finished_run_sends_nothing_and_keeps_one_row_per_input_row(
+    tmp_path: Path, run: Run, server: MockChimeServer, aws: dict[str, str]
+) -> None:
+    users = users_csv(tmp_path, 5, extra="a,u,bad,0,1\n")
+    report = tmp_path / "r.csv"
+    args = ("run", users, "--endpoint-url", server.url, "--report", report)
+    assert run(*args)[0] == 1
+    sent = server.counters["requests"]
+    code, _, err = run(*args, "--resume")
+    assert code == 1
+    assert "resuming: 5 users already updated" in err
+    assert server.counters["requests"] == sent
+    assert sorted(r["status"] for r in rows(report)) == ["invalid"] + ["updated"] * 5
+
+
+# -- the report subcommand ---------------------------------------------------------------------
+
+
+def _finished_report(tmp_path: Path, run: Run, server: MockChimeServer) -> Path:
+    report = tmp_path / "r.csv"
+    users = users_csv(tmp_path, 4, extra="a,u,bad,0,1\n")
+    assert run("run", users, "--endpoint-url", server.url, "--report", report)[0] == 1
+    return report
+
+
+def test_report_command_summarises_a_finished_report(
+    tmp_path: Path, run: Run, server: MockChimeServer, aws: dict[str, str]
+) -> None:
+    report = _finished_report(tmp_path, run, server)
+    code, out, err = run("report", report)
+    assert (code, err) == (1, "")
+    assert f"== report {report}" in out
+    assert re.search(r"rows\s+5\s+updated 4  failed 0  invalid 1", out), out
+    assert "error      InvalidRow x1: line 6: inbound_calling: 'bad' is not a boolean" in out
+    code, out, _ = run("report", report, "--json")
+    data = json.loads(out)
+    assert (code, data["rows"], data["counts"]["updated"], data["requests"]) == (1, 5, 4, 4)
+
+
+def test_report_command_on_a_partial_report_counts_the_complete_rows(
+    tmp_path: Path, run: Run, server: MockChimeServer, aws: dict[str, str]
+) -> None:
+    report = _finished_report(tmp_path, run, server)
+    data = report.read_bytes()
+    report.write_bytes(data[: data.rindex(b"\n", 0, len(data) - 1) + 5])  # cut the last row
+    code, out, _ = run("report", report, "--json")
+    summary = json.loads(out)
+    assert summary["rows"] == 4
+    assert code == (1 if summary["counts"]["invalid"] else 0)
+
+
+def test_report_command_on_an_all_updated_report_exits_0(
+    tmp_path: Path, run: Run, server: MockChimeServer, aws: dict[str, str]
+) -> None:
+    report = tmp_path / "r.csv"
+    assert (
+        run("run", users_csv(tmp_path, 3), "--endpoint-url", server.url, "--report", report)[0] == 0
+    )
+    code, out, _ = run("report", report)
+    assert code == 0
+    assert re.search(r"rows\s+3\s+updated 3  failed 0  invalid 0", out), out
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "cannot read the report {path}: No such file or directory"),
+        ("account_id,user_id,inbound_calling\n", "{path} is not an async-updater report"),
+    ],
+    ids=["missing", "not-a-report"],
+)
+def test_report_command_on_a_bad_file_exits_2_with_one_line(
+    tmp_path: Path, run: Run, content: str | None, message: str
+) -> None:
+    path = tmp_path / "r.csv"
+    if content is not None:
+        path.write_text(content)
+    code, out, err = run("report", path)
+    assert (code, out) == (2, "")
+    assert one_line_error(err).startswith(message.format(path=path))
