@@ -17,7 +17,8 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from async_updater.sample import generate_users, write_users
 from async_updater.signing import Credentials, StaticCredentials
 from async_updater.source import CsvSource
 
-from .fault_servers import Close, FaultServer, Hang, Reply, Request, Reset, Truncate, ok
+from .fault_servers import Action, Close, FaultServer, Hang, Reply, Request, Reset, Truncate, ok
 
 AK, SK = "AKIDFAULT", "fault-secret"
 CREDS = StaticCredentials(AK, SK)
@@ -76,11 +77,13 @@ async def run_all(
     return {r.user_id: r for r in sink.results}
 
 
-def first_attempt_then_ok(server_ref: list[FaultServer], fault: Any) -> Any:
+def first_attempt_then_ok(fault: Action) -> Callable[[Request], Action]:
     """A script: each user's first request meets ``fault``, later ones succeed."""
+    seen: Counter[str] = Counter()
 
-    def decide(req: Request) -> Any:
-        return fault if server_ref[0].attempts(req.user_id) == 1 else ok()
+    def decide(req: Request) -> Action:
+        seen[req.user_id] += 1
+        return fault if seen[req.user_id] == 1 else ok()
 
     return decide
 
@@ -131,9 +134,7 @@ async def test_unresolvable_host_fails_every_row_with_dns_error_without_hanging(
     ids=["reset", "reset-mid-status-line", "close", "body-cut-short", "slow", "no-answer"],
 )
 async def test_a_fault_on_the_first_attempt_is_retried_and_the_row_updated(fault: Any) -> None:
-    server_ref: list[FaultServer] = []
-    async with FaultServer(first_attempt_then_ok(server_ref, fault)) as server:
-        server_ref.append(server)
+    async with FaultServer(first_attempt_then_ok(fault)) as server:
         results = await run_all(fast(server.url), users(12))
     for r in results.values():
         assert (r.status, r.http_status) == (Status.UPDATED, 204)
