@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import Enum
 from urllib.parse import urlsplit
@@ -88,8 +89,10 @@ class UpdaterConfig:
 
 
 def _positive(name: str, value: float) -> None:
-    if not isinstance(value, (int, float)) or not value > 0:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
         raise ConfigError(f"{name}: must be a number > 0, not {value!r}")
+    if not math.isfinite(value):  # inf passes "> 0" only to break timers later
+        raise ConfigError(f"{name}: must be a finite number, not {value!r}")
 
 
 def _at_least(name: str, value: int, low: int) -> None:

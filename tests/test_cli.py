@@ -292,11 +292,6 @@ def test_unparseable_option_exits_2_with_a_single_error_line_and_no_traceback(
     assert errors[0].startswith(f"async-updater run: error: {error}")
 
 
-@pytest.mark.xfail(
-    reason="config.py accepts --timeout inf; aiohttp then raises OverflowError (a traceback)",
-    strict=True,
-    raises=OverflowError,
-)
 def test_infinite_timeout_is_refused_like_any_bad_value(
     tmp_path: Path, run: Run, server: MockChimeServer, aws: dict[str, str]
 ) -> None:
