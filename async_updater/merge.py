@@ -25,11 +25,25 @@ def merge_reports(
         raise ReportError("merge-reports: no reports given")
     paths = [Path(p) for p in inputs]
     out = Path(output)
-    if any(out.resolve() == p.resolve() for p in paths):
+    resolved = [p.resolve() for p in paths]
+    if out.resolve() in resolved:
         raise ReportError("merge-reports: the output must not be one of the inputs")
+    for i, p in enumerate(resolved):
+        if p in resolved[:i]:
+            raise ReportError(f"merge-reports: {paths[i]} is given twice")
+    if meta_path(out).exists():
+        # The output is some run's report: most likely the arguments are in the wrong order.
+        raise ReportError(
+            f"merge-reports: {out} is the report of a run ({meta_path(out).name} is next to "
+            "it); the first argument is the merged report to write: name a new file"
+        )
     fmt = detect_format(paths[0])
     metas = [_meta(p) for p in paths]
-    warnings: list[str] = []
+    warnings = [
+        f"{p} has no readable {meta_path(p).name}: cannot check it belongs with the others"
+        for p, m in zip(paths, metas, strict=True)
+        if not m
+    ]
     _check_same(paths, metas, fmt)
     shards = {m.get("shard") for m in metas if m}
     counts = {int(str(s).split("/")[1]) for s in shards if s}
@@ -89,6 +103,22 @@ def _check_same(paths: list[Path], metas: list[dict[str, object]], fmt: str) -> 
         values = {str(m.get(key)) for m in metas if m}
         if len(values) > 1:
             raise ReportError(f"merge-reports: the reports were made from different {what}s")
-    shards = [m.get("shard") for m in metas if m and m.get("shard")]
-    if len(shards) != len(set(map(str, shards))):
-        raise ReportError("merge-reports: the same shard is given twice")
+    known = [(path, m.get("shard")) for path, m in zip(paths, metas, strict=True) if m]
+    kinds = {_shard_count(shard) for _, shard in known}
+    if len(kinds) > 1:
+        made = ", ".join(f"{path} ({_shard_text(shard)})" for path, shard in known)
+        raise ReportError(
+            f"merge-reports: the reports were not made with one --shard K/N split: {made}"
+        )
+    shards = [str(shard) for _, shard in known if shard]
+    for i, shard in enumerate(shards):
+        if shard in shards[:i]:
+            raise ReportError(f"merge-reports: shard {shard} is given twice")
+
+
+def _shard_count(shard: object) -> int:
+    return int(str(shard).split("/")[1]) if shard else 0
+
+
+def _shard_text(shard: object) -> str:
+    return f"--shard {shard}" if shard else "no --shard"
