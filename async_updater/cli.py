@@ -379,6 +379,9 @@ async def run_command(
                 "--overwrite to start over, or choose another --report"
             )
         _check_writable(report_path)
+    for option, extra in (("--timeline", args.timeline), ("--summary-json", args.summary_json)):
+        if extra:  # checked now: finding out after the run would lose these figures
+            _check_writable(Path(extra), option)
     # Credentials are resolved before the report is touched: a run that cannot sign must
     # leave an existing report exactly as it was.
     async with Updater(config, operation=operation, credentials=credentials) as updater:
@@ -401,10 +404,13 @@ async def run_command(
         finally:
             sink.close()
     summary = dataclasses.replace(summary, report_path=str(report_path))
-    if args.timeline:
-        updater.stats.timeline.write(args.timeline)
-    if args.summary_json:
-        Path(args.summary_json).write_text(json.dumps(summary.as_dict(), indent=2) + "\n")
+    try:
+        if args.timeline:
+            updater.stats.timeline.write(args.timeline)
+        if args.summary_json:
+            Path(args.summary_json).write_text(json.dumps(summary.as_dict(), indent=2) + "\n")
+    except OSError as exc:
+        raise ReportError(f"cannot write {exc.filename}: {exc.strerror}") from None
     print(format_summary(summary, next_command=resume_command(args, report_path)), file=out)
     if summary.interrupted:
         return EXIT_INTERRUPTED
@@ -413,12 +419,16 @@ async def run_command(
     return exit_code(summary)
 
 
-def _check_writable(path: Path) -> None:
+def _check_writable(path: Path, option: str = "--report") -> None:
     parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise ReportError(f"{option}: {path} is a directory")
     if not parent.exists():
-        raise ReportError(f"--report: folder {parent} does not exist")
+        raise ReportError(f"{option}: folder {parent} does not exist")
+    if not parent.is_dir():
+        raise ReportError(f"{option}: {parent} is not a folder")
     if not os.access(parent, os.W_OK):
-        raise ReportError(f"--report: cannot write in {parent}")
+        raise ReportError(f"{option}: cannot write in {parent}")
 
 
 async def _run_with_progress(

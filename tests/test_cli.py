@@ -326,7 +326,7 @@ def test_report_under_a_regular_file_exits_2_and_sends_nothing(
     args = ["run", users_csv(tmp_path), "--endpoint-url", server.url, "--report", report]
     code, _, err = run(*args, "--no-progress")
     assert code == 2
-    assert one_line_error(err) == f"cannot write the report {report}: Not a directory"
+    assert one_line_error(err) == f"--report: {report.parent} is not a folder"
     assert server.counters["requests"] == 0
 
 
@@ -535,3 +535,31 @@ def test_report_command_on_a_bad_file_exits_2_with_one_line(
     code, out, err = run("report", path)
     assert (code, out) == (2, "")
     assert one_line_error(err).startswith(message.format(path=path))
+
+
+@pytest.mark.parametrize("option", ["--summary-json", "--timeline"])
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [
+        ("missing/out.json", "{option}: folder {path.parent} does not exist"),
+        ("", "{option}: {path} is a directory"),
+    ],
+    ids=["missing-folder", "a-directory"],
+)
+def test_unwritable_summary_or_timeline_exits_2_before_anything_is_sent(
+    tmp_path: Path,
+    run: Run,
+    server: MockChimeServer,
+    aws: dict[str, str],
+    option: str,
+    where: str,
+    message: str,
+) -> None:
+    path = tmp_path / where if where else tmp_path
+    report = tmp_path / "r.csv"
+    code, _, err = run(
+        "run", users_csv(tmp_path), "--endpoint-url", server.url, "--report", report, option, path
+    )
+    assert (code, one_line_error(err)) == (2, message.format(option=option, path=path))
+    assert server.counters["requests"] == 0
+    assert not report.exists()
