@@ -335,6 +335,13 @@ class RateController:
         self._cut(now, self.settings.overload_backoff)
         return True
 
+    def hold(self, until: float) -> None:
+        """The server announced a cool-down until ``until``: no growth before then, and the
+        recovery curve restarts at ``until``. Without this the curve would keep climbing through
+        the pause, and every pause would end with a burst above the limit (and a new pause)."""
+        if until > self.cut_at:
+            self.cut_at = until
+
     def _cut(self, now: float, factor: float) -> None:
         rate = self.rate_at(now)
         # CUBIC fast convergence: a cut below the previous peak means the limit moved down.

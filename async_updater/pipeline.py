@@ -509,6 +509,8 @@ class _Run:
                 if until > scope.bucket.paused_until:
                     stats.cooldowns += 1
                     scope.bucket.pause_until(until)
+                    if adaptive:
+                        controller.hold(until)
                     self.up.notice(
                         f"the server asked us to wait {until - now:.1f} s; pausing",
                         key="cooldown",
