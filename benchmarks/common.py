@@ -318,4 +318,4 @@ def now_utc() -> str:
 
 
 def command_line() -> str:
-    return "python -m benchmarks." + Path(sys.argv[0]).stem + " " + " ".join(sys.argv[1:])
+    return " ".join(["python -m benchmarks." + Path(sys.argv[0]).stem, *sys.argv[1:]])
