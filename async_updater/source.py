@@ -25,6 +25,7 @@ __all__ = ["CsvSource", "Shard", "count_data_lines", "read_records"]
 
 MAX_FIELD = 1 << 20
 MAX_ROW = MAX_FIELD  # characters in one row, quoted newlines included
+_CHUNK = MAX_ROW + 1  # the most read at once
 MAX_REPORTED_CELL = 256
 # The csv module's limit is process-wide; raise it once so long-but-sane fields parse. Rows are
 # bounded by ``_Lines`` instead, which knows where the oversized row started and can skip it whole.
@@ -225,13 +226,14 @@ class _RowTooLong(Exception):
 class _Lines:
     """The file's lines for the csv reader, counted as they pass: the physical line number, and
     the characters and double quotes of the row being read. A row longer than ``MAX_ROW`` is
-    cut off there (memory stays bounded when an unclosed quote would swallow the file), and
-    ``skip_quoted`` then moves past the rest of it, so its tail is never read as rows."""
+    cut off there, and the rest of it skipped (``skip_quoted``), so its tail is never read as
+    rows. Lines are read at most ``MAX_ROW + 1`` characters at a time: memory stays bounded even
+    for a file that is one endless line, or an unclosed quote swallowing the rest of the file."""
 
-    __slots__ = ("_file", "line", "row_chars", "row_quotes")
+    __slots__ = ("_readline", "line", "row_chars", "row_quotes")
 
     def __init__(self, file: IO[str]) -> None:
-        self._file = file
+        self._readline = file.readline
         self.line = 0
         self.row_chars = 0
         self.row_quotes = 0
@@ -240,12 +242,16 @@ class _Lines:
         return self
 
     def __next__(self) -> str:
-        text = next(self._file)
+        text = self._readline(_CHUNK)
+        if not text:
+            raise StopIteration
         self.line += 1
         self.row_chars += len(text)
         if '"' in text:
             self.row_quotes += text.count('"')
         if self.row_chars > MAX_ROW:
+            if len(text) == _CHUNK and text[-1] not in "\r\n":
+                self._skip_rest_of_line()
             raise _RowTooLong
         return text
 
@@ -253,16 +259,24 @@ class _Lines:
         self.row_chars = 0
         self.row_quotes = 0
 
+    def _skip_rest_of_line(self) -> None:
+        while text := self._readline(_CHUNK):
+            self.row_quotes += text.count('"')
+            if len(text) < _CHUNK or text[-1] in "\r\n":
+                return
+
     def skip_quoted(self) -> None:
         """Consume lines until an odd number of quotes is evened out: the end of the open
         quoted field, or of the file. (A stray quote inside an unquoted field can fool this;
         it only runs for a row that is already invalid.)"""
         while self.row_quotes % 2:
-            text = next(self._file, None)
-            if text is None:
+            text = self._readline(_CHUNK)
+            if not text:
                 return
-            self.line += 1
             self.row_quotes += text.count('"')
+            if len(text) == _CHUNK and text[-1] not in "\r\n":
+                self._skip_rest_of_line()
+            self.line += 1
 
 
 def _read_header(lines: _Lines, path: Path) -> tuple[list[str], int]:

@@ -8,6 +8,7 @@ import io
 import os
 import re
 import tempfile
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from async_updater.errors import InputError
+from async_updater.errors import ConfigError, InputError
 from async_updater.model import Result, Status, UserRecord
 from async_updater.operation import encode_segment
 from async_updater.report import CsvReport, read_report
@@ -225,6 +226,22 @@ CASES: dict[str, tuple[bytes, str | list[str]]] = {
             f"line 2: the row is longer than {MAX_ROW} characters (a quoted field runs from "
             "line 2 to line 4; is a closing quote missing?)",
             f"line 5: inbound_calling: {BAD}",
+        ],
+    ),
+    "line_of_3_mib_without_newline_then_rows_keeps_line_numbers": (
+        h("a," + "x" * (3 * MAX_ROW) + ',"q\nb",1\nc,w,1,0,1\n'),
+        [
+            f"line 2: the row is longer than {MAX_ROW} characters (a quoted field runs from "
+            "line 2 to line 3; is a closing quote missing?)",
+            ok(4, "c", "w", True, False, True),
+        ],
+    ),
+    "long_line_closing_a_quote_then_rows_keeps_line_numbers": (
+        h(f'a,"{LONG}\n{LONG}",1,0,1{LONG}\nb,v,bad,0,1\n'),
+        [
+            f"line 2: the row is longer than {MAX_ROW} characters (a quoted field runs from "
+            "line 2 to line 3; is a closing quote missing?)",
+            f"line 4: inbound_calling: {BAD}",
         ],
     ),
     "unclosed_long_quote_to_end_of_file_is_one_invalid_row": (
@@ -467,3 +484,42 @@ def test_fuzz_arbitrary_bytes_only_ever_raise_input_error_at_construction(data: 
     assert [item.line for item in items] == data_rows
     total_lines = len(LINE_BREAK.findall(text)) + 1
     assert all(2 <= item.line <= total_lines for item in items)
+
+
+def test_one_endless_line_is_read_in_bounded_memory(tmp_path: Path) -> None:
+    path = tmp_path / "users.csv"
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(HEADER + "a,")
+        for _ in range(24):
+            f.write("y" * (1 << 20))  # 24 MiB, no line break
+    tracemalloc.start()
+    try:
+        got = [outcome(item) for item in CsvSource(path)]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert got == [f"line 2: the row is longer than {MAX_ROW} characters"]
+    assert peak < 8 * MAX_ROW  # a few copies of one chunk, never the whole line
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("3/3", "--shard: need 0 <= K < N, got 3/3"),
+        ("-1/3", "--shard: need 0 <= K < N, got -1/3"),
+        ("0/0", "--shard: need 0 <= K < N, got 0/0"),
+        ("1", "--shard: '1' is not K/N, e.g. 0/4 (K counts from 0)"),
+        ("a/b", "--shard: 'a/b' is not K/N, e.g. 0/4 (K counts from 0)"),
+    ],
+)
+def test_bad_shard_names_what_is_wrong(text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Shard.parse(text)
+    assert str(info.value) == message
+
+
+def test_every_account_belongs_to_exactly_one_shard() -> None:
+    shards = [Shard.parse(f"{k}/4") for k in range(4)]
+    for account in ["", "a", "acct/1 %", "ünï", *(f"acct-{i}" for i in range(200))]:
+        assert sum(s.owns(account) for s in shards) == 1
+    assert Shard.parse("2/4") == Shard(2, 4) and str(Shard(2, 4)) == "2/4"
