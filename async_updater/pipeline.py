@@ -399,6 +399,12 @@ class _Run:
     async def _attempt(self, item: _Item) -> None:
         scope = item.scope
         await scope.bucket.acquire()
+        if not self.out.empty():
+            # Let the consumer write (and flush) the answers already out before this worker
+            # sends again: then a crash (kill -9) leaves unreported, per worker, either one
+            # answer or one request in flight, never both, so a resume re-sends at most
+            # ``concurrency`` users that were applied.
+            await asyncio.sleep(0)
         if self.stopping:
             self._drop(item)
             return
