@@ -27,6 +27,7 @@ from .keyindex import KeyIndex
 from .limiter import BucketClosed, Cancellable, Clock, LoopClock, RateController, TokenBucket
 from .model import Record, Result, RunSummary, Status
 from .operation import ChimeUpdateUserSettings, HttpRequest, Operation
+from .redact import Redactor
 from .report import ReportSink
 from .retry import ErrorClass, RetryBudget, classify, full_jitter_backoff
 from .signing import CredentialProvider, Credentials, SigV4Signer, resolve_credentials
@@ -95,6 +96,8 @@ class Updater:
             service=self.config.service or self.operation.service,
         )
         self._scopes: dict[str, _Scope] = {}
+        # Outlives runs, so credentials used by an earlier run (or before a refresh) stay known.
+        self._redactor = Redactor()
         self._budget = RetryBudget(self.config.retry_budget)
         self._run: _Run | None = None
         self.stats = RunStats(time.monotonic())
@@ -410,6 +413,8 @@ class _Run:
             return
         assert self.up._credentials is not None and self.up._transport is not None
         credentials = await self.up._credentials.current()
+        redactor = self.up._redactor
+        redactor.remember(credentials)
         request = item.request
         headers = self.up._signer.sign(
             request.method, request.path, request.body, request.content_type, credentials
@@ -428,6 +433,9 @@ class _Run:
             response = Response(0, "", exc.code, str(exc))
         finally:
             stats.in_flight -= 1
+        if not 200 <= response.status < 300:
+            # Server text enters the program here; a success carries none worth the cost.
+            response = redactor.response(response, headers)
         now = self.clock.now()
         latency = now - sent_at
         stats.latencies.append(latency * 1000.0)
