@@ -227,15 +227,21 @@ class ControllerSettings:
     "busy", not "over your quota": a few stray ones must not walk the rate down).
     ``cubic_c``: how fast the rate grows back, as a share of the rate at the last cut per
     second cubed. ``window_s``: how far back the throttled share is read.
+    ``in_flight_samples``: how many answers to requests in flight at a cut are needed before
+    their accepted share may deepen that cut. ``cooldown_plateau``: after a server cool-down
+    (``Retry-After``) the rate stays at the learned limit for this many times the cool-down
+    before probing above it.
     """
 
     throttle_backoff: float = 0.9
     overload_backoff: float = 0.95
     overload_interval_s: float = 1.0
-    max_cut: float = 0.5
+    max_cut: float = 0.3
     cubic_c: float = 0.4
     window_s: float = 0.1
     slots: int = 10
+    in_flight_samples: int = 10
+    cooldown_plateau: float = 8.0
 
     def __post_init__(self) -> None:
         for name in ("throttle_backoff", "overload_backoff", "max_cut"):
@@ -246,6 +252,8 @@ class ControllerSettings:
             raise ValueError("max_cut must be <= throttle_backoff")
         if not self.cubic_c > 0 or not self.window_s > 0 or self.slots < 1:
             raise ValueError("cubic_c and window_s must be > 0 and slots >= 1")
+        if self.in_flight_samples < 1 or self.cooldown_plateau < 0:
+            raise ValueError("in_flight_samples must be >= 1 and cooldown_plateau >= 0")
         if self.overload_interval_s < 0:
             raise ValueError("overload_interval_s must be >= 0")
 
@@ -257,15 +265,28 @@ class RateController:
       ``min(throttle_backoff, accepted share of the last window)``, never below ``max_cut``;
       a 503 cuts by ``overload_backoff``. Answers to requests sent before the last cut were
       caused by the old rate, so they never cut again: at most one cut per round trip.
+    - Those answers still measure the old rate, though: of requests sent at rate ``r`` to a
+      server whose limit is ``L``, about ``L / r`` are accepted. Once ``in_flight_samples`` of
+      them are in, the cut is deepened (never compounded) to that estimate of ``L``, so a
+      ceiling far above the limit is left in one round trip, not in a dozen cuts of 10%.
     - Increase: CUBIC (RFC 9438 shape) around ``w_max``, the rate at the last cut: a fast
       concave climb back towards it, a plateau just below, then a convex probe upwards, so the
       rate spends most of its time near the server's limit and finds a raised limit quickly.
+      After a server cool-down the probe waits ``cooldown_plateau`` times the cool-down: a
+      throttle that costs a whole pause is worth probing for only rarely.
     - Bounds: never above ``ceiling`` (the user's ``--rate``), never below ``floor`` (> 0).
     """
 
     __slots__ = (
         "_accepted",
+        "_cut_from",
+        "_cut_peak",
+        "_cut_rate",
+        "_cut_time",
         "_k",
+        "_late_accepted",
+        "_late_throttled",
+        "_probe_after",
         "_slot_ids",
         "_slot_s",
         "_throttled",
@@ -294,9 +315,15 @@ class RateController:
             raise ValueError("floor must be > 0 and <= ceiling")
         self.rate = self.ceiling
         self.w_max = self.ceiling
-        self.cut_at = -math.inf
+        self.cut_at = -math.inf  # the recovery curve's origin (a cool-down moves it later)
         self.cuts = 0
         self._k = 0.0
+        self._cut_time = -math.inf  # when the last cut happened
+        self._cut_from = self.ceiling  # the rate it cut from
+        self._cut_peak = self._cut_rate = self.ceiling  # w_max and rate it set
+        self._late_accepted = 0  # answers since the cut to requests sent before it
+        self._late_throttled = 0
+        self._probe_after = -math.inf
         n = self.settings.slots
         self._slot_s = self.settings.window_s / n
         self._slot_ids = [-1] * n
@@ -308,20 +335,29 @@ class RateController:
         if self.cut_at == -math.inf or self.rate >= self.ceiling:
             return self.rate
         t = now - self.cut_at - self._k
+        if t > 0 and self._probe_after > self.cut_at + self._k:
+            t = max(0.0, now - self._probe_after)  # resting at the peak after a cool-down
         target = self.w_max * (1.0 + self.settings.cubic_c * t * t * t)
         if target > self.rate:
             self.rate = min(self.ceiling, target)
         return self.rate
 
-    def on_accepted(self, now: float) -> float:
+    def on_accepted(self, now: float, sent_at: float | None = None) -> float:
         """A request was not throttled (any answer but 429/503). Returns the new rate."""
         self._count(now, throttled=False)
+        if sent_at is not None and sent_at < self._cut_time:
+            self._late_accepted += 1
+            self._deepen(now)
         return self.rate_at(now)
 
     def on_throttled(self, now: float, sent_at: float) -> bool:
         """A 429 for a request sent at ``sent_at``. Returns True if the rate was cut."""
         self._count(now, throttled=True)
-        if sent_at < self.cut_at:
+        if sent_at < self._cut_time:
+            self._late_throttled += 1
+            self._deepen(now)
+            return False
+        if sent_at < self.cut_at:  # sent during a cool-down the server had not announced yet
             return False
         share = self._accepted_share(now)
         factor = max(self.settings.max_cut, min(self.settings.throttle_backoff, share))
@@ -335,22 +371,55 @@ class RateController:
         self._cut(now, self.settings.overload_backoff)
         return True
 
-    def hold(self, until: float) -> None:
+    def hold(self, until: float, now: float | None = None) -> None:
         """The server announced a cool-down until ``until``: no growth before then, and the
         recovery curve restarts at ``until``. Without this the curve would keep climbing through
-        the pause, and every pause would end with a burst above the limit (and a new pause)."""
+        the pause, and every pause would end with a burst above the limit (and a new pause).
+        Given ``now``, probing above the last peak waits ``cooldown_plateau`` times the pause."""
         if until > self.cut_at:
             self.cut_at = until
+        if now is not None and until > now:
+            plateau = self.settings.cooldown_plateau * (until - now)
+            self._probe_after = max(self._probe_after, until + self._k + plateau)
 
     def _cut(self, now: float, factor: float) -> None:
         rate = self.rate_at(now)
-        # CUBIC fast convergence: a cut below the previous peak means the limit moved down.
-        self.w_max = rate * (1.0 + factor) / 2.0 if rate < self.w_max else rate
+        middle = rate * (1.0 + factor) / 2.0
+        if self._probe_after > -math.inf:
+            # The server uses cool-downs, so the next peak is where the rate will rest: below
+            # the rate that was throttled, halfway down the cut (a limit that rose is kept).
+            self.w_max = max(self.w_max, middle) if rate > self.w_max else middle
+        else:
+            # CUBIC fast convergence: a cut below the previous peak means the limit moved down.
+            self.w_max = middle if rate < self.w_max else rate
         self.rate = max(self.floor, rate * factor)
         self.w_max = max(self.w_max, self.rate)
-        self._k = ((self.w_max - self.rate) / (self.w_max * self.settings.cubic_c)) ** (1 / 3)
+        self._k = self._time_to_peak()
         self.cut_at = now
         self.cuts += 1
+        self._cut_time = now
+        self._cut_from = rate
+        self._cut_peak = self.w_max
+        self._cut_rate = self.rate
+        self._late_accepted = self._late_throttled = 0
+
+    def _deepen(self, now: float) -> None:
+        """Set the last cut from the limit measured by the answers to requests that were in
+        flight at it (sent at ``_cut_from``): recomputed as they come in, never above the cut
+        itself and never past ``max_cut``."""
+        seen = self._late_accepted + self._late_throttled
+        if seen < self.settings.in_flight_samples:
+            return
+        share = max(self.settings.max_cut, self._late_accepted / seen)
+        limit = self._cut_from * share
+        self.w_max = max(self.floor, min(self._cut_peak, limit))
+        self.rate = max(self.floor, min(self._cut_rate, limit * self.settings.throttle_backoff))
+        self._k = self._time_to_peak()
+        self.cut_at = max(self.cut_at, now)  # the curve restarts from the corrected cut
+
+    def _time_to_peak(self) -> float:
+        gap = max(0.0, self.w_max - self.rate)
+        return float((gap / (self.w_max * self.settings.cubic_c)) ** (1 / 3))
 
     def _count(self, now: float, *, throttled: bool) -> None:
         slot_id = int(now / self._slot_s)

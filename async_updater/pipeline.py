@@ -524,7 +524,7 @@ class _Run:
                     stats.cooldowns += 1
                     scope.bucket.pause_until(until)
                     if adaptive:
-                        controller.hold(until)
+                        controller.hold(until, now)
                     self.up.notice(
                         f"the server asked us to wait {until - now:.1f} s; pausing",
                         key="cooldown",
@@ -536,7 +536,7 @@ class _Run:
                 stats.server_errors += 1
                 point.errors += 1
             if adaptive:
-                controller.on_accepted(now)
+                controller.on_accepted(now, sent_at)
         else:
             point.errors += 1
         if adaptive:

@@ -228,7 +228,7 @@ def test_cut_is_deeper_when_most_recent_answers_were_throttled() -> None:
     # The first throttle cut at 0.9; the window now shows ~70% throttled.
     before = c.rate_at(t + 0.01)
     assert c.on_throttled(t + 0.01, sent_at=t + 0.001)
-    assert c.rate == pytest.approx(before * 0.5)  # bounded by max_cut
+    assert c.rate == pytest.approx(before * ControllerSettings().max_cut)  # bounded by max_cut
 
 
 def test_cut_follows_the_accepted_share_between_the_bounds() -> None:
@@ -240,6 +240,75 @@ def test_cut_follows_the_accepted_share_between_the_bounds() -> None:
     c.rate = 1000.0
     c.on_throttled(5.0, sent_at=5.0)  # share accepted = 70/100
     assert c.rate == pytest.approx(700.0)
+
+
+def cut_at_2400(c: RateController) -> None:
+    accepted(c, 10.0, 100)
+    assert c.on_throttled(10.0, sent_at=9.99)
+    assert c.rate == pytest.approx(2160.0) and c.w_max == pytest.approx(2400.0)
+
+
+def test_answers_in_flight_at_a_cut_deepen_it_to_the_limit_they_measure() -> None:
+    c = RateController(2400.0)
+    cut_at_2400(c)
+    # Requests sent at 2400/s before the cut: one in three accepted, so the limit is ~800/s.
+    for i in range(30):
+        if i % 3 == 0:
+            c.on_accepted(10.01, sent_at=9.995)
+        else:
+            assert not c.on_throttled(10.01, sent_at=9.995)
+    assert c.cuts == 1  # deepened, not compounded
+    assert c.w_max == pytest.approx(800.0)
+    assert c.rate == pytest.approx(720.0)
+
+
+def test_too_few_answers_in_flight_leave_the_cut_alone() -> None:
+    c = RateController(2400.0)
+    cut_at_2400(c)
+    for _ in range(ControllerSettings().in_flight_samples - 1):
+        c.on_throttled(10.01, sent_at=9.995)
+    assert c.rate == pytest.approx(2160.0)
+
+
+def test_answers_in_flight_never_raise_the_cut_above_its_own_factor() -> None:
+    c = RateController(2400.0)
+    cut_at_2400(c)
+    for _ in range(50):
+        c.on_accepted(10.01, sent_at=9.995)
+    assert c.rate == pytest.approx(2160.0) and c.w_max == pytest.approx(2400.0)
+
+
+def test_answers_in_flight_deepen_the_cut_at_most_to_max_cut() -> None:
+    c = RateController(2400.0)
+    cut_at_2400(c)
+    for _ in range(40):
+        c.on_throttled(10.01, sent_at=9.995)
+    assert c.w_max == pytest.approx(2400.0 * ControllerSettings().max_cut)
+
+
+def test_the_estimate_follows_the_answers_as_they_come_in() -> None:
+    c = RateController(2400.0)
+    cut_at_2400(c)
+    for _ in range(10):
+        c.on_throttled(10.01, sent_at=9.995)
+    low = c.w_max
+    for _ in range(10):
+        c.on_accepted(10.01, sent_at=9.995)
+    assert low == pytest.approx(720.0) and c.w_max == pytest.approx(1200.0)
+
+
+def test_after_a_cooldown_the_rate_rests_at_the_peak_before_probing_above_it() -> None:
+    settings = ControllerSettings(cooldown_plateau=8.0)
+    c = RateController(10_000.0, settings=settings)
+    c.rate = c.w_max = 1000.0
+    accepted(c, 100.0, 100)
+    c.on_throttled(100.0, sent_at=100.0)
+    c.hold(101.0, now=100.0)  # Retry-After: 1
+    assert c.rate_at(100.9) == pytest.approx(900.0)  # nothing grows during the pause
+    k = (0.1 / 0.4) ** (1 / 3)
+    assert c.rate_at(101.0 + k) == pytest.approx(1000.0)
+    assert c.rate_at(101.0 + k + 7.9) == pytest.approx(1000.0)  # 8 x the pause at the peak
+    assert c.rate_at(101.0 + k + 9.0) > 1000.0  # then it probes
 
 
 def test_503_cuts_gently_and_at_most_once_per_overload_interval() -> None:
