@@ -103,7 +103,7 @@ def validate_id(field: str, text: str) -> str:
 
 def encode_segment(value: str) -> str:
     """Percent-encode ``value`` as exactly one path segment (``/ ? # %`` and spaces included)."""
-    if all(c in _UNRESERVED for c in value):
+    if _UNRESERVED.issuperset(value):
         return value
     return quote(value, safe="-_.~")
 

@@ -252,7 +252,7 @@ def _trim(value: str) -> str:
 def _canonical_path(path: str) -> str:
     """botocore's canonical URI for non-S3 services: dot segments removed, then URI-encoded
     again (so ``%2F`` becomes ``%252F``). Paths built by operations take the fast branch."""
-    if all(c in _PATH_SAFE for c in path) and "//" not in path and "/." not in path:
+    if _PATH_SAFE.issuperset(path) and "//" not in path and "/." not in path:
         return path.replace("%", "%25") if path else "/"
     from botocore.utils import normalize_url_path
 
