@@ -19,6 +19,7 @@ import random
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from dataclasses import replace
+from time import perf_counter
 from typing import Any
 
 from .config import LimitScope, UpdaterConfig
@@ -425,6 +426,7 @@ class _Run:
         stats.requests += 1
         stats.in_flight += 1
         stats.timeline.at(sent_at).sent += 1
+        started = perf_counter()  # the loop's clock may tick in whole ms (uvloop): not for latency
         try:
             response = await self.up._transport.send(
                 request.method, request.path, headers, request.body
@@ -436,8 +438,8 @@ class _Run:
         if not 200 <= response.status < 300:
             # Server text enters the program here; a success carries none worth the cost.
             response = redactor.response(response, headers)
+        latency = perf_counter() - started
         now = self.clock.now()
-        latency = now - sent_at
         stats.latencies.append(latency * 1000.0)
         kind = classify(response.status or None, response.error_code)
         self._observe(scope, kind, response, now, sent_at)
