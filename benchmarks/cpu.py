@@ -156,21 +156,24 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [_label(r).replace(" (", "\n(") for r in rows]
-    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 4.8))
+    labels = [_label(r) for r in rows]
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 0.5 * len(rows) + 1.8), sharey=True)
     colours = ["tab:blue" if r["client"] == "async_updater" else "tab:gray" for r in rows]
-    ax1.bar(labels, [1000 * r["cpu_ms_per_request"] for r in rows], color=colours)
-    ax1.set_ylabel("client CPU per request (µs)")
-    ax1.set_title("CPU per request (lower is better)")
-    ax2.bar(labels, [r["requests_per_s"] for r in rows], color=colours)
-    ax2.set_ylabel("requests/s")
-    ax2.set_title("throughput, 64 in flight, 5 ms latency")
-    ax3.bar(labels, [r["maxrss_mb"] for r in rows], color=colours)
-    ax3.set_ylabel("peak RSS (MB)")
-    ax3.set_title("client peak memory")
-    for ax in (ax1, ax2, ax3):
-        ax.tick_params(axis="x", labelsize=7)
-        ax.grid(axis="y", alpha=0.3)
+    panels = [
+        (ax1, [1000 * r["cpu_ms_per_request"] for r in rows], "client CPU per request (µs)",
+         "CPU per request (lower is better)", "{:.0f}"),
+        (ax2, [r["requests_per_s"] for r in rows], "requests/s",
+         "throughput, 64 in flight, 5 ms latency (higher is better)", "{:.0f}"),
+        (ax3, [r["maxrss_mb"] for r in rows], "peak RSS (MB)", "client peak memory", "{:.0f}"),
+    ]  # fmt: skip
+    for ax, values, xlabel, title, fmt in panels:
+        bars = ax.barh(labels, values, color=colours)
+        ax.bar_label(bars, labels=[fmt.format(v) for v in values], padding=3, fontsize=8)
+        ax.set_xlabel(xlabel)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlim(0, max(values) * 1.18)
+        ax.grid(axis="x", alpha=0.3)
+    ax1.invert_yaxis()  # first client on top
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
