@@ -440,7 +440,7 @@ class _Run:
             response = redactor.response(response, headers)
         latency = perf_counter() - started
         now = self.clock.now()
-        stats.latencies.append(latency * 1000.0)
+        stats.latencies.add(latency * 1000.0)
         kind = classify(response.status or None, response.error_code)
         self._observe(scope, kind, response, now, sent_at)
         if kind is ErrorClass.SUCCESS:

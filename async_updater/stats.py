@@ -4,15 +4,15 @@ final ``RunSummary``. Updated from the hot path, so every update is a few intege
 from __future__ import annotations
 
 import json
+import math
 import os
-from array import array
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 from .model import Result, RunSummary, Status
 
-__all__ = ["RunStats", "Timeline", "TimelinePoint", "percentile"]
+__all__ = ["LatencyHistogram", "RunStats", "Timeline", "TimelinePoint", "percentile"]
 
 
 @dataclass(slots=True)
@@ -81,6 +81,46 @@ def percentile(sorted_values: Any, q: float) -> float | None:
     return float(sorted_values[rank - 1])
 
 
+class LatencyHistogram:
+    """Latencies in milliseconds, counted in buckets 1% wide on a log scale: memory stays a few
+    kB however many requests a run makes (a list of a million floats, sorted at the end, took
+    40 MB), and a percentile is within 0.5% of the exact nearest-rank value."""
+
+    __slots__ = ("_counts", "count")
+
+    _LOW = 0.001  # ms: anything faster counts as this
+    _STEP = math.log(1.01)
+
+    def __init__(self) -> None:
+        self._counts: dict[int, int] = {}
+        self.count = 0
+
+    def add(self, ms: float) -> None:
+        i = int(math.log(ms / self._LOW) / self._STEP) if ms > self._LOW else 0
+        counts = self._counts
+        counts[i] = counts.get(i, 0) + 1
+        self.count += 1
+
+    def __len__(self) -> int:
+        return self.count
+
+    @property
+    def buckets(self) -> int:
+        return len(self._counts)
+
+    def percentile(self, q: float) -> float | None:
+        """Nearest-rank percentile (the middle of its bucket); None when empty."""
+        if not self.count:
+            return None
+        rank = max(1, min(self.count, int(-(-q * self.count // 100))))
+        seen = 0
+        for i in sorted(self._counts):
+            seen += self._counts[i]
+            if seen >= rank:
+                return self._LOW if i == 0 else self._LOW * math.exp((i + 0.5) * self._STEP)
+        raise AssertionError("unreachable: the counts add up to count")
+
+
 class RunStats:
     """Counters of a run in progress. ``summary()`` freezes them into a ``RunSummary``."""
 
@@ -109,7 +149,7 @@ class RunStats:
         self.cooldowns = 0
         self.in_flight = 0
         self.skipped = 0
-        self.latencies = array("f")
+        self.latencies = LatencyHistogram()
         self.errors: dict[str, list[Any]] = {}  # code -> [count, first message]
         self.timeline = Timeline(started)
 
@@ -137,7 +177,7 @@ class RunStats:
         report_path: str | None = None,
     ) -> RunSummary:
         elapsed = max(0.0, now - self.started)
-        lat = sorted(self.latencies)
+        lat = self.latencies
         rates = [p.allowed_rate for p in self.timeline.points if p.allowed_rate > 0]
         top = sorted(self.errors.items(), key=lambda kv: (-kv[1][0], kv[0]))[:10]
         return RunSummary(
@@ -150,9 +190,9 @@ class RunStats:
             server_errors=self.server_errors,
             cuts=cuts,
             cooldowns=self.cooldowns,
-            latency_p50_ms=percentile(lat, 50),
-            latency_p95_ms=percentile(lat, 95),
-            latency_p99_ms=percentile(lat, 99),
+            latency_p50_ms=lat.percentile(50),
+            latency_p95_ms=lat.percentile(95),
+            latency_p99_ms=lat.percentile(99),
             final_rate=final_rate,
             average_rate=sum(rates) / len(rates) if rates else final_rate,
             top_errors=tuple((code, n, msg) for code, (n, msg) in top),

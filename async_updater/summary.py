@@ -5,14 +5,13 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
-from array import array
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from .model import RunSummary, Status
 from .report import read_report
-from .stats import percentile
+from .stats import LatencyHistogram
 
 __all__ = ["ReportSummary", "format_report_summary", "format_summary", "summarize_report"]
 
@@ -97,7 +96,7 @@ class ReportSummary:
 def summarize_report(path: str | os.PathLike[str]) -> ReportSummary:
     """Stream a report and count what it holds (``ReportError`` if it is not a report)."""
     out = ReportSummary(str(path))
-    latencies = array("f")
+    latencies = LatencyHistogram()
     for row in read_report(path):
         out.rows += 1
         out.counts[row.status] += 1
@@ -105,7 +104,7 @@ def summarize_report(path: str | os.PathLike[str]) -> ReportSummary:
             out.attempts += int(row.attempts)
         if row.latency_ms:
             with contextlib.suppress(ValueError):
-                latencies.append(float(row.latency_ms))
+                latencies.add(float(row.latency_ms))
         if row.status in (Status.FAILED.value, Status.INVALID.value):
             code = row.error_code or row.status
             entry = out.errors.get(code)
@@ -113,10 +112,9 @@ def summarize_report(path: str | os.PathLike[str]) -> ReportSummary:
                 out.errors[code] = [1, row.message]
             else:
                 entry[0] += 1
-    ordered = sorted(latencies)
-    out.latency_p50_ms = percentile(ordered, 50)
-    out.latency_p95_ms = percentile(ordered, 95)
-    out.latency_p99_ms = percentile(ordered, 99)
+    out.latency_p50_ms = latencies.percentile(50)
+    out.latency_p95_ms = latencies.percentile(95)
+    out.latency_p99_ms = latencies.percentile(99)
     return out
 
 
