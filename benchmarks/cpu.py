@@ -6,7 +6,8 @@ runs in its own process with 64 requests in flight over the same input. Per clie
 - CPU seconds per request: the client's own ``getrusage`` (user + system) over its run, divided
   by the requests the server counted;
 - requests/s: requests the server counted / the client's wall time;
-- peak RSS of the client process (``ru_maxrss``);
+- peak RSS of the client process (``VmHWM``: ``ru_maxrss`` would count the harness it was
+  spawned from);
 - the mock's CPU over the same run as a share of one core, read from /proc: if it is near 100%
   the mock, not the client, set the pace (the table flags it).
 

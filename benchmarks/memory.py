@@ -3,7 +3,7 @@
 The input is generated once (deterministic, cached in the temp dir) and run through async_updater
 (library API, CSV report written to disk as the CLI does) against the mock server in its own
 process with no rate limit and 1 ms latency. Afterwards the server's applied state is compared
-with the input: nothing may be lost or applied twice. The client's peak RSS (``ru_maxrss``) and
+with the input: nothing may be lost or applied twice. The client's peak RSS (``VmHWM``, its own) and
 its RSS sampled once a second are reported; the bar is peak RSS <= 150 MB at 1,000,000 rows.
 
     python -m benchmarks.memory                  # 1,000,000 and 10,000 rows (several minutes)
@@ -107,7 +107,8 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
         )
     ax.axhline(BAR_MB, color="red", linestyle="--", label=f"bar: {BAR_MB:.0f} MB")
     ax.set_xscale("symlog", linthresh=1000)
-    ax.set_xlabel("rows finished (symlog scale)")
+    ax.set_xlim(left=0)  # symlog would otherwise show an empty negative half
+    ax.set_xlabel("rows finished (linear to 1,000, then log scale)")
     ax.set_ylabel("client RSS (MB)")
     ax.set_ylim(0, BAR_MB * 1.3)
     ax.set_title("async_updater client memory while it runs (sampled once a second)")
