@@ -115,3 +115,36 @@ def test_load_operation_knows_the_builtin_chime_operation_and_refuses_unknown_na
     assert isinstance(load_operation("chime-update-user-settings"), ChimeUpdateUserSettings)
     with pytest.raises(ConfigError, match="not registered"):
         load_operation("no-such-operation")
+
+
+class ThirdPartyOperation(ChimeUpdateUserSettings):
+    """Stands in for an operation a plugin package registers."""
+
+    name = "third-party"
+
+
+def _registered(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    from importlib.metadata import EntryPoint
+
+    import async_updater.generic as generic
+
+    group = generic.ENTRY_POINT_GROUP
+    plugin = EntryPoint(name="third-party", value=value, group=group)
+    monkeypatch.setattr(generic, "entry_points", lambda group: [plugin] if group else [])
+
+
+def test_an_operation_registered_through_the_entry_point_group_is_loaded_by_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _registered(monkeypatch, "tests.test_generic:ThirdPartyOperation")
+    assert isinstance(load_operation("third-party"), ThirdPartyOperation)
+    with pytest.raises(ConfigError, match="known: chime-update-user-settings, third-party"):
+        load_operation("fourth-party")
+
+
+def test_an_entry_point_that_cannot_be_imported_is_a_config_error_naming_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _registered(monkeypatch, "no_such_plugin_module:Operation")
+    with pytest.raises(ConfigError, match=r"--operation: 'third-party' could not be loaded"):
+        load_operation("third-party")
