@@ -142,3 +142,62 @@ async def test_connection_refused_names_host_and_port() -> None:
         await t.close()
     assert info.value.code == "ConnectionError"
     assert f"127.0.0.1:{port}" in str(info.value)
+
+
+async def test_endpoint_base_path_prefixes_every_request_path() -> None:
+    seen: list[str] = []
+
+    def record(url: object, **kwargs: object) -> CallbackResult:
+        seen.append(str(url))
+        return CallbackResult(status=204, response_class=CompatClientResponse)
+
+    t = AiohttpTransport(BASE + "/prod/", concurrency=1, timeout=5.0)
+    try:
+        with aioresponses() as m:
+            m.put(URL, callback=record)
+            await t.send("PUT", PATH, {}, b"{}")
+    finally:
+        await t.close()
+    assert seen == [BASE + "/prod" + PATH]
+
+
+async def test_request_on_the_wire_is_exactly_the_signed_headers_and_ours() -> None:
+    # A real socket, not aioresponses: aiohttp's automatic headers are added below the mock.
+    heads: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        heads.append(await reader.readuntil(b"\r\n\r\n"))
+        await reader.readexactly(2)
+        writer.write(b"HTTP/1.1 204 No Content\r\nx-amzn-RequestId: r-1\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    t = AiohttpTransport(f"http://127.0.0.1:{port}", concurrency=1, timeout=5.0)
+    signed = {
+        "Host": f"127.0.0.1:{port}",
+        "Content-Type": "application/json",
+        "X-Amz-Date": "20250101T000000Z",
+        "Authorization": "AWS4-HMAC-SHA256 Credential=AKID/x, Signature=abc",
+    }
+    try:
+        r = await t.send("PUT", PATH, signed, b"{}")
+    finally:
+        await t.close()
+        server.close()
+        await server.wait_closed()
+    assert (r.status, r.request_id) == (204, "r-1")
+    lines = heads[0].decode().split("\r\n")
+    # Accept-Encoding lists the decoders installed (brotli, zstd): not this test's business.
+    assert [h for h in lines if not h.startswith("Accept")] == [
+        f"PUT {PATH} HTTP/1.1",
+        f"Host: 127.0.0.1:{port}",
+        "User-Agent: async-updater",
+        "Content-Type: application/json",
+        "X-Amz-Date: 20250101T000000Z",
+        "Authorization: AWS4-HMAC-SHA256 Credential=AKID/x, Signature=abc",
+        "Content-Length: 2",
+        "",
+        "",
+    ]
