@@ -64,7 +64,11 @@ class LoopClock:
         return self._loop
 
     def now(self) -> float:
-        return self.loop.time()
+        # Read three times per request: the loop itself, not the property's indirection.
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return loop.time()
 
     def call_at(self, when: float, callback: Callable[[], None]) -> Cancellable:
         return self.loop.call_at(when, callback)

@@ -176,6 +176,31 @@ def test_signature_scope_follows_the_date_across_midnight() -> None:
         )
 
 
+def test_one_signer_reused_across_secrets_and_days_matches_botocore_every_time() -> None:
+    # The signer caches a keyed HMAC per (secret, day): every signature must start from a clean
+    # copy of the right one, as the run's single signer does across refreshes and midnights.
+    signer = SigV4Signer(host="h", region="us-east-1", service="chime")
+    old = Credentials("AKIDOLD", "old-secret")
+    new = Credentials("AKIDNEW", "new-secret", "session-token")
+    times = (1_700_006_398.0, 1_700_006_399.0, 1_700_006_400.0, 1_700_006_401.0)
+    for i in range(24):
+        creds = (old, new, new)[i % 3]
+        when = times[i // 6]
+        path = f"/accounts/a/users/u{i}/settings"
+        assert ours(signer, path, b"{}", creds, when) == botocore_headers(
+            method="PUT",
+            host="h",
+            scheme="https",
+            path=path,
+            body=b"{}",
+            content_type="application/json",
+            creds=creds,
+            region="us-east-1",
+            service="chime",
+            when=when,
+        )
+
+
 def test_credentials_repr_never_shows_the_secret_or_token() -> None:
     creds = Credentials("AKIDVISIBLE", "very-secret-key", "very-secret-token")
     text = repr(creds)
