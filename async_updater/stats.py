@@ -12,7 +12,15 @@ from typing import Any
 
 from .model import Result, RunSummary, Status
 
-__all__ = ["LatencyHistogram", "RunStats", "Timeline", "TimelinePoint", "percentile"]
+__all__ = [
+    "LatencyHistogram",
+    "RunStats",
+    "Timeline",
+    "TimelinePoint",
+    "count_error",
+    "percentile",
+    "top_errors",
+]
 
 
 @dataclass(slots=True)
@@ -121,6 +129,21 @@ class LatencyHistogram:
         raise AssertionError("unreachable: the counts add up to count")
 
 
+def count_error(errors: dict[str, list[Any]], code: str, message: str) -> None:
+    """Count a failure under ``code`` in ``errors`` (code -> [count, first message])."""
+    entry = errors.get(code)
+    if entry is None:
+        errors[code] = [1, message]
+    else:
+        entry[0] += 1
+
+
+def top_errors(errors: dict[str, list[Any]], n: int = 10) -> tuple[tuple[str, int, str], ...]:
+    """The ``n`` most frequent codes of ``errors`` as (code, count, example), ties by code."""
+    ranked = sorted(errors.items(), key=lambda kv: (-kv[1][0], kv[0]))[:n]
+    return tuple((code, count, example) for code, (count, example) in ranked)
+
+
 class RunStats:
     """Counters of a run in progress. ``summary()`` freezes them into a ``RunSummary``."""
 
@@ -160,12 +183,7 @@ class RunStats:
     def record_result(self, result: Result) -> None:
         self.counts[result.status.value] += 1
         if result.status is Status.FAILED or result.status is Status.INVALID:
-            code = result.error_code or result.status.value
-            entry = self.errors.get(code)
-            if entry is None:
-                self.errors[code] = [1, result.message]
-            else:
-                entry[0] += 1
+            count_error(self.errors, result.error_code or result.status.value, result.message)
 
     def summary(
         self,
@@ -179,7 +197,6 @@ class RunStats:
         elapsed = max(0.0, now - self.started)
         lat = self.latencies
         rates = [p.allowed_rate for p in self.timeline.points if p.allowed_rate > 0]
-        top = sorted(self.errors.items(), key=lambda kv: (-kv[1][0], kv[0]))[:10]
         return RunSummary(
             counts={s.value: self.counts.get(s.value, 0) for s in Status},
             rows=self.done,
@@ -195,7 +212,7 @@ class RunStats:
             latency_p99_ms=lat.percentile(99),
             final_rate=final_rate,
             average_rate=sum(rates) / len(rates) if rates else final_rate,
-            top_errors=tuple((code, n, msg) for code, (n, msg) in top),
+            top_errors=top_errors(self.errors),
             interrupted=interrupted,
             report_path=report_path,
             skipped=self.skipped,

@@ -11,7 +11,7 @@ from typing import Any
 
 from .model import RunSummary, Status
 from .report import read_report
-from .stats import LatencyHistogram
+from .stats import LatencyHistogram, count_error, top_errors
 
 __all__ = ["ReportSummary", "format_report_summary", "format_summary", "summarize_report"]
 
@@ -85,12 +85,10 @@ class ReportSummary:
                 "p99": self.latency_p99_ms,
             },
             "top_errors": [
-                {"code": code, "count": n, "example": msg} for code, (n, msg) in self._top()
+                {"code": code, "count": n, "example": msg}
+                for code, n, msg in top_errors(self.errors)
             ],
         }
-
-    def _top(self) -> list[tuple[str, list[Any]]]:
-        return sorted(self.errors.items(), key=lambda kv: (-kv[1][0], kv[0]))[:10]
 
 
 def summarize_report(path: str | os.PathLike[str]) -> ReportSummary:
@@ -106,12 +104,7 @@ def summarize_report(path: str | os.PathLike[str]) -> ReportSummary:
             with contextlib.suppress(ValueError):
                 latencies.add(float(row.latency_ms))
         if row.status in (Status.FAILED.value, Status.INVALID.value):
-            code = row.error_code or row.status
-            entry = out.errors.get(code)
-            if entry is None:
-                out.errors[code] = [1, row.message]
-            else:
-                entry[0] += 1
+            count_error(out.errors, row.error_code or row.status, row.message)
     out.latency_p50_ms = latencies.percentile(50)
     out.latency_p95_ms = latencies.percentile(95)
     out.latency_p99_ms = latencies.percentile(99)
@@ -131,5 +124,5 @@ def format_report_summary(r: ReportSummary) -> str:
         f"{'requests':<10} {r.attempts} (sum of attempts)",
         f"{'latency':<10} {latency} (last attempt of each row)",
     ]
-    lines += [f"{'error':<10} {code} x{n}: {example}" for code, (n, example) in r._top()]
+    lines += [f"{'error':<10} {code} x{n}: {example}" for code, n, example in top_errors(r.errors)]
     return "\n".join(lines)
