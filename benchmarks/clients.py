@@ -222,16 +222,7 @@ async def _run_aiobotocore(args: argparse.Namespace, mode: str) -> dict[str, Any
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
         ok = sum(1 for t in done if not t.cancelled() and t.result())
-        wall, cpu = time.monotonic() - t0, _cpu() - cpu0
-    return {
-        "ok": ok,
-        "failed": sum(errors.values()),
-        "errors": dict(errors),
-        "wall_s": wall,
-        "cpu_run_s": cpu,
-        "timed_out": bool(pending),
-        "unfinished": len(pending),
-    }
+        return _outcome(ok, errors, t0, cpu0, unfinished=len(pending))
 
 
 def _run_boto3_threads(args: argparse.Namespace) -> dict[str, Any]:
@@ -266,15 +257,28 @@ def _run_boto3_threads(args: argparse.Namespace) -> dict[str, Any]:
     _, pending = cf.wait(futures, timeout=args.time_limit)
     pool.shutdown(wait=True, cancel_futures=True)
     ok = sum(1 for f in futures if f.done() and not f.cancelled() and f.result())
-    wall, cpu = time.monotonic() - t0, _cpu() - cpu0
+    unfinished = sum(1 for f in futures if f.cancelled())
+    return _outcome(ok, errors, t0, cpu0, unfinished=unfinished, timed_out=bool(pending))
+
+
+def _outcome(
+    ok: int,
+    errors: Counter[str],
+    t0: float,
+    cpu0: float,
+    *,
+    unfinished: int,
+    timed_out: bool | None = None,
+) -> dict[str, Any]:
+    """What an aiobotocore or boto3 client run reports, measured up to now."""
     return {
         "ok": ok,
         "failed": sum(errors.values()),
         "errors": dict(errors),
-        "wall_s": wall,
-        "cpu_run_s": cpu,
-        "timed_out": bool(pending),
-        "unfinished": sum(1 for f in futures if f.cancelled()),
+        "wall_s": time.monotonic() - t0,
+        "cpu_run_s": _cpu() - cpu0,
+        "timed_out": bool(unfinished) if timed_out is None else timed_out,
+        "unfinished": unfinished,
     }
 
 

@@ -6,6 +6,7 @@ Everything binds 127.0.0.1. Every process started here has a time limit (the moc
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import os
@@ -319,3 +320,15 @@ def now_utc() -> str:
 
 def command_line() -> str:
     return " ".join(["python -m benchmarks." + Path(sys.argv[0]).stem, *sys.argv[1:]])
+
+
+def bench_parser(module: str, doc: str | None, quick_help: str) -> argparse.ArgumentParser:
+    """A benchmark script's parser: its docstring as help, ``--quick`` and ``--out``."""
+    parser = argparse.ArgumentParser(
+        prog=f"python -m benchmarks.{module}",
+        description=doc,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the results")
+    return parser

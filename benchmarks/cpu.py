@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import (
-    RESULTS,
     MockServer,
+    bench_parser,
     command_line,
     expected_settings,
     generate_input,
@@ -242,12 +242,7 @@ def write_markdown(path: Path, rows: list[dict[str, Any]], args: argparse.Namesp
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.cpu",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--quick", action="store_true", help="small sizes, under a minute")
+    parser = bench_parser("cpu", __doc__, "small sizes, under a minute")
     parser.add_argument("--users", type=int, help="users per client (default 20000; quick 2000)")
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--latency-ms", type=float, default=5.0)
@@ -264,7 +259,6 @@ def main(argv: list[str] | None = None) -> int:
         default=sorted({c for c, _ in VARIANTS}),
         choices=sorted({c for c, _ in VARIANTS}),
     )
-    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     args.users = args.users or (2000 if args.quick else 20000)
     if args.quick:

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import (
-    RESULTS,
     MockServer,
+    bench_parser,
     command_line,
     expected_settings,
     generate_input,
@@ -180,17 +180,11 @@ def write_markdown(path: Path, results: list[dict[str, Any]], args: argparse.Nam
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.memory",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--quick", action="store_true", help="30,000 and 3,000 rows")
+    parser = bench_parser("memory", __doc__, "30,000 and 3,000 rows")
     parser.add_argument("--rows", type=int, help="the large size (default 1,000,000)")
     parser.add_argument("--small", type=int, help="the small size (default 10,000)")
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
-    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     rows = args.rows or (30_000 if args.quick else 1_000_000)
     small = args.small or (3_000 if args.quick else 10_000)

@@ -27,7 +27,6 @@ loop can lag by tens of milliseconds. Counts for tol = 10 ms and 100 ms are repo
 
 from __future__ import annotations
 
-import argparse
 import bisect
 import json
 import sys
@@ -39,9 +38,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import (
-    RESULTS,
     ClientRun,
     MockServer,
+    bench_parser,
     command_line,
     expected_settings,
     generate_input,
@@ -373,12 +372,7 @@ def write_markdown(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.rate_scenes",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--quick", action="store_true", help="small sizes, under a minute")
+    parser = bench_parser("rate_scenes", __doc__, "small sizes, under a minute")
     parser.add_argument("--users", type=int, help="users per run (default 20000; quick 1500)")
     parser.add_argument("--scenes", default="abcd", help="which scenes, e.g. 'ab' (default all)")
     parser.add_argument(
@@ -388,7 +382,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--attempts", type=int, default=8, help="attempts per row (all clients)")
     parser.add_argument("--time-limit", type=float, help="per client run (default 180 s)")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for .md/.png/.json")
     args = parser.parse_args(argv)
     args.users = args.users or (1500 if args.quick else 20000)
     clients = args.clients or (QUICK_CLIENTS if args.quick else ALL_CLIENTS)
