@@ -93,6 +93,19 @@ def write_members(path: Path) -> None:
         w.writerows(MEMBERS)
 
 
+async def run_flags(api: FlagsApi, users: Path, report: Path, service: str, *extra: str) -> int:
+    """``async-updater run`` of the members file against ``api`` as a templated PATCH."""
+    args = build_parser().parse_args(
+        [
+            "run", str(users), "--report", str(report), "--endpoint-url", api.url,
+            "--region", REGION, "--method", "PATCH", "--service", service,
+            "--path-template", "/v1/orgs/{org}/members/{member}/flags", *extra, "--no-progress",
+        ]
+    )  # fmt: skip
+    with open(os.devnull, "w") as out:
+        return await run_command(args, credentials=StaticCredentials(AK, SK), out=out)
+
+
 async def test_templated_patch_to_another_service_is_signed_retried_and_applied(
     tmp_path: Path,
 ) -> None:
@@ -105,31 +118,9 @@ async def test_templated_patch_to_another_service_is_signed_retried_and_applied(
         )
     )
     async with FlagsApi() as api:
-        args = build_parser().parse_args(
-            [
-                "run",
-                str(users),
-                "--report",
-                str(report),
-                "--endpoint-url",
-                api.url,
-                "--region",
-                REGION,
-                "--method",
-                "PATCH",
-                "--service",
-                SERVICE,
-                "--path-template",
-                "/v1/orgs/{org}/members/{member}/flags",
-                "--body-template",
-                str(template),
-                "--scope-column",
-                "org",
-                "--no-progress",
-            ]
+        code = await run_flags(
+            api, users, report, SERVICE, "--body-template", str(template), "--scope-column", "org"
         )
-        with open(os.devnull, "w") as out:
-            code = await run_command(args, credentials=StaticCredentials(AK, SK), out=out)
 
     assert code == 1  # one invalid row
     assert api.auth_failures == 0
@@ -155,29 +146,8 @@ async def test_a_wrong_signing_name_is_rejected_by_the_server(tmp_path: Path) ->
     users, report = tmp_path / "members.csv", tmp_path / "r.csv"
     write_members(users)
     async with FlagsApi() as api:
-        args = build_parser().parse_args(
-            [
-                "run",
-                str(users),
-                "--report",
-                str(report),
-                "--endpoint-url",
-                api.url,
-                "--region",
-                REGION,
-                "--method",
-                "PATCH",
-                "--service",
-                "chime",  # signed for the wrong service: the server must refuse it
-                "--path-template",
-                "/v1/orgs/{org}/members/{member}/flags",
-                "--max-attempts",
-                "1",
-                "--no-progress",
-            ]
-        )
-        with open(os.devnull, "w") as out:
-            code = await run_command(args, credentials=StaticCredentials(AK, SK), out=out)
+        # Signed for the wrong service: the server must refuse it.
+        code = await run_flags(api, users, report, "chime", "--max-attempts", "1")
     assert code == 1
     assert api.applied == {}
     assert api.auth_failures == 4  # no body template: every row is valid
