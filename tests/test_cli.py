@@ -231,6 +231,12 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
+def run_args(tmp_path: Path, server: MockChimeServer) -> list[object]:
+    """``run`` over ten valid users against ``server``, reporting to ``r.csv``."""
+    report = tmp_path / "r.csv"
+    return ["run", users_csv(tmp_path), "--endpoint-url", server.url, "--report", report]
+
+
 @pytest.mark.parametrize(
     ("option", "message"),
     [
@@ -257,14 +263,7 @@ def test_bad_option_value_exits_2_with_a_message_naming_the_option(
     option: list[str],
     message: str,
 ) -> None:
-    args = [
-        "run",
-        users_csv(tmp_path),
-        "--endpoint-url",
-        server.url,
-        "--report",
-        tmp_path / "r.csv",
-    ]
+    args = run_args(tmp_path, server)
     code, _, err = run(*args, *option)
     assert (code, one_line_error(err)) == (2, message)
     assert server.counters["requests"] == 0
@@ -295,14 +294,7 @@ def test_unparseable_option_exits_2_with_a_single_error_line_and_no_traceback(
 def test_infinite_timeout_is_refused_like_any_bad_value(
     tmp_path: Path, run: Run, server: MockChimeServer, aws: dict[str, str]
 ) -> None:
-    args = [
-        "run",
-        users_csv(tmp_path),
-        "--endpoint-url",
-        server.url,
-        "--report",
-        tmp_path / "r.csv",
-    ]
+    args = run_args(tmp_path, server)
     code, _, err = run(*args, "--timeout", "inf", "--no-progress")
     assert code == 2
     assert one_line_error(err).startswith("--timeout: ")

@@ -163,15 +163,19 @@ def test_secret_and_token_never_appear_in_output_files_or_logs(
     assert summary["rows"] == 12
 
 
+def session_credentials_in_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", AK)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    monkeypatch.setenv("AWS_SESSION_TOKEN", TOKEN)
+
+
 def test_expired_token_run_fails_without_leaking_the_token(
     env: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
     caplog_debug: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", AK)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
-    monkeypatch.setenv("AWS_SESSION_TOKEN", TOKEN)
+    session_credentials_in_env(monkeypatch)
     with ThreadedMock(mock(expired_tokens=frozenset({TOKEN}))) as server:
         code = run_cli(env, server.url, "--format", "jsonl", report="report.jsonl")
         expired = server.counters["expired_token"]
@@ -207,9 +211,7 @@ def test_unreachable_endpoint_run_does_not_leak(
     capsys: pytest.CaptureFixture[str],
     caplog_debug: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", AK)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
-    monkeypatch.setenv("AWS_SESSION_TOKEN", TOKEN)
+    session_credentials_in_env(monkeypatch)
     code = run_cli(env, "http://127.0.0.1:9", "--max-attempts", "1", "--timeout", "5")
     written = assert_nothing_leaked(env, capsys, caplog_debug)
     assert code == 1
