@@ -15,7 +15,7 @@ from .errors import (
     RowError,
     UpdaterError,
 )
-from .limiter import ControllerSettings, RateController, TokenBucket
+from .ratelimit import ControllerSettings, Pacer, RateController
 from .model import REPORT_COLUMNS, Record, Result, RowRecord, RunSummary, Status, UserRecord
 from .operation import ChimeUpdateUserSettings, HttpRequest, Operation
 from .pipeline import Updater, update_users
@@ -60,6 +60,7 @@ __all__ = [
     "MockChimeServer",
     "MockConfig",
     "Operation",
+    "Pacer",
     "RateController",
     "Record",
     "ReportError",
@@ -73,7 +74,6 @@ __all__ = [
     "Status",
     "Timeline",
     "TimelinePoint",
-    "TokenBucket",
     "Updater",
     "UpdaterConfig",
     "UpdaterError",

@@ -16,6 +16,7 @@ from typing import Any, TextIO
 
 from . import __version__
 from .config import DEFAULT_ENDPOINT, LimitScope, UpdaterConfig
+from .ratelimit import DEFAULT_MAX_CONCURRENCY
 from .errors import ConfigError, InputError, ReportError, UpdaterError
 from .generic import GenericOperation, load_operation
 from .merge import merge_reports
@@ -153,19 +154,23 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--rate",
         type=float,
-        default=50.0,
+        default=None,
         metavar="PER_SEC",
         help=(
-            "ceiling on requests/s per limit scope (default 50). The rate adapts below it when "
-            "the server throttles, so set it near your known quota or somewhat above"
+            "optional ceiling on requests/s per limit scope (default: none). Without it the "
+            "limiter discovers the server's limit: it starts low, doubles each round trip "
+            "until the first throttle, then holds just under the limit it measured"
         ),
     )
     p.add_argument(
         "--concurrency",
-        type=int,
-        default=32,
-        metavar="N",
-        help="most requests in flight at once (default 32); needs to be >= rate x latency",
+        type=_concurrency,
+        default=None,
+        metavar="N|auto",
+        help=(
+            "ceiling on requests in flight (default auto: up to "
+            f"{DEFAULT_MAX_CONCURRENCY}, sized from the rate and the measured latency)"
+        ),
     )
     p.add_argument(
         "--max-attempts",
@@ -225,6 +230,17 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeline", metavar="PATH", help="write per-second figures (JSON Lines) here")
     p.add_argument("--summary-json", metavar="PATH", help="write the summary as JSON here")
     p.add_argument("--no-progress", action="store_true", help="no live progress display")
+
+
+def _concurrency(text: str) -> int | None:
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid value: {text!r} (a whole number, or auto)"
+        ) from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,8 @@ from enum import Enum
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
-from .limiter import ControllerSettings
+from .ratelimit.concurrency import DEFAULT_MAX_CONCURRENCY
+from .ratelimit.controller import ControllerSettings
 
 __all__ = ["DEFAULT_ENDPOINT", "LimitScope", "UpdaterConfig"]
 
@@ -27,18 +28,18 @@ class LimitScope(str, Enum):
 
 @dataclass(frozen=True, slots=True)
 class UpdaterConfig:
-    """How to run. ``rate`` is a ceiling in requests/s per limit scope: the adaptive controller
-    finds the server's real limit below it. ``concurrency`` caps requests in flight."""
+    """How to run. ``rate`` is an optional ceiling in requests/s per limit scope: without one
+    the controller discovers the server's limit. ``concurrency`` is a ceiling on requests in
+    flight (default ``DEFAULT_MAX_CONCURRENCY``); below it the cap follows what the rate needs."""
 
     endpoint_url: str = DEFAULT_ENDPOINT
     region: str = "us-east-1"
     profile: str | None = None
     service: str | None = None  # SigV4 signing name; None = the operation's
-    rate: float = 50.0
-    concurrency: int = 32
+    rate: float | None = None
+    concurrency: int | None = None
     max_attempts: int = 8
     limit_scope: LimitScope = LimitScope.GLOBAL
-    adaptive: bool = True
     timeout: float = 30.0
     connect_timeout: float = 5.0
     retry_budget: float = 500.0
@@ -59,8 +60,10 @@ class UpdaterConfig:
             raise ConfigError("--endpoint-url: must not contain a query or fragment")
         if not self.region:
             raise ConfigError("--region: must not be empty")
-        _positive("--rate", self.rate)
-        _at_least("--concurrency", self.concurrency, 1)
+        if self.rate is not None:
+            _positive("--rate", self.rate)
+        if self.concurrency is not None:
+            _at_least("--concurrency", self.concurrency, 1)
         _at_least("--max-attempts", self.max_attempts, 1)
         _positive("--timeout", self.timeout)
         _positive("connect_timeout", self.connect_timeout)
@@ -76,6 +79,11 @@ class UpdaterConfig:
             raise ConfigError(
                 f"--limit-scope: {self.limit_scope!r} is not one of global, account"
             ) from None
+
+    @property
+    def max_concurrency(self) -> int:
+        """The ceiling on requests in flight."""
+        return DEFAULT_MAX_CONCURRENCY if self.concurrency is None else self.concurrency
 
     @property
     def host(self) -> str:

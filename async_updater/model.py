@@ -132,6 +132,7 @@ class RunSummary:
     interrupted: bool = False
     report_path: str | None = None
     skipped: int = 0  # users already updated by an earlier run (``--resume``), not sent again
+    bound_by: str = ""  # the option that held the run back at the end, if not the server
 
     @property
     def requests_per_s(self) -> float:
@@ -166,6 +167,7 @@ class RunSummary:
                 {"code": code, "count": n, "example": msg} for code, n, msg in self.top_errors
             ],
             "skipped_already_updated": self.skipped,
+            "bound_by": self.bound_by or None,
             "interrupted": self.interrupted,
             "report_path": self.report_path,
         }

@@ -1,36 +1,47 @@
 """The orchestrator: records in, one signed request per record under the limiter, results out.
 
-    records --feeder--> work queue --N workers--> bucket.acquire -> sign -> send -> classify
-                             ^                                                        |
-                             +----- retry timer (backoff / Retry-After) <--------------+
-                                                                                      v
-                                                                           results (async iterator)
+    records --feeder--> scope queues --scheduler--> attempt: send signed -> observe -> settle
+                             ^                                                       |
+                             +------ retry (throttled: at once; else after back-off) +
+                                                                                     v
+                                                               results (async iterator)
 
-Workers are ``concurrency`` tasks, each with at most one request in flight. A record waiting
-for a retry holds no worker: a timer puts it back at the front of the work queue. ``queue_size``
-tickets bound the records alive at once, so memory is flat in the input size.
+The feeder validates and builds each record's request and queues it in its limit scope. The
+scheduler hands out work whose scope may send now, under the adaptive in-flight cap; each piece
+of work becomes one attempt task. ``queue_size`` tickets bound the records alive at once, so
+memory is flat in the input size.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import random
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from time import perf_counter
 from typing import Any
 
 from .config import LimitScope, UpdaterConfig
 from .errors import CredentialsError, RowError, UpdaterError
 from .keyindex import KeyIndex
-from .limiter import BucketClosed, Cancellable, Clock, LoopClock, RateController, TokenBucket
 from .model import Record, Result, RunSummary, Status
 from .operation import ChimeUpdateUserSettings, HttpRequest, Operation
+from .ratelimit.clock import Cancellable, Clock, LoopClock
+from .ratelimit.concurrency import InFlightLimit
+from .ratelimit.estimator import Outcome
+from .ratelimit.scheduler import Scheduler, Scope
 from .redact import Redactor
 from .report import ReportSink
-from .retry import ErrorClass, RetryBudget, classify, full_jitter_backoff
+from .retry import (
+    Action,
+    Decision,
+    ErrorClass,
+    RetryBudget,
+    classify,
+    decide,
+    full_jitter_backoff,
+)
 from .signing import CredentialProvider, Credentials, SigV4Signer, resolve_credentials
 from .stats import RunStats
 from .transport import AiohttpTransport, Response, Transport, TransportError
@@ -39,17 +50,7 @@ __all__ = ["Updater", "update_users"]
 
 Records = Iterable[Any] | AsyncIterable[Any]
 _DONE = object()
-_STOP_CHECK_EVERY = 256
-
-
-class _Scope:
-    """The limiter of one scope (the whole run, or one account)."""
-
-    __slots__ = ("bucket", "controller")
-
-    def __init__(self, bucket: TokenBucket, controller: RateController) -> None:
-        self.bucket = bucket
-        self.controller = controller
+_YIELD_EVERY = 256
 
 
 class _Item:
@@ -57,13 +58,25 @@ class _Item:
 
     __slots__ = ("attempts", "record", "refreshed", "request", "scope", "timer")
 
-    def __init__(self, record: Record, request: HttpRequest, scope: _Scope) -> None:
+    def __init__(self, record: Record, request: HttpRequest, scope: Scope[_Item]) -> None:
         self.record = record
         self.request = request
         self.scope = scope
         self.attempts = 0
         self.refreshed = False
         self.timer: Cancellable | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    """One attempt's answer and when it was sent."""
+
+    response: Response
+    seq: int
+    sent_at: float
+    latency: float  # seconds, from a high-resolution clock
+    credentials: Credentials
+    headers: dict[str, str]
 
 
 class Updater:
@@ -96,13 +109,11 @@ class Updater:
             region=self.config.region,
             service=self.config.service or self.operation.service,
         )
-        self._scopes: dict[str, _Scope] = {}
         # Outlives runs, so credentials used by an earlier run (or before a refresh) stay known.
         self._redactor = Redactor()
         self._budget = RetryBudget(self.config.retry_budget)
         self._run: _Run | None = None
         self.stats = RunStats(time.monotonic())
-        self.total_rate = 0.0
         self.on_notice: Callable[[str], None] | None = None
         self._last_notice: dict[str, float] = {}
 
@@ -120,7 +131,7 @@ class Updater:
         if self._transport is None:
             self._transport = AiohttpTransport(
                 self.config.endpoint_url,
-                concurrency=self.config.concurrency,
+                concurrency=self.config.max_concurrency,
                 timeout=self.config.timeout,
                 connect_timeout=self.config.connect_timeout,
             )
@@ -144,12 +155,21 @@ class Updater:
 
     @property
     def rate(self) -> float:
-        """The allowed rate now, summed over scopes (requests/s)."""
-        return self.total_rate
+        """The allowed rate now, summed over scopes with work (requests/s)."""
+        run = self._run
+        return run.scheduler.rate_total if run is not None else 0.0
 
     @property
     def cuts(self) -> int:
-        return sum(s.controller.cuts for s in self._scopes.values())
+        run = self._run
+        return run.cuts() if run is not None else 0
+
+    @property
+    def bound_by(self) -> str:
+        """What holds the run back when it is not the server: ``--concurrency`` or ``--rate``
+        (empty when the server's limit is what binds, or nothing does)."""
+        run = self._run
+        return run.bound_by() if run is not None else ""
 
     def stop(self, *, cancel_in_flight: bool = False) -> None:
         """Stop taking new records; requests in flight finish (or, with ``cancel_in_flight``,
@@ -172,9 +192,22 @@ class Updater:
             raise RuntimeError("this Updater is already running")
         if self._transport is None and not self.config.dry_run:
             raise RuntimeError("use 'async with Updater(...)' or call open() first")
-        now = self._clock.now()
-        self.stats = RunStats(now)
-        run = self._run = _Run(self, records, skip)
+        self.stats = RunStats(self._clock.now())
+        run = self._run = _Run(
+            records,
+            skip,
+            config=self.config,
+            operation=self.operation,
+            signer=self._signer,
+            credentials=self._credentials,
+            transport=self._transport,
+            redactor=self._redactor,
+            budget=self._budget,
+            clock=self._clock,
+            stats=self.stats,
+            notice=self.notice,
+            rand=self._rand,
+        )
         run.start()
         try:
             while True:
@@ -203,71 +236,92 @@ class Updater:
         return self.summary()
 
     def summary(self, report_path: str | None = None) -> RunSummary:
+        run = self._run
         return self.stats.summary(
             self._clock.now(),
             cuts=self.cuts,
-            final_rate=self.total_rate or None,
+            final_rate=(run.scheduler.rate_total or None) if run is not None else None,
             interrupted=self.interrupted,
             report_path=report_path,
+            bound_by=self.bound_by,
         )
-
-    def _scope(self, account_id: str) -> _Scope:
-        key = account_id if self.config.limit_scope is LimitScope.ACCOUNT else ""
-        scope = self._scopes.get(key)
-        if scope is None:
-            rate = self.config.rate
-            scope = _Scope(
-                TokenBucket(rate, clock=self._clock),
-                RateController(rate, settings=self.config.controller),
-            )
-            self._scopes[key] = scope
-            self.total_rate += rate
-        return scope
 
 
 class _Run:
-    """The state of one run: queues, tasks, counters. Private to ``Updater``."""
+    """The state of one run: queues, tasks, counters. Private to ``Updater``, which hands it
+    every collaborator it uses."""
 
-    def __init__(self, up: Updater, records: Records, skip: KeyIndex | None) -> None:
-        cfg = up.config
-        self.up = up
-        self.cfg = cfg
+    def __init__(
+        self,
+        records: Records,
+        skip: KeyIndex | None,
+        *,
+        config: UpdaterConfig,
+        operation: Operation,
+        signer: SigV4Signer,
+        credentials: CredentialProvider | None,
+        transport: Transport | None,
+        redactor: Redactor,
+        budget: RetryBudget,
+        clock: Clock,
+        stats: RunStats,
+        notice: Callable[..., None],
+        rand: Callable[[], float],
+    ) -> None:
+        self.cfg = config
         self.records = records
         self.skip = skip
-        self.stats = up.stats
-        self.clock = up._clock
-        self.work: asyncio.PriorityQueue[tuple[int, int, _Item | None]] = asyncio.PriorityQueue()
-        self.out: asyncio.Queue[Any] = asyncio.Queue(maxsize=cfg.queue_size)
-        self.tickets = asyncio.Semaphore(cfg.queue_size)
-        self.seq = itertools.count()
+        self.operation = operation
+        self.signer = signer
+        self.credentials = credentials
+        self.transport = transport
+        self.redactor = redactor
+        self.budget = budget
+        self.clock = clock
+        self.stats = stats
+        self.notice = notice
+        self.rand = rand
+        self.scheduler: Scheduler[_Item] = Scheduler(
+            clock,
+            ceiling=config.rate,
+            settings=config.controller,
+            concurrency=InFlightLimit(config.max_concurrency),
+        )
+        self.per_account = config.limit_scope is LimitScope.ACCOUNT
+        self.out: asyncio.Queue[Any] = asyncio.Queue(maxsize=config.queue_size)
+        self.tickets = asyncio.Semaphore(config.queue_size)
         self.outstanding = 0
         self.waiting: set[_Item] = set()
+        self.attempts: set[asyncio.Task[None]] = set()
         self.feeder_done = False
         self.finished = False
         self.stopping = False
         self.fatal: BaseException | None = None
         self.feeder: asyncio.Task[None] | None = None
-        self.workers: list[asyncio.Task[None]] = []
+        self.dispatcher: asyncio.Task[None] | None = None
         self.supervisor: asyncio.Task[None] | None = None
+        self.all_done = asyncio.Event()
         self.refresh_lock = asyncio.Lock()
 
     # -- life cycle ---------------------------------------------------------------------
 
     def start(self) -> None:
         self.feeder = asyncio.ensure_future(self._feed_all())
-        n = 0 if self.cfg.dry_run else self.cfg.concurrency
-        self.workers = [asyncio.ensure_future(self._worker()) for _ in range(n)]
+        self.dispatcher = asyncio.ensure_future(self._dispatch())
         self.supervisor = asyncio.ensure_future(self._supervise())
 
     async def _supervise(self) -> None:
-        tasks: list[asyncio.Task[None]] = [t for t in (self.feeder, *self.workers) if t]
         try:
-            pending: set[asyncio.Task[None]] = set(tasks)
+            pending: set[asyncio.Future[Any]] = {
+                t for t in (self.feeder, self.dispatcher) if t is not None
+            }
             while pending:
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
                 for task in done:
                     if not task.cancelled() and task.exception() is not None:
                         self._fail(task.exception())
+            while self.attempts:
+                await asyncio.wait(set(self.attempts))
         finally:
             self.finished = True
             await self.out.put(_DONE)
@@ -284,14 +338,16 @@ class _Run:
             self.stopping = True
             if self.feeder is not None and not self.feeder.done():
                 self.feeder.cancel()
-            for scope in self.up._scopes.values():
-                scope.bucket.close()
+            self.scheduler.close()
+            for scope in list(self.scheduler.scopes.values()):
+                while scope.queue:
+                    self._release(scope.queue.popleft())
             for item in list(self.waiting):
                 if item.timer is not None:
                     item.timer.cancel()
                 self._drop(item)
         if cancel_in_flight:
-            for task in self.workers:
+            for task in list(self.attempts):
                 task.cancel()
 
     async def shutdown(self) -> None:
@@ -304,6 +360,19 @@ class _Run:
                 while not self.out.empty():
                     self.out.get_nowait()
                 await asyncio.wait({self.supervisor}, timeout=0.05)
+
+    def cuts(self) -> int:
+        sched = self.scheduler
+        return sched.past_cuts + sum(s.controller.cuts for s in sched.scopes.values())
+
+    def bound_by(self) -> str:
+        sched = self.scheduler
+        if sched.concurrency.at_ceiling:
+            return "--concurrency"
+        scopes = [s for s in sched.scopes.values() if s.queue or s.in_flight]
+        if scopes and all(s.controller.at_ceiling for s in scopes):
+            return "--rate"
+        return ""
 
     # -- feeding ------------------------------------------------------------------------
 
@@ -318,8 +387,8 @@ class _Run:
                 for n, record in enumerate(records, 1):
                     if not await self._feed(record):
                         break
-                    if n % _STOP_CHECK_EVERY == 0:
-                        await asyncio.sleep(0)  # a synchronous source must not starve workers
+                    if n % _YIELD_EVERY == 0:
+                        await asyncio.sleep(0)  # a synchronous source must not starve the rest
         finally:
             self.feeder_done = True
             self._maybe_finish()
@@ -334,7 +403,7 @@ class _Run:
             self.stats.skipped += 1
             return True
         try:
-            request = self.up.operation.build(record)
+            request = self.operation.build(record)
         except RowError as exc:
             await self._emit(_invalid(record, str(exc)))
             return True
@@ -353,27 +422,25 @@ class _Run:
         if self.stopping:
             self.tickets.release()
             return False
-        item = _Item(record, request, self.up._scope(record.account_id))
+        scope = self.scheduler.scope(record.account_id if self.per_account else "")
+        item = _Item(record, request, scope)
         self.outstanding += 1
-        self.work.put_nowait((1, next(self.seq), item))
+        self.scheduler.put(item, scope)
         return True
 
     def _maybe_finish(self) -> None:
         if self.feeder_done and self.outstanding == 0:
-            for _ in self.workers:
-                self.work.put_nowait((2, next(self.seq), None))
+            self.scheduler.close()
 
     async def _emit(self, result: Result) -> None:
         self.stats.record_result(result)
         await self.out.put(result)
 
-    async def _complete(self, item: _Item, result: Result) -> None:
-        await self._emit(result)
-        self._release(item)
-
     def _drop(self, item: _Item) -> None:
         """Give up on an item without a result (the run is stopping)."""
-        self.waiting.discard(item)
+        if item in self.waiting:
+            self.waiting.discard(item)
+            self.scheduler.unhold(item.scope)
         self._release(item)
 
     def _release(self, item: _Item) -> None:
@@ -383,209 +450,211 @@ class _Run:
 
     # -- sending ------------------------------------------------------------------------
 
-    async def _worker(self) -> None:
-        work = self.work
+    async def _dispatch(self) -> None:
+        scheduler = self.scheduler
+        loop = asyncio.get_running_loop()
         while True:
-            _, _, item = await work.get()
-            if item is None:
+            got = await scheduler.next()
+            if got is None:
                 return
-            if self.stopping:
-                self._drop(item)
-                continue
-            try:
-                await self._attempt(item)
-            except BucketClosed:
-                self._drop(item)
-            except asyncio.CancelledError:
-                self._drop(item)
-                raise
+            if not self.out.empty():
+                # Let the consumer write (and flush) the answers already out before sending
+                # again: then a crash (kill -9) leaves few answers unreported, and a resume
+                # re-sends at most about as many users as were in flight.
+                await asyncio.sleep(0)
+            item, scope = got
+            task = loop.create_task(self._attempt(item, scope))
+            self.attempts.add(task)
+            task.add_done_callback(self.attempts.discard)
 
-    async def _attempt(self, item: _Item) -> None:
-        scope = item.scope
-        await scope.bucket.acquire()
-        if not self.out.empty():
-            # Let the consumer write (and flush) the answers already out before this worker
-            # sends again: then a crash (kill -9) leaves unreported, per worker, either one
-            # answer or one request in flight, never both, so a resume re-sends at most
-            # ``concurrency`` users that were applied.
-            await asyncio.sleep(0)
-        if self.stopping:
-            self._drop(item)
-            return
-        assert self.up._credentials is not None and self.up._transport is not None
-        credentials = await self.up._credentials.current()
-        redactor = self.up._redactor
-        redactor.remember(credentials)
-        request = item.request
-        headers = self.up._signer.sign(
-            request.method, request.path, request.body, request.content_type, credentials
-        )
-        stats = self.stats
-        sent_at = self.clock.now()
-        item.attempts += 1
-        stats.requests += 1
-        stats.in_flight += 1
-        stats.timeline.at(sent_at).sent += 1
-        started = perf_counter()  # the loop's clock may tick in whole ms (uvloop): not for latency
+    async def _attempt(self, item: _Item, scope: Scope[_Item]) -> None:
+        """acquire (done: the scheduler gave a token) -> send signed -> observe -> settle."""
         try:
-            response = await self.up._transport.send(
-                request.method, request.path, headers, request.body
+            sent = await self._send_signed(item, scope)
+            if sent is None:
+                return
+            kind = self._observe(scope, sent)
+            await self._settle(item, kind, sent)
+        except asyncio.CancelledError:
+            self._drop(item)
+            raise
+
+    async def _send_signed(self, item: _Item, scope: Scope[_Item]) -> _Sent | None:
+        scheduler = self.scheduler
+        now = self.clock.now()
+        if self.stopping:
+            scheduler.done(scope)
+            self._drop(item)
+            return None
+        if now < scope.pacer.paused_until:
+            # A cool-down began between the token and now: the request waits it out.
+            scheduler.done(scope)
+            scheduler.put_front(item, scope)
+            return None
+        assert self.credentials is not None and self.transport is not None
+        try:
+            credentials = await self.credentials.current()
+            self.redactor.remember(credentials)
+            request = item.request
+            headers = self.signer.sign(
+                request.method, request.path, request.body, request.content_type, credentials
             )
-        except TransportError as exc:
-            response = Response(0, "", exc.code, str(exc))
+            stats = self.stats
+            sent_at = self.clock.now()
+            seq = scope.controller.on_send(sent_at)
+            item.attempts += 1
+            stats.requests += 1
+            stats.in_flight += 1
+            stats.timeline.at(sent_at).sent += 1
+            started = perf_counter()  # the loop's clock may tick in whole ms (uvloop)
+            try:
+                response = await self.transport.send(
+                    request.method, request.path, headers, request.body
+                )
+            except TransportError as exc:
+                response = Response(0, "", exc.code, str(exc))
+            finally:
+                stats.in_flight -= 1
         finally:
-            stats.in_flight -= 1
+            scheduler.done(scope)
         if not 200 <= response.status < 300:
             # Server text enters the program here; a success carries none worth the cost.
-            response = redactor.response(response, headers)
-        latency = perf_counter() - started
+            response = self.redactor.response(response, headers)
+        return _Sent(response, seq, sent_at, perf_counter() - started, credentials, headers)
+
+    def _observe(self, scope: Scope[_Item], sent: _Sent) -> ErrorClass:
+        """Feed the answer to the scope's rate controller and to the figures."""
+        response = sent.response
         now = self.clock.now()
-        stats.latencies.add(latency * 1000.0)
+        stats = self.stats
+        stats.latencies.add(sent.latency * 1000.0)
         kind = classify(response.status or None, response.error_code)
-        self._observe(scope, kind, response, now, sent_at)
-        if kind is ErrorClass.SUCCESS:
-            self.up._budget.on_success()
-            await self._complete(item, self._result(item, Status.UPDATED, response, latency))
-        elif kind is ErrorClass.FINAL:
-            await self._complete(item, self._result(item, Status.FAILED, response, latency))
-        elif kind is ErrorClass.EXPIRED_CREDENTIALS and not item.refreshed:
+        point = stats.timeline.at(now)
+        scheduler = self.scheduler
+        if kind is ErrorClass.THROTTLED:
+            stats.throttles += 1
+            point.throttled += 1
+            outcome = Outcome.THROTTLED
+        elif response.status:
+            point.accepted += 1
+            if kind is ErrorClass.TRANSIENT or kind is ErrorClass.OVERLOADED:
+                stats.server_errors += 1
+                point.errors += 1
+            outcome = Outcome.ACCEPTED  # the server took a token for it, whatever it said
+        else:
+            point.errors += 1
+            outcome = Outcome.UNKNOWN
+        if response.retry_after and (
+            kind is ErrorClass.THROTTLED or kind is ErrorClass.OVERLOADED
+        ):
+            until = now + min(response.retry_after, self.cfg.max_cooldown)
+            if scope.pacer.pause_until(until):
+                stats.cooldowns += 1
+                scope.controller.on_cooldown(now, until, sent.sent_at)
+                self.notice(
+                    f"the server asked us to wait {until - now:.1f} s; pausing",
+                    key="cooldown",
+                    every=30.0,
+                )
+        scheduler.rtt.add(now - sent.sent_at)
+        scope.controller.on_answer(sent.seq, sent.sent_at, now, outcome)
+        scheduler.touch(scope)
+        point.allowed_rate = scheduler.rate_total or scope.pacer.rate
+        point.in_flight = stats.in_flight
+        return kind
+
+    async def _settle(self, item: _Item, kind: ErrorClass, sent: _Sent) -> None:
+        decision = decide(
+            kind,
+            attempts=item.attempts,
+            max_attempts=self.cfg.max_attempts,
+            refreshed=item.refreshed,
+            budget_left=self.budget.left,
+            backoff=full_jitter_backoff(
+                item.attempts, base=self.cfg.backoff_base, cap=self.cfg.backoff_cap, rand=self.rand
+            ),
+        )
+        action = decision.action
+        if action is Action.SUCCEED:
+            self.budget.on_success()
+            await self._complete(item, self._result(item, Status.UPDATED, sent, decision))
+        elif action is Action.FAIL:
+            if decision.why.startswith("retry budget"):
+                self.budget.exhausted += 1
+                self.notice(
+                    "retry budget exhausted: failing errors are no longer retried until "
+                    "requests succeed again (the server or network is failing most requests)",
+                    key="budget",
+                    every=30.0,
+                )
+            await self._complete(item, self._result(item, Status.FAILED, sent, decision))
+        elif self.stopping:
+            self._drop(item)
+        elif action is Action.REFRESH:
             item.refreshed = True
             try:
-                await self._refresh_credentials(credentials)
+                await self._refresh_credentials(sent.credentials)
             except CredentialsError as exc:
-                await self._complete(item, self._result(item, Status.FAILED, response, latency))
+                await self._complete(item, self._result(item, Status.FAILED, sent, decision))
                 self._fail(exc)
                 return
             self._retry(item, 0.0)
-        elif kind is ErrorClass.EXPIRED_CREDENTIALS:
-            await self._complete(item, self._result(item, Status.FAILED, response, latency))
-        elif self.stopping:
-            self._drop(item)
-        elif item.attempts >= self.cfg.max_attempts:
-            result = self._result(item, Status.FAILED, response, latency)
-            await self._complete(
-                item, _with_message(result, f"gave up after {item.attempts} attempts: ")
-            )
-        elif kind is not ErrorClass.THROTTLED and not self.up._budget.try_spend():
-            self.up.notice(
-                "retry budget exhausted: failing errors are no longer retried until requests "
-                "succeed again (the server or network is failing most requests)",
-                key="budget",
-                every=30.0,
-            )
-            result = self._result(item, Status.FAILED, response, latency)
-            await self._complete(item, _with_message(result, "retry budget exhausted: "))
         else:
-            stats.retries += 1
-            delay = full_jitter_backoff(
-                item.attempts,
-                base=self.cfg.backoff_base,
-                cap=self.cfg.backoff_cap,
-                rand=self.up._rand,
-            )
-            self._retry(item, delay)
+            if decision.spends_budget:
+                self.budget.try_spend()
+            self.stats.retries += 1
+            self._retry(item, decision.delay)
+
+    async def _complete(self, item: _Item, result: Result) -> None:
+        await self._emit(result)
+        self._release(item)
 
     async def _refresh_credentials(self, rejected: Credentials) -> None:
         """Refresh once for all the requests that were signed with ``rejected``: up to
-        ``concurrency`` of them meet the expiry together, and a refresh may reload the whole
+        the whole in-flight set meets the expiry together, and a refresh may reload the whole
         AWS chain (SSO, STS). Those that find the credentials already replaced sign anew."""
-        provider = self.up._credentials
+        provider = self.credentials
         assert provider is not None
         async with self.refresh_lock:
             if await provider.current() != rejected:
                 return
-            self.up.notice(
+            self.notice(
                 "the server says our credentials expired; refreshing them from the AWS chain",
                 key="refresh",
                 every=10.0,
             )
             await provider.refresh()
 
-    def _observe(
-        self, scope: _Scope, kind: ErrorClass, response: Response, now: float, sent_at: float
-    ) -> None:
-        """Feed the answer to the rate controller and the figures."""
-        stats = self.stats
-        point = stats.timeline.at(now)
-        controller = scope.controller
-        adaptive = self.cfg.adaptive
-        if kind is ErrorClass.THROTTLED or kind is ErrorClass.OVERLOADED:
-            if kind is ErrorClass.THROTTLED:
-                stats.throttles += 1
-                point.throttled += 1
-                if adaptive:
-                    controller.on_throttled(now, sent_at)
-            else:
-                stats.server_errors += 1
-                point.errors += 1
-                if adaptive:
-                    controller.on_overloaded(now, sent_at)
-            if response.retry_after:
-                until = now + min(response.retry_after, self.cfg.max_cooldown)
-                if until > scope.bucket.paused_until:
-                    stats.cooldowns += 1
-                    scope.bucket.pause_until(until)
-                    if adaptive:
-                        controller.hold(until, now)
-                    self.up.notice(
-                        f"the server asked us to wait {until - now:.1f} s; pausing",
-                        key="cooldown",
-                        every=30.0,
-                    )
-        elif response.status:
-            point.accepted += 1
-            if kind is ErrorClass.TRANSIENT:
-                stats.server_errors += 1
-                point.errors += 1
-            if adaptive:
-                controller.on_accepted(now, sent_at)
-        else:
-            point.errors += 1
-        if adaptive:
-            rate = controller.rate_at(now)
-            point.allowed_rate = self._sync_rate(scope, rate)
-        else:
-            point.allowed_rate = self.up.total_rate
-        point.in_flight = stats.in_flight
-
-    def _sync_rate(self, scope: _Scope, rate: float) -> float:
-        old = scope.bucket.rate
-        # Re-timing the bucket on every answer would cost more than it is worth: 0.5% steps.
-        if abs(rate - old) > 0.005 * old:
-            scope.bucket.set_rate(rate)
-            self.up.total_rate += rate - old
-        return self.up.total_rate
-
     def _retry(self, item: _Item, delay: float) -> None:
+        scope = item.scope
         if delay <= 0:
-            self.work.put_nowait((0, next(self.seq), item))
+            self.scheduler.put_front(item, scope)
             return
         self.waiting.add(item)
+        self.scheduler.hold(scope)
         item.timer = self.clock.call_at(self.clock.now() + delay, lambda: self._requeue(item))
 
     def _requeue(self, item: _Item) -> None:
         item.timer = None
         self.waiting.discard(item)
-        self.work.put_nowait((0, next(self.seq), item))
+        self.scheduler.unhold(item.scope)
+        self.scheduler.put_front(item, item.scope)
 
-    def _result(self, item: _Item, status: Status, response: Response, latency: float) -> Result:
+    def _result(self, item: _Item, status: Status, sent: _Sent, decision: Decision) -> Result:
         record = item.record
+        response = sent.response
         return Result(
             record.account_id,
             record.user_id,
             status,
             response.status or None,
             response.error_code,
-            response.message,
+            decision.why + response.message,
             item.attempts,
-            latency * 1000.0,
+            sent.latency * 1000.0,
             response.request_id,
             record.line,
         )
-
-
-def _with_message(result: Result, prefix: str) -> Result:
-    return replace(result, message=prefix + result.message)
 
 
 def _invalid(record: Any, message: str) -> Result:
@@ -611,3 +680,4 @@ async def update_users(
     """One call for the common case: open an ``Updater``, run ``records``, close it."""
     async with Updater(config, operation=operation, credentials=credentials) as updater:
         return await updater.run(records, sink)
+

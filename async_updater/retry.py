@@ -6,14 +6,18 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from enum import Enum
 
 __all__ = [
     "THROTTLING_CODES",
+    "Action",
+    "Decision",
     "ErrorClass",
     "RetryBudget",
     "classify",
+    "decide",
     "full_jitter_backoff",
     "parse_retry_after",
 ]
@@ -68,6 +72,60 @@ def classify(status: int | None, code: str = "") -> ErrorClass:
     if status in _TRANSIENT_STATUSES or status >= 500:
         return ErrorClass.TRANSIENT
     return ErrorClass.FINAL
+
+
+class Action(Enum):
+    """What to do with a row after an answer."""
+
+    SUCCEED = "succeed"  # report it updated
+    FAIL = "fail"  # report it failed (``Decision.why`` prefixes the message)
+    RETRY = "retry"  # send it again after ``Decision.delay`` seconds
+    REFRESH = "refresh"  # refresh the credentials, then send it again
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    action: Action
+    delay: float = 0.0
+    why: str = ""  # why a retryable answer became final, for the report message
+    spends_budget: bool = False  # this retry takes a token from the retry budget
+
+
+_SUCCEED = Decision(Action.SUCCEED)
+_FAIL = Decision(Action.FAIL)
+_REFRESH = Decision(Action.REFRESH)
+_RETRY_NOW = Decision(Action.RETRY)
+
+
+def decide(
+    kind: ErrorClass,
+    *,
+    attempts: int,
+    max_attempts: int,
+    refreshed: bool,
+    budget_left: bool,
+    backoff: float,
+) -> Decision:
+    """The retry policy as a table: the answer's class and the row's history in, an action out.
+
+    Throttled rows go straight back to their scope's queue: the rate limiter already slows the
+    scope, a back-off on top would only idle it. Other retryable answers wait ``backoff``
+    seconds (full jitter, computed by the caller) and spend the global retry budget, so a
+    server that fails everything costs a bounded number of extra requests.
+    """
+    if kind is ErrorClass.SUCCESS:
+        return _SUCCEED
+    if kind is ErrorClass.FINAL:
+        return _FAIL
+    if kind is ErrorClass.EXPIRED_CREDENTIALS:
+        return _FAIL if refreshed else _REFRESH
+    if attempts >= max_attempts:
+        return Decision(Action.FAIL, why=f"gave up after {attempts} attempts: ")
+    if kind is ErrorClass.THROTTLED:
+        return _RETRY_NOW
+    if not budget_left:
+        return Decision(Action.FAIL, why="retry budget exhausted: ")
+    return Decision(Action.RETRY, delay=backoff, spends_budget=True)
 
 
 def full_jitter_backoff(
@@ -128,6 +186,10 @@ class RetryBudget:
         self.refund = refund
         self.tokens = capacity
         self.exhausted = 0
+
+    @property
+    def left(self) -> bool:
+        return self.tokens >= 1.0
 
     def try_spend(self) -> bool:
         if self.tokens >= 1.0:

@@ -193,6 +193,7 @@ class RunStats:
         final_rate: float | None,
         interrupted: bool = False,
         report_path: str | None = None,
+        bound_by: str = "",
     ) -> RunSummary:
         elapsed = max(0.0, now - self.started)
         lat = self.latencies
@@ -216,4 +217,5 @@ class RunStats:
             interrupted=interrupted,
             report_path=report_path,
             skipped=self.skipped,
+            bound_by=bound_by,
         )

@@ -1,0 +1,227 @@
+"""What the server's answers say about its limit: round-trip times and the refill rate.
+
+``SendLog`` puts answers back in the order the requests were sent and turns each pair of
+throttled requests into a sample of the server's limit. Between two throttled requests the
+server's token bucket was empty at both ends, so the requests it accepted in between are
+exactly what it refilled in that time: ``accepted / (t2 - t1)`` is its refill rate, whatever
+its burst. That holds only while we kept sending: a pause or a gap lets the bucket fill (and
+overflow, unseen), so either one breaks the chain. ``LimitEstimate`` pools the recent samples.
+
+Pure: times are arguments, nothing here reads a clock or sleeps.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from enum import Enum
+
+__all__ = ["LimitEstimate", "Outcome", "RoundTrip", "Sample", "SendLog"]
+
+
+class Outcome(Enum):
+    """What one answer tells the limiter."""
+
+    ACCEPTED = "accepted"  # the server took a token (any answer but a throttle)
+    THROTTLED = "throttled"  # 429 or a throttling code: the bucket was empty
+    UNKNOWN = "unknown"  # no answer (connection error, timeout): may or may not have counted
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """``accepted`` requests accepted between two throttled ones sent ``span`` seconds apart,
+    the later sent at ``at``."""
+
+    at: float
+    accepted: int
+    span: float
+
+
+class SendLog:
+    """Requests of one scope in send order, answered out of order, read back in order.
+
+    ``sent`` numbers a request; ``answered`` records its outcome and returns the samples
+    completed by it (usually none). A request that never answers would hold everything
+    after it, so at most ``max_pending`` are kept: the oldest unanswered one is then given up
+    as ``UNKNOWN`` (which breaks the chain, never invents a sample).
+    """
+
+    __slots__ = (
+        "_acc",
+        "_anchor",
+        "_base",
+        "_breaks",
+        "_gap",
+        "_max_pending",
+        "_pending",
+        "_prev",
+        "dense",
+    )
+
+    def __init__(self, *, gap_s: float = 0.25, max_pending: int = 4096, dense: int = 32) -> None:
+        self._pending: deque[list[object]] = deque()  # [sent_at, outcome | None, rate]
+        self._base = 0  # sequence number of _pending[0]
+        self._gap = gap_s
+        self._max_pending = max_pending
+        self._anchor = math.nan  # send time of the last throttled request in the chain
+        self._acc = 0  # accepted since the anchor
+        self._prev = math.nan  # send time of the last request read back
+        self._breaks: deque[float] = deque()
+        self.dense = dense
+
+    @property
+    def next_seq(self) -> int:
+        return self._base + len(self._pending)
+
+    def sent(self, now: float, rate: float = 0.0) -> int:
+        """Number a request sent at ``now`` while the allowed rate was ``rate``."""
+        seq = self._base + len(self._pending)
+        self._pending.append([now, None, rate])
+        if len(self._pending) > self._max_pending:
+            self._pending[0][1] = Outcome.UNKNOWN
+        return seq
+
+    def break_chain(self, at: float) -> None:
+        """Requests sent from ``at`` on do not continue the chain (a cool-down starts there)."""
+        self._breaks.append(at)
+
+    def open_rate(self) -> tuple[int, float]:
+        """The chain still open: requests accepted since the last throttled one, and the time
+        from it to the last request read back. The bucket was empty at the start and is
+        empty or nearly so at the end if we kept sending above the limit, so this is a
+        (slightly low) measure of the limit before a second throttle closes the interval."""
+        if math.isnan(self._anchor):
+            return 0, 0.0
+        return self._acc, self._prev - self._anchor
+
+    def set_gap(self, gap_s: float) -> None:
+        """The longest silence between two sends that still counts as sending continuously."""
+        self._gap = gap_s
+
+    def rate_at_send(self, seq: int) -> float:
+        """The allowed rate when request ``seq`` left (0.0 once it is no longer kept)."""
+        i = seq - self._base
+        if 0 <= i < len(self._pending):
+            return float(self._pending[i][2])  # type: ignore[arg-type]
+        return 0.0
+
+    def answered(self, seq: int, outcome: Outcome) -> list[Sample]:
+        i = seq - self._base
+        if i < 0 or i >= len(self._pending):
+            return []  # given up on already
+        self._pending[i][1] = outcome
+        samples: list[Sample] = []
+        pending = self._pending
+        while pending and pending[0][1] is not None:
+            sent_at, result, _ = pending.popleft()
+            self._base += 1
+            sample = self._read(sent_at, result)  # type: ignore[arg-type]
+            if sample is not None:
+                samples.append(sample)
+        return samples
+
+    def _read(self, sent_at: float, outcome: Outcome) -> Sample | None:
+        breaks = self._breaks
+        broken = sent_at - self._prev > self._gap
+        while breaks and breaks[0] <= sent_at:
+            if breaks.popleft() > self._prev:
+                broken = True
+        self._prev = sent_at
+        if broken or outcome is Outcome.UNKNOWN:
+            self._anchor = math.nan
+            if outcome is not Outcome.THROTTLED:
+                return None
+        if outcome is Outcome.ACCEPTED:
+            self._acc += 1
+            return None
+        anchor, accepted = self._anchor, self._acc
+        self._anchor = sent_at
+        self._acc = 0
+        if math.isnan(anchor) or accepted > self.dense:
+            # Throttles far apart: we were mostly below the limit, and the bucket may have
+            # overflowed in between, so this says little. Only close ones measure it.
+            return None
+        return Sample(sent_at, accepted, sent_at - anchor)
+
+
+class LimitEstimate:
+    """The server's refill rate, pooled over the most recent samples.
+
+    The newest samples are summed until they hold ``min_accepted`` accepted requests (each
+    sample is off by up to one token at each end; consecutive ones share their ends, so the
+    pooled error is one token in ``min_accepted``), looking back at most ``horizon_s``.
+    ``value`` is None until enough has been seen.
+    """
+
+    __slots__ = ("_horizon", "_min_accepted", "_samples", "updated_at", "value")
+
+    def __init__(self, *, min_accepted: int = 32, horizon_s: float = 10.0) -> None:
+        self._samples: deque[Sample] = deque()
+        self._min_accepted = min_accepted
+        self._horizon = horizon_s
+        self.value: float | None = None
+        self.updated_at = -math.inf
+
+    def add(self, sample: Sample, now: float) -> float | None:
+        self._samples.append(sample)
+        cutoff = now - self._horizon
+        while self._samples and self._samples[0].at < cutoff:
+            self._samples.popleft()
+        accepted = 0
+        span = 0.0
+        for s in reversed(self._samples):
+            accepted += s.accepted
+            span += s.span
+            if accepted >= self._min_accepted:
+                break
+        while len(self._samples) > 256:
+            self._samples.popleft()
+        if accepted >= self._min_accepted and span > 0:
+            self.value = accepted / span
+            self.updated_at = now
+        return self.value
+
+    def pooled(self, since: float) -> tuple[int, float]:
+        """Accepted requests and time summed over the samples that began at or after
+        ``since`` (send time)."""
+        accepted = 0
+        span = 0.0
+        for s in reversed(self._samples):
+            if s.at - s.span < since:
+                break
+            accepted += s.accepted
+            span += s.span
+        return accepted, span
+
+    def provisional(self, value: float, now: float) -> None:
+        """A rougher measure (fewer accepted requests) to use until pooled samples replace it."""
+        self.value = value
+        self.updated_at = now
+
+    def forget(self) -> None:
+        self._samples.clear()
+        self.value = None
+        self.updated_at = -math.inf
+
+
+class RoundTrip:
+    """Smoothed round-trip time, its recent minimum, and a high percentile for sizing."""
+
+    __slots__ = ("high", "min", "srtt")
+
+    def __init__(self) -> None:
+        self.srtt = math.nan
+        self.min = math.inf
+        self.high = math.nan  # decays slowly toward srtt; jumps up on a slow answer
+
+    def add(self, rtt: float) -> None:
+        if rtt < 0:
+            return
+        if math.isnan(self.srtt):
+            self.srtt = self.high = rtt
+        else:
+            self.srtt += 0.125 * (rtt - self.srtt)
+            self.high = rtt if rtt > self.high else self.high + 0.01 * (rtt - self.high)
+        if rtt < self.min:
+            self.min = rtt

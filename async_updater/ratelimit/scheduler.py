@@ -1,0 +1,252 @@
+"""Per-scope queues served in turn by whichever scope may send now, under one in-flight cap.
+
+Each limit scope (the whole run, or one account) has a FIFO queue of waiting work, a ``Pacer``
+(token bucket) and a ``RateController``. ``next()`` hands out the next piece of work whose scope
+has a token, going round the scopes that have work (round robin, so one busy or paused scope
+never holds back another: no head-of-line blocking), and waits (one timer for all scopes)
+when none can send. A scope with nothing queued or in flight and a full bucket is forgotten;
+what scopes learned about their limit is folded into ``prior``, where new scopes start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import math
+from collections import deque
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+from .clock import Cancellable, Clock
+from .concurrency import InFlightLimit
+from .controller import ControllerSettings, RateController
+from .estimator import RoundTrip
+from .pacer import Pacer
+
+__all__ = ["Scheduler", "Scope"]
+
+T = TypeVar("T")
+
+_SWEEP_EVERY_S = 0.1
+
+
+class Scope(Generic[T]):
+    """One limit scope: its queue, its pacer and its controller."""
+
+    __slots__ = ("controller", "held", "in_flight", "key", "pacer", "queue", "ready", "wake_at")
+
+    def __init__(self, key: str, pacer: Pacer, controller: RateController) -> None:
+        self.key = key
+        self.queue: deque[T] = deque()
+        self.pacer = pacer
+        self.controller = controller
+        self.in_flight = 0
+        self.held = 0  # work of this scope waiting elsewhere (a retry back-off)
+        self.ready = False  # in the scheduler's round-robin list
+        self.wake_at = math.inf  # when its next token is due, if it is waiting for one
+
+    @property
+    def idle(self) -> bool:
+        return not self.queue and not self.in_flight and not self.held
+
+    def sync_rate(self, now: float) -> float:
+        rate = self.controller.rate_at(now)
+        if rate != self.pacer.rate:
+            self.pacer.set_rate(rate, now)
+        return rate
+
+
+class Scheduler(Generic[T]):
+    """Work in, work out when its scope may send (see module doc).
+
+    ``put`` queues new work at the back of its scope's queue, ``put_front`` returns work (a
+    retry) to the front; ``hold``/``unhold`` count work waiting outside (a back-off timer) so
+    its scope is kept. ``next`` returns the next work to send, taking a token and an in-flight
+    slot for it, or None once closed; ``done`` frees the slot.
+    """
+
+    def __init__(
+        self,
+        clock: Clock,
+        *,
+        ceiling: float | None = None,
+        settings: ControllerSettings | None = None,
+        concurrency: InFlightLimit | None = None,
+    ) -> None:
+        self._clock = clock
+        self._ceiling = ceiling
+        self._settings = settings or ControllerSettings()
+        self.concurrency = concurrency or InFlightLimit()
+        self.scopes: dict[str, Scope[T]] = {}
+        self._ready: deque[Scope[T]] = deque()
+        self._timers: list[tuple[float, int, Scope[T]]] = []
+        self._seq = itertools.count()
+        self._waiter: asyncio.Future[None] | None = None
+        self._timer: Cancellable | None = None
+        self._timer_at = math.inf
+        self._closed = False
+        self.in_flight = 0
+        self.queued = 0
+        self.rtt = RoundTrip()
+        self.prior: float | None = None  # what forgotten scopes had learned of their limit
+        self._next_sweep = -math.inf
+        self.rate_total = 0.0  # allowed rates summed over scopes with work
+        self.past_cuts = 0  # rate cuts of forgotten scopes
+        self.on_scope: Callable[[Scope[T]], None] | None = None
+
+    # -- work in ----------------------------------------------------------------------------
+
+    def scope(self, key: str) -> Scope[T]:
+        scope = self.scopes.get(key)
+        if scope is None:
+            now = self._clock.now()
+            initial = None if self.prior is None else self.prior / 2.0
+            controller = RateController(self._ceiling, initial=initial, settings=self._settings)
+            scope = Scope(key, Pacer(controller.rate_at(now), now), controller)
+            self.scopes[key] = scope
+            if self.on_scope is not None:
+                self.on_scope(scope)
+        return scope
+
+    def put(self, work: T, scope: Scope[T]) -> None:
+        scope.queue.append(work)
+        self.queued += 1
+        self._make_ready(scope)
+
+    def put_front(self, work: T, scope: Scope[T]) -> None:
+        scope.queue.appendleft(work)
+        self.queued += 1
+        self._make_ready(scope)
+
+    def hold(self, scope: Scope[T]) -> None:
+        scope.held += 1
+
+    def unhold(self, scope: Scope[T]) -> None:
+        scope.held -= 1
+
+    def touch(self, scope: Scope[T]) -> None:
+        """The scope's rate or pause changed: look at it again now, not at its old wake-up."""
+        if scope.queue:
+            self._make_ready(scope)
+
+    def done(self, scope: Scope[T]) -> None:
+        """A request of ``scope`` is no longer in flight."""
+        self.in_flight -= 1
+        scope.in_flight -= 1
+        self._notify()
+
+    def close(self) -> None:
+        """``next`` returns None from now on."""
+        self._closed = True
+        self._notify()
+
+    # -- work out ---------------------------------------------------------------------------
+
+    async def next(self) -> tuple[T, Scope[T]] | None:
+        while True:
+            if self._closed:
+                return None
+            now = self._clock.now()
+            if now >= self._next_sweep:
+                self._sweep(now)
+            timers = self._timers
+            while timers and timers[0][0] <= now:
+                when, _, scope = heapq.heappop(timers)
+                if when == scope.wake_at:
+                    scope.wake_at = math.inf
+                    if scope.queue:
+                        self._make_ready(scope)
+            limit = self.concurrency.limit
+            if self.in_flight < limit:
+                self.concurrency.unblocked(now)
+                found = self._take(now)
+                if found is not None:
+                    return found
+                wake = timers[0][0] if timers else math.inf
+            else:
+                if self._ready or (timers and timers[0][0] <= now):
+                    self.concurrency.blocked(now)
+                wake = math.inf  # a ``done`` wakes us
+            await self._wait(wake)
+
+    def _take(self, now: float) -> tuple[T, Scope[T]] | None:
+        ready = self._ready
+        while ready:
+            scope = ready.popleft()
+            scope.ready = False
+            if not scope.queue:
+                continue
+            scope.sync_rate(now)
+            delay = scope.pacer.delay(now)
+            if delay > 0.0:
+                self._sleep(scope, now + delay)
+                continue
+            scope.pacer.take(now)
+            work = scope.queue.popleft()
+            self.queued -= 1
+            if scope.queue:
+                scope.ready = True
+                ready.append(scope)  # to the back: the other scopes go first
+            self.in_flight += 1
+            scope.in_flight += 1
+            return work, scope
+        return None
+
+    def _make_ready(self, scope: Scope[T]) -> None:
+        if not scope.ready:
+            scope.ready = True
+            self._ready.append(scope)
+            self._notify()
+
+    def _sleep(self, scope: Scope[T], when: float) -> None:
+        if when < scope.wake_at:
+            scope.wake_at = when
+            heapq.heappush(self._timers, (when, next(self._seq), scope))
+
+    async def _wait(self, wake: float) -> None:
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        if wake < math.inf and wake != self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at = wake
+            self._timer = self._clock.call_at(wake, self._on_timer)
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = math.inf
+        self._notify()
+
+    def _notify(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- upkeep -----------------------------------------------------------------------------
+
+    def _sweep(self, now: float) -> None:
+        """Forget idle scopes whose bucket is full, size the in-flight cap."""
+        self._next_sweep = now + _SWEEP_EVERY_S
+        total = 0.0
+        forget: list[str] = []
+        for key, scope in self.scopes.items():
+            if scope.idle:
+                if scope.pacer.full(now):
+                    forget.append(key)
+                continue
+            total += scope.sync_rate(now)
+        for key in forget:
+            self._forget(self.scopes.pop(key))
+        self.rate_total = total
+        self.concurrency.update(total, self.rtt.high)
+
+    def _forget(self, scope: Scope[T]) -> None:
+        self.past_cuts += scope.controller.cuts
+        learned = scope.controller.limit
+        if learned is not None:
+            self.prior = learned if self.prior is None else self.prior + 0.25 * (learned - self.prior)
