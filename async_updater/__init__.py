@@ -15,10 +15,10 @@ from .errors import (
     RowError,
     UpdaterError,
 )
-from .ratelimit import ControllerSettings, Pacer, RateController
 from .model import REPORT_COLUMNS, Record, Result, RowRecord, RunSummary, Status, UserRecord
 from .operation import ChimeUpdateUserSettings, HttpRequest, Operation
 from .pipeline import Updater, update_users
+from .ratelimit import ControllerSettings, Pacer, RateController
 from .report import CsvReport, JsonlReport, MemoryReport, ReportSink, open_report, read_report
 from .signing import BotocoreCredentials, CredentialProvider, Credentials, StaticCredentials
 from .source import CsvSource, Shard, count_data_lines, read_records

@@ -16,7 +16,6 @@ from typing import Any, TextIO
 
 from . import __version__
 from .config import DEFAULT_ENDPOINT, LimitScope, UpdaterConfig
-from .ratelimit import DEFAULT_MAX_CONCURRENCY
 from .errors import ConfigError, InputError, ReportError, UpdaterError
 from .generic import GenericOperation, load_operation
 from .merge import merge_reports
@@ -25,6 +24,7 @@ from .operation import Operation
 from .pipeline import Updater
 from .plot import plot_timeline, read_timeline
 from .progress import ProgressDisplay
+from .ratelimit import DEFAULT_MAX_CONCURRENCY
 from .report import FORMATS, ResumeState, input_fingerprint, open_report, write_meta
 from .signing import CredentialProvider, StaticCredentials
 from .source import CsvSource, Shard, count_data_lines

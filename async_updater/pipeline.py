@@ -8,17 +8,19 @@
 
 The feeder validates and builds each record's request and queues it in its limit scope. The
 scheduler hands out work whose scope may send now, under the adaptive in-flight cap; each piece
-of work becomes one attempt task. ``queue_size`` tickets bound the records alive at once, so
-memory is flat in the input size.
+of work becomes one attempt task. At most ``queue_size`` records are alive in memory at once
+(with one limit per account, a busy account's further rows wait on disk), so memory is flat
+in the input size.
 """
 
 from __future__ import annotations
 
 import asyncio
+import pickle
 import random
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from time import perf_counter
 from typing import Any
 
@@ -30,6 +32,7 @@ from .operation import ChimeUpdateUserSettings, HttpRequest, Operation
 from .ratelimit.clock import Cancellable, Clock, LoopClock
 from .ratelimit.concurrency import InFlightLimit
 from .ratelimit.estimator import Outcome
+from .ratelimit.overflow import Overflow
 from .ratelimit.scheduler import Scheduler, Scope
 from .redact import Redactor
 from .report import ReportSink
@@ -281,16 +284,24 @@ class _Run:
         self.stats = stats
         self.notice = notice
         self.rand = rand
+        self.per_account = config.limit_scope is LimitScope.ACCOUNT
+        # One limit per account: a busy account's further rows are parked on disk, so the
+        # reader can reach the other accounts' rows (an export sorted by account lists one
+        # account's thousands of users first). One global limit has nothing to reach.
+        overflow: Overflow[_Item, Scope[_Item]] | None = None
+        if self.per_account and not config.dry_run:
+            overflow = Overflow(_dump, self._load)
         self.scheduler: Scheduler[_Item] = Scheduler(
             clock,
             ceiling=config.rate,
             settings=config.controller,
             concurrency=InFlightLimit(config.max_concurrency),
+            overflow=overflow,
+            memory=config.queue_size,
         )
-        self.per_account = config.limit_scope is LimitScope.ACCOUNT
         self.out: asyncio.Queue[Any] = asyncio.Queue(maxsize=config.queue_size)
-        self.tickets = asyncio.Semaphore(config.queue_size)
-        self.outstanding = 0
+        self.outstanding = 0  # records taken in and not finished (parked ones included)
+        self.room: asyncio.Future[None] | None = None
         self.waiting: set[_Item] = set()
         self.attempts: set[asyncio.Task[None]] = set()
         self.feeder_done = False
@@ -324,6 +335,8 @@ class _Run:
                 await asyncio.wait(set(self.attempts))
         finally:
             self.finished = True
+            if self.scheduler.overflow is not None:
+                self.scheduler.overflow.close()
             await self.out.put(_DONE)
 
     def _fail(self, exc: BaseException | None) -> None:
@@ -339,9 +352,11 @@ class _Run:
             if self.feeder is not None and not self.feeder.done():
                 self.feeder.cancel()
             self.scheduler.close()
-            for scope in list(self.scheduler.scopes.values()):
-                while scope.queue:
-                    self._release(scope.queue.popleft())
+            parked = self.scheduler.parked
+            for item in self.scheduler.drain():
+                self._release(item)
+            self.outstanding -= parked
+            self._maybe_finish()
             for item in list(self.waiting):
                 if item.timer is not None:
                     item.timer.cancel()
@@ -418,15 +433,32 @@ class _Run:
                 )
             )
             return True
-        await self.tickets.acquire()
-        if self.stopping:
-            self.tickets.release()
-            return False
-        scope = self.scheduler.scope(record.account_id if self.per_account else "")
-        item = _Item(record, request, scope)
+        scheduler = self.scheduler
+        scope = scheduler.scope(record.account_id if self.per_account else "")
+        if not scheduler.parks(scope):
+            await self._wait_for_room()
+            if self.stopping:
+                return False
         self.outstanding += 1
-        self.scheduler.put(item, scope)
+        scheduler.put(_Item(record, request, scope), scope)
         return True
+
+    async def _wait_for_room(self) -> None:
+        """Backpressure: at most ``queue_size`` records in memory (queued, in flight or waiting
+        to retry), so memory is flat in the input size."""
+        limit = self.cfg.queue_size
+        scheduler = self.scheduler
+        while self.outstanding - scheduler.parked >= limit and not self.stopping:
+            self.room = asyncio.get_running_loop().create_future()
+            scheduler.pressure += 1  # the other scopes' shares shrink to let this one in
+            try:
+                await self.room
+            finally:
+                scheduler.pressure -= 1
+
+    def _load(self, blob: bytes, scope: Scope[_Item]) -> _Item:
+        record = pickle.loads(blob)
+        return _Item(record, self.operation.build(record), scope)
 
     def _maybe_finish(self) -> None:
         if self.feeder_done and self.outstanding == 0:
@@ -445,7 +477,9 @@ class _Run:
 
     def _release(self, item: _Item) -> None:
         self.outstanding -= 1
-        self.tickets.release()
+        room = self.room
+        if room is not None and not room.done():
+            room.set_result(None)
         self._maybe_finish()
 
     # -- sending ------------------------------------------------------------------------
@@ -544,9 +578,7 @@ class _Run:
         else:
             point.errors += 1
             outcome = Outcome.UNKNOWN
-        if response.retry_after and (
-            kind is ErrorClass.THROTTLED or kind is ErrorClass.OVERLOADED
-        ):
+        if response.retry_after and (kind is ErrorClass.THROTTLED or kind is ErrorClass.OVERLOADED):
             until = now + min(response.retry_after, self.cfg.max_cooldown)
             if scope.pacer.pause_until(until):
                 stats.cooldowns += 1
@@ -657,6 +689,10 @@ class _Run:
         )
 
 
+def _dump(item: _Item) -> bytes:
+    return pickle.dumps(item.record, pickle.HIGHEST_PROTOCOL)
+
+
 def _invalid(record: Any, message: str) -> Result:
     line = getattr(record, "line", 0)
     return Result(
@@ -680,4 +716,3 @@ async def update_users(
     """One call for the common case: open an ``Updater``, run ``records``, close it."""
     async with Updater(config, operation=operation, credentials=credentials) as updater:
         return await updater.run(records, sink)
-

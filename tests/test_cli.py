@@ -273,7 +273,10 @@ def test_bad_option_value_exits_2_with_a_message_naming_the_option(
     ("option", "error"),
     [
         (["--rate", "fast"], "argument --rate: invalid float value: 'fast'"),
-        (["--concurrency", "1.5"], "argument --concurrency: invalid int value: '1.5'"),
+        (
+            ["--concurrency", "1.5"],
+            "argument --concurrency: invalid value: '1.5' (a whole number, or auto)",
+        ),
         (["--format", "xml"], "argument --format: invalid choice: 'xml' (choose from "),
     ],
     ids=["rate-not-a-number", "concurrency-not-whole", "unknown-format"],

@@ -1,4 +1,8 @@
-"""The orchestrator with a scripted transport: retries, finality, stop, dry run, skip, budget."""
+"""The orchestrator with a scripted transport: retries, finality, stop, dry run, skip, budget.
+
+Scripted answers and no sockets: every test runs in virtual time (``@virtual_time``), so
+back-offs, pauses and the rate controller's reactions take no real time, and the outcomes do
+not depend on how loaded the machine is."""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from async_updater.model import Result, Status, UserRecord
 from async_updater.pipeline import Updater
 from async_updater.report import MemoryReport
 from async_updater.signing import Credentials
+from async_updater.testing import virtual_time
 from async_updater.transport import Response, TransportError
 
 OK = Response(204, "rid")
@@ -129,6 +134,7 @@ def by_user(results: list[Result]) -> dict[str, Result]:
     return out
 
 
+@virtual_time
 async def test_every_record_gets_exactly_one_result() -> None:
     t = ScriptedTransport()
     results, up = await run_all(users(500), t)
@@ -137,6 +143,7 @@ async def test_every_record_gets_exactly_one_result() -> None:
     assert up.summary().counts["updated"] == 500
 
 
+@virtual_time
 async def test_429_and_503_are_retried_and_end_updated() -> None:
     t = ScriptedTransport({"u0": [THROTTLED, THROTTLED], "u1": [UNAVAILABLE], "u2": [FAILURE]})
     results, up = await run_all(users(3), t)
@@ -150,6 +157,7 @@ async def test_429_and_503_are_retried_and_end_updated() -> None:
     assert (s.retries, s.throttles, s.server_errors) == (4, 2, 2)
 
 
+@virtual_time
 async def test_connection_errors_and_timeouts_are_retried() -> None:
     t = ScriptedTransport(
         {
@@ -174,6 +182,7 @@ async def test_connection_errors_and_timeouts_are_retried() -> None:
         (Response(403, "rid", "ForbiddenException", "no"), "ForbiddenException", "no"),
     ],
 )
+@virtual_time
 async def test_4xx_answers_are_final_and_reported_with_code_and_message(
     answer: Response, code: str, message: str
 ) -> None:
@@ -190,6 +199,7 @@ async def test_4xx_answers_are_final_and_reported_with_code_and_message(
     assert r.request_id == "rid"
 
 
+@virtual_time
 async def test_gives_up_after_max_attempts_naming_the_last_error() -> None:
     t = ScriptedTransport({"u0": [FAILURE] * 10})
     results, _ = await run_all(users(1), t, max_attempts=3)
@@ -199,6 +209,7 @@ async def test_gives_up_after_max_attempts_naming_the_last_error() -> None:
     assert t.attempts() == {"u0": 3}
 
 
+@virtual_time
 async def test_empty_retry_budget_fails_rows_instead_of_retrying() -> None:
     t = ScriptedTransport({f"u{i}": [FAILURE] * 10 for i in range(10)})
     results, _ = await run_all(users(10), t, retry_budget=3.0, max_attempts=10, concurrency=1)
@@ -207,12 +218,14 @@ async def test_empty_retry_budget_fails_rows_instead_of_retrying() -> None:
     assert sum("retry budget exhausted" in r.message for r in results) == 10
 
 
+@virtual_time
 async def test_throttle_retries_do_not_spend_the_retry_budget() -> None:
     t = ScriptedTransport({f"u{i}": [THROTTLED] * 2 for i in range(10)})
     results, _ = await run_all(users(10), t, retry_budget=0.0, max_attempts=5)
     assert all(r.status is Status.UPDATED for r in results)
 
 
+@virtual_time
 async def test_expired_token_refreshes_credentials_once_and_retries_signed_anew() -> None:
     t = ScriptedTransport({"u0": [EXPIRED]})
     results, _ = await run_all(users(1), t)
@@ -222,6 +235,7 @@ async def test_expired_token_refreshes_credentials_once_and_retries_signed_anew(
     assert keys == ["AKID0", "AKID1"]
 
 
+@virtual_time
 async def test_expired_token_twice_fails_the_row() -> None:
     t = ScriptedTransport({"u0": [EXPIRED, EXPIRED]})
     results, _ = await run_all(users(1), t)
@@ -229,6 +243,7 @@ async def test_expired_token_twice_fails_the_row() -> None:
     assert (r.status, r.error_code) == (Status.FAILED, "ExpiredTokenException")
 
 
+@virtual_time
 async def test_credentials_that_cannot_be_refreshed_stop_the_run_with_a_credentials_error() -> None:
     t = ScriptedTransport({"u0": [EXPIRED]}, delay=0.01)
     up = Updater(
@@ -243,6 +258,7 @@ async def test_credentials_that_cannot_be_refreshed_stop_the_run_with_a_credenti
     assert len(t.sent) <= 2
 
 
+@virtual_time
 async def test_every_attempt_is_signed_after_its_token_with_a_fresh_date_header() -> None:
     t = ScriptedTransport({"u0": [THROTTLED, THROTTLED]})
     await run_all(users(1), t)
@@ -252,6 +268,7 @@ async def test_every_attempt_is_signed_after_its_token_with_a_fresh_date_header(
     assert len(t.sent) == 3
 
 
+@virtual_time
 async def test_dry_run_sends_nothing_and_reports_planned_with_the_request() -> None:
     t = ScriptedTransport()
     results, _ = await run_all(users(3), t, dry_run=True)
@@ -260,6 +277,7 @@ async def test_dry_run_sends_nothing_and_reports_planned_with_the_request() -> N
     assert by_user(results)["u1"].message == "PUT /accounts/acct/users/u1/settings"
 
 
+@virtual_time
 async def test_dry_run_needs_no_credentials() -> None:
     up = Updater(fast_config(dry_run=True), transport=ScriptedTransport())
     async with up:
@@ -267,6 +285,7 @@ async def test_dry_run_needs_no_credentials() -> None:
     assert len(results) == 2
 
 
+@virtual_time
 async def test_invalid_rows_pass_straight_through_without_being_sent() -> None:
     t = ScriptedTransport()
     bad = Result(
@@ -282,6 +301,7 @@ async def test_invalid_rows_pass_straight_through_without_being_sent() -> None:
     assert len(t.sent) == 2
 
 
+@virtual_time
 async def test_users_in_the_skip_set_are_neither_sent_nor_reported() -> None:
     t = ScriptedTransport()
     skip = KeyIndex()
@@ -295,12 +315,14 @@ async def test_users_in_the_skip_set_are_neither_sent_nor_reported() -> None:
     assert "u1" not in t.attempts()
 
 
+@virtual_time
 async def test_requests_in_flight_never_exceed_concurrency() -> None:
     t = ScriptedTransport(delay=0.002)
     await run_all(users(200), t, concurrency=5)
     assert t.max_in_flight == 5
 
 
+@virtual_time
 async def test_async_iterable_input_is_accepted() -> None:
     async def gen() -> object:
         for r in users(20):
@@ -311,6 +333,7 @@ async def test_async_iterable_input_is_accepted() -> None:
     assert len(results) == 20
 
 
+@virtual_time
 async def test_results_can_be_consumed_as_they_complete_and_abandoned_early() -> None:
     t = ScriptedTransport(delay=0.001)
     up = Updater(fast_config(), transport=t, credentials=RotatingCredentials())  # type: ignore[arg-type]
@@ -327,6 +350,7 @@ async def test_results_can_be_consumed_as_they_complete_and_abandoned_early() ->
     assert sent < 1000
 
 
+@virtual_time
 async def test_stop_lets_in_flight_requests_finish_and_reports_only_finished_rows() -> None:
     t = ScriptedTransport(delay=0.05)
     up = Updater(fast_config(concurrency=4), transport=t, credentials=RotatingCredentials())  # type: ignore[arg-type]
@@ -348,6 +372,7 @@ async def test_stop_lets_in_flight_requests_finish_and_reports_only_finished_row
     assert len(t.sent) < 100
 
 
+@virtual_time
 async def test_retry_after_pauses_sending_for_the_whole_scope() -> None:
     throttled = Response(429, "rid", "ThrottledClientException", "slow down", retry_after=0.2)
     t = ScriptedTransport({"u0": [throttled]}, delay=0.001)
@@ -359,13 +384,24 @@ async def test_retry_after_pauses_sending_for_the_whole_scope() -> None:
     assert up.summary().cooldowns == 1
 
 
-async def test_per_account_scope_gives_each_account_its_own_limiter() -> None:
-    t = ScriptedTransport()
-    records = users(5, "a1") + users(5, "a2") + users(5, "a3")
-    _, up = await run_all(records, t, limit_scope="account", rate=10_000.0)
-    assert up.rate == pytest.approx(30_000.0)
+@virtual_time
+async def test_a_paused_account_does_not_delay_the_other_accounts() -> None:
+    pause = Response(429, "rid", "ThrottledClientException", "slow down", retry_after=5.0)
+    t = ScriptedTransport({"u0": [pause]}, delay=0.01)
+    # Sorted by account, as exports are: a1's rows come first.
+    records = users(20, "a1") + users(20, "a2") + users(20, "a3")
+    results, up = await run_all(records, t, limit_scope="account", rate=None, concurrency=None)
+    assert len(results) == 60 and all(r.status is Status.UPDATED for r in results)
+    paused_at = next(when for _, path, _, when in t.sent if path.split("/")[2] == "a1")
+    sends = [(path.split("/")[2], when) for _, path, _, when in t.sent]
+    during = [account for account, when in sends if paused_at + 0.02 < when < paused_at + 5.0]
+    assert "a1" not in during  # a1 waits its pause out...
+    others = [when for account, when in sends if account != "a1"]
+    assert len(others) == 40 and max(others) < paused_at + 5.0  # ...the others do not wait
+    assert up.summary().cooldowns == 1
 
 
+@virtual_time
 async def test_a_throttled_run_lowers_the_allowed_rate() -> None:
     t = ScriptedTransport({f"u{i}": [THROTTLED] for i in range(0, 200, 10)})
     _, up = await run_all(users(200), t, rate=5000.0, concurrency=4)

@@ -23,7 +23,16 @@ class InFlightLimit:
     set while the ceiling is what stops a request from leaving.
     """
 
-    __slots__ = ("auto", "bound_since", "bound_s", "ceiling", "headroom", "limit", "minimum", "spare")
+    __slots__ = (
+        "auto",
+        "bound_s",
+        "bound_since",
+        "ceiling",
+        "headroom",
+        "limit",
+        "minimum",
+        "spare",
+    )
 
     def __init__(
         self,

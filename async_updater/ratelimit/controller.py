@@ -55,9 +55,11 @@ class ControllerSettings:
     throttle, means the limit rose (no server burst is taken to be larger).
     ``min_accepted``: accepted requests pooled into one estimate (its error is ~1/min_accepted);
     ``first_accepted``: how many the first, provisional estimate needs.
+    ``min_round_s``: slow start doubles at most this often, however short the round trip.
     """
 
     initial_rate: float = 4.0
+    min_round_s: float = 0.05
     cruise_gain: float = 0.97
     probe_gain: float = 1.25
     probe_every_s: float = 3.0
@@ -85,15 +87,33 @@ class ControllerSettings:
 
 class Bracket:
     """The limit between ``lo`` (proven or sustained) and ``hi`` (throttled at); used when the
-    answers cannot measure it directly."""
+    answers cannot measure it directly. Narrow once ``hi / lo <= NARROW``: holding ``lo`` then
+    loses at most that much of the limit."""
 
-    __slots__ = ("active", "hi", "lo", "since")
+    NARROW = 1.1
+
+    __slots__ = ("active", "hi", "lo", "lo_before", "since")
 
     def __init__(self) -> None:
         self.active = False
         self.lo = 0.0
+        self.lo_before = 0.0  # the last ``lo`` before the current one, in case it proves wrong
         self.hi = math.inf
         self.since = -math.inf  # the current rate has been held without a throttle since
+
+    @property
+    def narrow(self) -> bool:
+        return self.lo > 0 and self.hi <= self.lo * self.NARROW
+
+    def raise_lo(self, rate: float) -> None:
+        if rate > self.lo:
+            self.lo_before, self.lo = self.lo, rate
+
+    def throttled_at(self, rate: float) -> None:
+        """A throttle at ``rate``: it is above the limit, and so is any ``lo`` that high."""
+        self.hi = min(self.hi, rate)
+        while self.lo >= self.hi and self.lo > 0:
+            self.lo, self.lo_before = self.lo_before, 0.0
 
     def next_rate(self) -> float:
         """Where to try next: the geometric middle, or the bottom once it is narrow."""
@@ -101,7 +121,7 @@ class Bracket:
             return self.lo
         if self.lo <= 0:
             return self.hi / 2.0
-        if self.hi / self.lo <= 1.25:
+        if self.narrow:
             return self.lo
         return math.sqrt(self.lo * self.hi)
 
@@ -247,8 +267,7 @@ class RateController:
         if now >= self._cooldown_until:  # a new episode, not one more answer to the last
             if not math.isnan(self._ep_from) and sent_at > self._ep_from:
                 # The bucket was empty at both throttles: it refilled at least what it took.
-                floor = self._ep_accepted / (sent_at - self._ep_from)
-                self.bracket.lo = max(self.bracket.lo, floor)
+                self.bracket.raise_lo(self._ep_accepted / (sent_at - self._ep_from))
             self._ep_from = sent_at
             self._ep_accepted = 0
             self.log.break_chain(now)
@@ -286,9 +305,7 @@ class RateController:
             self._measure(now, sent_rate or self._rate, sent_at)
         elif mode is Mode.CRUISE:
             b = self.bracket
-            b.hi = min(b.hi, self._rate)
-            if b.lo >= b.hi:
-                b.lo = b.hi / self.settings.probe_gain  # what seemed sustainable was not
+            b.throttled_at(self._rate)
             self._rate = self._clamp(b.lo if b.lo > 0 else b.hi / 2.0)
             b.since = max(now, self._cooldown_until)
             self._cut_at = now
@@ -296,10 +313,12 @@ class RateController:
 
     def _on_accept(self, seq: int, now: float) -> None:
         if self.mode is Mode.STARTUP:
-            if seq >= self._round_seq:
+            if seq >= self._round_seq and now - self._round_at >= self.settings.min_round_s:
                 # A round trip of requests sent at this rate came back accepted: double it,
                 # if it was used (a rate the input or the in-flight cap did not let us reach
-                # says nothing about the server).
+                # says nothing about the server). Rounds last at least ``min_round_s``: on a
+                # fast server a bucket's burst would otherwise let the rate double many times
+                # over before the first throttle, and every request of the last round be one.
                 sent = self.log.next_seq - self._round_seq
                 used = sent >= 0.5 * self._rate * (now - self._round_at)
                 self._round_seq = self.log.next_seq
@@ -363,8 +382,7 @@ class RateController:
         if self._m_est is not None:
             self._cruise(now, self._m_est)
             return
-        b = self.bracket
-        b.hi = min(b.hi, self._m_rate)
+        self.bracket.throttled_at(self._m_rate)
         self._bracketing(now)
 
     def _after_cooldown(self, now: float) -> None:
@@ -378,10 +396,8 @@ class RateController:
             self.estimate.provisional(accepted / span, now)
             self._cruise(now, accepted / span)
             return
-        b = self.bracket
-        b.hi = min(b.hi, self._m_rate)
-        if b.lo >= b.hi:
-            b.lo = b.hi / self.settings.probe_gain
+        # The rate measuring settled on is already below the rate throttled, if it moved.
+        self.bracket.throttled_at(min(self._m_rate, self._rate))
         self._bracketing(now)
 
     def _bracketing(self, now: float) -> None:
@@ -417,9 +433,9 @@ class RateController:
         hold = max(1.0, 10.0 * srtt, 8.0 / self._rate)
         if now - b.since < hold:
             return
-        b.lo = max(b.lo, self._rate)
+        b.raise_lo(self._rate)
         b.since = now
-        if b.hi <= b.lo * 1.25:
+        if b.narrow:
             # Narrow: hold the bottom as the estimate; the usual probes look for more.
             self.estimate.provisional(b.lo, now)
             b.active = False
@@ -437,4 +453,3 @@ class RateController:
         s = self.settings
         srtt = self.rtt.srtt if not math.isnan(self.rtt.srtt) else 0.0
         return max(s.probe_every_s, s.probe_every_rtts * srtt)
-

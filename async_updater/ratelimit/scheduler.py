@@ -22,6 +22,7 @@ from .clock import Cancellable, Clock
 from .concurrency import InFlightLimit
 from .controller import ControllerSettings, RateController
 from .estimator import RoundTrip
+from .overflow import Overflow
 from .pacer import Pacer
 
 __all__ = ["Scheduler", "Scope"]
@@ -29,6 +30,7 @@ __all__ = ["Scheduler", "Scope"]
 T = TypeVar("T")
 
 _SWEEP_EVERY_S = 0.1
+SHARE_MAX = 32
 
 
 class Scope(Generic[T]):
@@ -64,6 +66,10 @@ class Scheduler(Generic[T]):
     retry) to the front; ``hold``/``unhold`` count work waiting outside (a back-off timer) so
     its scope is kept. ``next`` returns the next work to send, taking a token and an in-flight
     slot for it, or None once closed; ``done`` frees the slot.
+
+    With an ``overflow``, a scope keeps at most its share of ``memory`` queued in memory (the
+    share shrinks as more scopes have work, never below a few); its further work is parked on
+    disk and comes back as its queue drains.
     """
 
     def __init__(
@@ -73,8 +79,14 @@ class Scheduler(Generic[T]):
         ceiling: float | None = None,
         settings: ControllerSettings | None = None,
         concurrency: InFlightLimit | None = None,
+        overflow: Overflow[T, Scope[T]] | None = None,
+        memory: int = 1024,
     ) -> None:
         self._clock = clock
+        self.overflow = overflow
+        self.memory = memory
+        self._busy = 0  # scopes with work queued in memory
+        self.pressure = 0  # scopes whose new work waits for room in memory
         self._ceiling = ceiling
         self._settings = settings or ControllerSettings()
         self.concurrency = concurrency or InFlightLimit()
@@ -109,15 +121,50 @@ class Scheduler(Generic[T]):
                 self.on_scope(scope)
         return scope
 
+    def parks(self, scope: Scope[T]) -> bool:
+        """Whether new work for ``scope`` would be parked (it has its share in memory)."""
+        overflow = self.overflow
+        return overflow is not None and (scope.key in overflow or len(scope.queue) >= self._share())
+
     def put(self, work: T, scope: Scope[T]) -> None:
+        if self.parks(scope):
+            assert self.overflow is not None
+            self.overflow.park(scope.key, work)
+            return
+        if not scope.queue:
+            self._busy += 1
         scope.queue.append(work)
         self.queued += 1
         self._make_ready(scope)
 
     def put_front(self, work: T, scope: Scope[T]) -> None:
+        if not scope.queue:
+            self._busy += 1
         scope.queue.appendleft(work)
         self.queued += 1
         self._make_ready(scope)
+
+    def _share(self) -> int:
+        """Work one scope may keep queued in memory before the rest is parked: a slice of the
+        memory budget, shared with every scope that has work queued or waits to queue some
+        (``pressure``), so a newcomer always gets in. A refill is synchronous, so a slice of a
+        few rows keeps any scope busy."""
+        return max(4, min(SHARE_MAX, self.memory // max(1, self._busy + self.pressure)))
+
+    def _refill(self, scope: Scope[T]) -> None:
+        assert self.overflow is not None
+        room = self._share() - len(scope.queue)
+        works = self.overflow.unpark(scope.key, room, scope)
+        if works:
+            if not scope.queue:
+                self._busy += 1
+            scope.queue.extend(works)
+            self.queued += len(works)
+            self._make_ready(scope)
+
+    @property
+    def parked(self) -> int:
+        return 0 if self.overflow is None else self.overflow.parked
 
     def hold(self, scope: Scope[T]) -> None:
         scope.held += 1
@@ -140,6 +187,18 @@ class Scheduler(Generic[T]):
         """``next`` returns None from now on."""
         self._closed = True
         self._notify()
+
+    def drain(self) -> list[T]:
+        """Take every queued work out of memory (parked work is dropped with the overflow)."""
+        works: list[T] = []
+        for scope in self.scopes.values():
+            works.extend(scope.queue)
+            scope.queue.clear()
+        self.queued = 0
+        self._busy = 0
+        if self.overflow is not None:
+            self.overflow.close()
+        return works
 
     # -- work out ---------------------------------------------------------------------------
 
@@ -185,7 +244,16 @@ class Scheduler(Generic[T]):
             scope.pacer.take(now)
             work = scope.queue.popleft()
             self.queued -= 1
-            if scope.queue:
+            overflow = self.overflow
+            if (
+                overflow is not None
+                and scope.key in overflow
+                and len(scope.queue) < self._share() // 2
+            ):
+                self._refill(scope)
+            if not scope.queue:
+                self._busy -= 1
+            else:
                 scope.ready = True
                 ready.append(scope)  # to the back: the other scopes go first
             self.in_flight += 1
@@ -234,8 +302,9 @@ class Scheduler(Generic[T]):
         self._next_sweep = now + _SWEEP_EVERY_S
         total = 0.0
         forget: list[str] = []
+        overflow = self.overflow
         for key, scope in self.scopes.items():
-            if scope.idle:
+            if scope.idle and (overflow is None or key not in overflow):
                 if scope.pacer.full(now):
                     forget.append(key)
                 continue
@@ -249,4 +318,6 @@ class Scheduler(Generic[T]):
         self.past_cuts += scope.controller.cuts
         learned = scope.controller.limit
         if learned is not None:
-            self.prior = learned if self.prior is None else self.prior + 0.25 * (learned - self.prior)
+            self.prior = (
+                learned if self.prior is None else self.prior + 0.25 * (learned - self.prior)
+            )

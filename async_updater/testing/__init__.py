@@ -7,6 +7,12 @@ latency, optional Retry-After) and records what it accepted.
 """
 
 from .simulated import ServerShape, SimulatedServer
-from .virtual_time import VirtualTimeLoop, run_virtual
+from .virtual_time import VirtualTimeLoop, run_virtual, virtual_time
 
-__all__ = ["ServerShape", "SimulatedServer", "VirtualTimeLoop", "run_virtual"]
+__all__ = [
+    "ServerShape",
+    "SimulatedServer",
+    "VirtualTimeLoop",
+    "run_virtual",
+    "virtual_time",
+]

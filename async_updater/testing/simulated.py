@@ -110,7 +110,7 @@ class SimulatedServer:
             times.sort()
         count = 0
         for key, arrived, _ in self.arrivals:
-            times = answers.get(key)
+            times = answers.get(key, [])
             if times:
                 i = bisect.bisect_right(times, arrived - tolerance)
                 if i and arrived - times[i - 1] < pause:

@@ -5,16 +5,18 @@ the next scheduled callback. Code under test runs unchanged (``loop.time()``, ``
 from __future__ import annotations
 
 import asyncio
+import functools
 import selectors
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar
 
-__all__ = ["VirtualTimeLoop", "run_virtual"]
+__all__ = ["VirtualTimeLoop", "run_virtual", "virtual_time"]
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
-class _JumpingSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-type]
+class _JumpingSelector(selectors.DefaultSelector):
     """Polls real file descriptors without blocking; a timeout moves the virtual clock."""
 
     def __init__(self) -> None:
@@ -22,9 +24,9 @@ class _JumpingSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-ty
         self.loop: VirtualTimeLoop | None = None
 
     def select(self, timeout: float | None = None) -> list[Any]:
-        ready = super().select(0)
+        ready: list[Any] = super().select(0)
         if ready or timeout == 0:
-            return ready  # type: ignore[no-any-return]
+            return ready
         if timeout is None:
             raise RuntimeError("virtual time: nothing scheduled and nothing to wait for")
         assert self.loop is not None
@@ -54,3 +56,13 @@ def run_virtual(main: Coroutine[Any, Any, T]) -> T:
     """``asyncio.run`` on a fresh ``VirtualTimeLoop``."""
     with asyncio.Runner(loop_factory=VirtualTimeLoop) as runner:
         return runner.run(main)
+
+
+def virtual_time(test: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
+    """Run a coroutine function (a test) to completion on its own ``VirtualTimeLoop``."""
+
+    @functools.wraps(test)
+    def run(*args: P.args, **kwargs: P.kwargs) -> T:
+        return run_virtual(test(*args, **kwargs))
+
+    return run
