@@ -578,6 +578,8 @@ class _Run:
         else:
             point.errors += 1
             outcome = Outcome.UNKNOWN
+        scheduler.rtt.add(now - sent.sent_at)
+        scope.controller.on_answer(sent.seq, sent.sent_at, now, outcome)
         if response.retry_after and (kind is ErrorClass.THROTTLED or kind is ErrorClass.OVERLOADED):
             until = now + min(response.retry_after, self.cfg.max_cooldown)
             if scope.pacer.pause_until(until):
@@ -588,8 +590,6 @@ class _Run:
                     key="cooldown",
                     every=30.0,
                 )
-        scheduler.rtt.add(now - sent.sent_at)
-        scope.controller.on_answer(sent.seq, sent.sent_at, now, outcome)
         scheduler.touch(scope)
         point.allowed_rate = scheduler.rate_total or scope.pacer.rate
         point.in_flight = stats.in_flight

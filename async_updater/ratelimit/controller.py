@@ -1,27 +1,29 @@
 """The rate controller of one limit scope: finds the server's limit, holds just under it,
 probes now and then for more, and obeys cool-downs. Pure: every time is an argument.
 
-It moves between four modes:
+Two kinds of knowledge feed one estimate of the limit (``limit``):
+
+- **Measured**: between two throttled requests sent in a row, the server's bucket was empty at
+  both ends, so what it accepted in between is what it refilled (``SendLog``,
+  ``LimitEstimate``). Exact whatever the burst, as long as we kept sending above the limit.
+- **Bounds**: ``lo``, a rate held long enough without a throttle, and ``hi``, the lowest rate
+  throttled at. A server whose bucket holds about one token wastes refills while we send just
+  above its limit, so measuring reads low there; a rate sustained says more. And a server that
+  answers every throttle with a cool-down (``Retry-After``) gives too few throttles in a row
+  to measure when few requests are in flight; bisecting the bounds finds the limit instead.
+
+The estimate is the best lower bound: ``max(measured, lo)``, capped by ``hi``. Modes:
 
 - ``STARTUP`` (slow start): from a low rate, double once per round trip of requests actually
-  sent at that rate and accepted, until the first throttle (or the ceiling). The first seconds
-  never flood the server, and a rate the input could not use is not grown.
-- ``MEASURE``: a throttle came back. Stop growing and read the limit off the answers
-  (``SendLog``: requests accepted between throttled ones, sent in a row). Until two throttles
-  close an interval, the interval opened by the first one already measures it; the rate is held
-  just above that, so the answers keep measuring, at a cost of a few throttles.
-- ``CRUISE``: send at ``cruise_gain`` x the estimate. Isolated throttles change nothing; dense
-  ones (the limit fell) lower the estimate at once.
-- ``PROBE``: every so often, send at ``probe_gain`` x the estimate until the server throttles
-  (the estimate is refreshed from that) or until we have sent more above the estimate than any
-  burst explains (the limit rose: back to ``STARTUP`` from there).
-
-A server cool-down (``Retry-After``) stops all sending, so it ends a measurement; the rate
-after it is decided when it ends, from whatever the answers in flight measured. When they
-measured nothing (a fast server: too few requests in flight to catch two throttles), the
-controller brackets the limit between the lowest rate throttled and a lower bound it can
-prove: the requests accepted from one throttle to the next, across the pause, divided by the
-time between them (the bucket was empty at both ends, so it refilled at least that many).
+  sent at that rate and accepted, until the first throttle (or the ceiling).
+- ``MEASURE``: a throttle came back. Stop growing; stay just above what the answers measure,
+  so they keep measuring, until an estimate is in (or a cool-down that began meanwhile ends).
+- ``CRUISE``: send at ``cruise_gain`` x the estimate. A lone throttle is noise; several in a
+  row measure a lower limit, which is followed at once.
+- ``PROBE``: now and then, step above the estimate (into the middle of the bounds, or by
+  ``probe_gain``), hold each step long enough to tell, climb while steps hold, and stop at the
+  first throttle, whose answers refresh the estimate. Above all bounds, a probe that sends more
+  above the estimate than any burst explains returns to ``STARTUP``: the limit rose.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from enum import Enum
 
 from .estimator import LimitEstimate, Outcome, RoundTrip, Sample, SendLog
 
-__all__ = ["ControllerSettings", "Mode", "RateController"]
+__all__ = ["Bounds", "ControllerSettings", "Mode", "RateController"]
 
 
 class Mode(Enum):
@@ -47,27 +49,43 @@ class ControllerSettings:
     """How the controller behaves; none of these is a property of any one server.
 
     ``initial_rate``: where slow start begins (requests/s) when nothing is known.
-    ``cruise_gain`` / ``probe_gain``: multiples of the estimated limit to hold and to probe at.
-    ``probe_every_s`` / ``probe_every_rtts``: the time between probes is the larger of the two
-    (longer round trips cost more per probe). After a server cool-down, probes wait at least
+    ``min_round_s``: slow start doubles at most this often, however short the round trip (on
+    a fast server a bucket's burst would otherwise let the rate double many times over before
+    the first throttle).
+    ``cruise_gain`` / ``probe_gain``: multiples of the estimated limit to hold and to probe at;
+    ``measure_gain``: how far above what it has measured so far a measurement keeps sending.
+    ``probe_every_s`` / ``probe_every_rtts`` / ``probe_every_requests``: the time between
+    probes is the largest of the three (a probe costs a round trip's worth of throttles, and a
+    few throttles at least: at a low rate those must be spread over enough requests to stay a
+    small share of them). After a server cool-down, probes wait at least
     ``cooldown_probe_factor`` times the pause, doubling each time a probe found nothing new.
+    ``hold_s`` / ``hold_rtts`` / ``hold_requests``: a probe step counts as sustained once held
+    for the longest of these without a throttle, and long enough that a burst of
+    ``burst_allowance_s`` could not have hidden it, up to ``hold_max_s``.
     ``burst_allowance_s``: sending this many seconds' worth of the estimate above it, with no
     throttle, means the limit rose (no server burst is taken to be larger).
     ``min_accepted``: accepted requests pooled into one estimate (its error is ~1/min_accepted);
     ``first_accepted``: how many the first, provisional estimate needs.
-    ``min_round_s``: slow start doubles at most this often, however short the round trip.
+    ``narrow``: bounds closer than this ratio are the limit, found.
     """
 
     initial_rate: float = 4.0
     min_round_s: float = 0.05
     cruise_gain: float = 0.97
     probe_gain: float = 1.25
+    measure_gain: float = 1.25
     probe_every_s: float = 3.0
     probe_every_rtts: float = 30.0
+    probe_every_requests: float = 500.0
     cooldown_probe_factor: float = 20.0
+    hold_s: float = 0.5
+    hold_max_s: float = 3.0
+    hold_rtts: float = 8.0
+    hold_requests: float = 16.0
     burst_allowance_s: float = 1.0
     min_accepted: int = 32
     first_accepted: int = 8
+    narrow: float = 1.1
     floor: float = 0.2
 
     def __post_init__(self) -> None:
@@ -75,55 +93,59 @@ class ControllerSettings:
             raise ValueError("initial_rate and floor must be > 0")
         if not 0 < self.cruise_gain <= 1:
             raise ValueError("cruise_gain must be in (0, 1]")
-        if not self.probe_gain > 1:
-            raise ValueError("probe_gain must be > 1")
-        if self.probe_every_s < 0 or self.probe_every_rtts < 0 or self.cooldown_probe_factor < 0:
-            raise ValueError("probe intervals must be >= 0")
+        if min(self.probe_gain, self.measure_gain, self.narrow) <= 1:
+            raise ValueError("probe_gain, measure_gain and narrow must be > 1")
+        periods = (
+            self.probe_every_s,
+            self.probe_every_rtts,
+            self.probe_every_requests,
+            self.cooldown_probe_factor,
+            self.hold_s,
+            self.hold_rtts,
+            self.hold_requests,
+            self.hold_max_s,
+            self.min_round_s,
+        )
+        if min(periods) < 0:
+            raise ValueError("probe intervals, holds and min_round_s must be >= 0")
         if not self.burst_allowance_s > 0:
             raise ValueError("burst_allowance_s must be > 0")
         if not 1 <= self.first_accepted <= self.min_accepted:
             raise ValueError("need 1 <= first_accepted <= min_accepted")
 
 
-class Bracket:
-    """The limit between ``lo`` (proven or sustained) and ``hi`` (throttled at); used when the
-    answers cannot measure it directly. Narrow once ``hi / lo <= NARROW``: holding ``lo`` then
-    loses at most that much of the limit."""
+class Bounds:
+    """What is known of the limit without measuring it: ``lo``, a rate held long enough
+    without a throttle, and ``hi``, the lowest rate throttled at since the limit last rose."""
 
-    NARROW = 1.1
-
-    __slots__ = ("active", "hi", "lo", "lo_before", "since")
+    __slots__ = ("hi", "lo", "lo_before")
 
     def __init__(self) -> None:
-        self.active = False
         self.lo = 0.0
-        self.lo_before = 0.0  # the last ``lo`` before the current one, in case it proves wrong
+        self.lo_before = 0.0  # the ``lo`` before the current one, in case that proves wrong
         self.hi = math.inf
-        self.since = -math.inf  # the current rate has been held without a throttle since
 
-    @property
-    def narrow(self) -> bool:
-        return self.lo > 0 and self.hi <= self.lo * self.NARROW
-
-    def raise_lo(self, rate: float) -> None:
+    def sustained(self, rate: float) -> None:
         if rate > self.lo:
             self.lo_before, self.lo = self.lo, rate
+        if rate >= self.hi:
+            self.hi = math.inf  # what once failed now holds: the limit rose
 
-    def throttled_at(self, rate: float) -> None:
-        """A throttle at ``rate``: it is above the limit, and so is any ``lo`` that high."""
+    def throttled(self, rate: float) -> None:
+        """A throttle at ``rate``: it is above the limit, and so is any ``lo`` that high (a
+        burst can make a rate look sustainable for a while)."""
         self.hi = min(self.hi, rate)
         while self.lo >= self.hi and self.lo > 0:
             self.lo, self.lo_before = self.lo_before, 0.0
 
-    def next_rate(self) -> float:
-        """Where to try next: the geometric middle, or the bottom once it is narrow."""
-        if self.hi == math.inf:
-            return self.lo
-        if self.lo <= 0:
-            return self.hi / 2.0
-        if self.narrow:
-            return self.lo
-        return math.sqrt(self.lo * self.hi)
+    def fell(self, below: float) -> None:
+        """The limit fell below ``below``: rates held before say nothing any more."""
+        if self.lo >= below:
+            self.lo = self.lo_before = 0.0
+        self.hi = min(self.hi, below)
+
+    def narrow(self, ratio: float) -> bool:
+        return self.lo > 0 and self.hi <= self.lo * ratio
 
 
 class RateController:
@@ -146,13 +168,14 @@ class RateController:
         "_m_since",
         "_next_probe",
         "_probe_backoff",
-        "_probe_est",
+        "_probe_base",
         "_probe_sent",
         "_probe_since",
+        "_quiet_until",
         "_rate",
         "_round_at",
         "_round_seq",
-        "bracket",
+        "bounds",
         "cooldowns",
         "cuts",
         "estimate",
@@ -173,30 +196,37 @@ class RateController:
             raise ValueError("ceiling must be > 0")
         self.settings = s = settings or ControllerSettings()
         self._ceiling = math.inf if ceiling is None else float(ceiling)
-        start = s.initial_rate if initial is None else max(s.floor, initial)
-        self._rate = min(self._ceiling, start)
+        self._rate = min(self._ceiling, s.initial_rate)
         self.mode = Mode.STARTUP
         self.rtt = RoundTrip()
         self.log = SendLog(dense=s.min_accepted)
         self.estimate = LimitEstimate(min_accepted=s.min_accepted)
-        self.bracket = Bracket()
+        self.bounds = Bounds()
         self._round_seq = 0
         self._round_at = -math.inf
         self._cut_at = -math.inf  # when the rate was last lowered
-        self._m_since = -math.inf
-        self._m_rate = 0.0
-        self._m_est: float | None = None  # the estimate when the measurement began
+        self._m_since = -math.inf  # when the current measurement began
         self._m_from = -math.inf  # send time of the throttle that began it
+        self._m_rate = 0.0  # the rate that throttle was sent at
+        self._m_est: float | None = None  # the estimate before it, when cruising
         self._next_probe = math.inf
+        self._quiet_until = -math.inf  # no probe before this (set by cool-downs)
         self._probe_since = -math.inf
         self._probe_sent = 0
-        self._probe_est = 0.0
+        self._probe_base = 0.0
         self._probe_backoff = 1.0
         self._cooldown_until = -math.inf
         self._ep_from = math.nan  # send time of the throttle that began the last cool-down
         self._ep_accepted = 0  # accepted answers since then
         self.cuts = 0
         self.cooldowns = 0
+        if initial is not None:
+            # What other scopes learned: start there as a provisional estimate. A limit of
+            # its own shows soon enough (throttles measure a lower one, probes a higher one).
+            self.estimate.provisional(max(s.floor, initial), -math.inf)
+            self.mode = Mode.CRUISE
+            self._rate = self._target()
+            self._next_probe = self._probe_interval()
 
     # -- what the scheduler reads ---------------------------------------------------------
 
@@ -211,8 +241,12 @@ class RateController:
 
     @property
     def limit(self) -> float | None:
-        """The estimated server limit, if one has been measured."""
-        return self.estimate.value
+        """The estimated server limit: the best lower bound known (see module doc)."""
+        measured = self.estimate.value or 0.0
+        best = max(measured, self.bounds.lo)
+        if best <= 0:
+            return None
+        return min(best, self.bounds.hi)
 
     def rate_at(self, now: float) -> float:
         """The rate to pace at now (time-driven changes happen here)."""
@@ -223,12 +257,12 @@ class RateController:
             if self._cooldown_until >= self._m_since:
                 self._after_cooldown(now)
             elif self._measure_timed_out(now):
-                self._give_up_measuring(now)
+                self._after_silence(now)
         elif mode is Mode.CRUISE:
-            if self.bracket.active:
-                self._climb(now)
-            elif now >= self._next_probe and self._rate < self._ceiling:
-                self._probe(now)
+            if now >= self._next_probe and self._rate < self._ceiling:
+                self._probe(now, self.limit or self._rate)
+        elif mode is Mode.PROBE:
+            self._probe_held(now)
         return self._rate
 
     # -- events ---------------------------------------------------------------------------
@@ -259,15 +293,15 @@ class RateController:
 
     def on_cooldown(self, now: float, until: float, sent_at: float) -> None:
         """The server said: nothing before ``until``, in answer to a request sent at
-        ``sent_at``. The pacer pauses; here the chain of samples breaks, and the rate after the
-        pause is decided when it ends."""
+        ``sent_at`` (call it after ``on_answer`` for that answer). The pacer pauses; here the
+        chain of samples breaks, and the rate after the pause is decided when it ends."""
         if until <= self._cooldown_until:
             return
         self.cooldowns += 1
         if now >= self._cooldown_until:  # a new episode, not one more answer to the last
             if not math.isnan(self._ep_from) and sent_at > self._ep_from:
                 # The bucket was empty at both throttles: it refilled at least what it took.
-                self.bracket.raise_lo(self._ep_accepted / (sent_at - self._ep_from))
+                self.bounds.sustained(self._ep_accepted / (sent_at - self._ep_from))
             self._ep_from = sent_at
             self._ep_accepted = 0
             self.log.break_chain(now)
@@ -276,49 +310,42 @@ class RateController:
         self._cooldown_until = until
         pause = until - now
         wait = max(self._probe_interval(), self.settings.cooldown_probe_factor * pause)
-        self._next_probe = max(self._next_probe, until + wait * self._probe_backoff)
+        self._quiet_until = max(self._quiet_until, until + wait * self._probe_backoff)
+        self._next_probe = max(self._next_probe, self._quiet_until)
 
     # -- transitions ----------------------------------------------------------------------
 
     def _on_sample(self, sample: Sample, now: float) -> None:
         before = self.estimate.value
         value = self.estimate.add(sample, now)
-        if value is None or value == before:
+        if value is None or value == before or self.mode is not Mode.CRUISE:
             return
-        if self.mode is Mode.CRUISE:
-            self.bracket.active = False
-            target = self._clamp(value * self.settings.cruise_gain)
-            if target < self._rate:
-                self.cuts += 1
-                self._cut_at = now
-            self._rate = target
+        if value < self._rate:
+            # Throttles in a row below the rate we cruise at: the limit fell.
+            self.bounds.fell(self._rate)
+            self.cuts += 1
+            self._cut_at = now
+        self._rate = self._target()
 
     def _on_throttle(self, sent_at: float, sent_rate: float, now: float) -> None:
         if sent_at < self._cut_at:
             return  # sent before the last cut: caused by the old rate, already answered for
+        rate = sent_rate or self._rate
         mode = self.mode
         if mode is Mode.STARTUP or mode is Mode.PROBE:
-            self._measure(now, sent_rate or self._rate, sent_at)
-        elif mode is Mode.CRUISE and not self.bracket.active:
+            self.bounds.throttled(rate)
+            self._measure(now, rate, sent_at)
+        elif mode is Mode.CRUISE:
             # Throttled at the cruising rate: the limit may have fallen. A second throttle
             # soon after will measure it; if none comes, this one was noise.
-            self._measure(now, sent_rate or self._rate, sent_at)
-        elif mode is Mode.CRUISE:
-            b = self.bracket
-            b.throttled_at(self._rate)
-            self._rate = self._clamp(b.lo if b.lo > 0 else b.hi / 2.0)
-            b.since = max(now, self._cooldown_until)
-            self._cut_at = now
-            self.cuts += 1
+            self._measure(now, rate, sent_at)
 
     def _on_accept(self, seq: int, now: float) -> None:
         if self.mode is Mode.STARTUP:
             if seq >= self._round_seq and now - self._round_at >= self.settings.min_round_s:
                 # A round trip of requests sent at this rate came back accepted: double it,
                 # if it was used (a rate the input or the in-flight cap did not let us reach
-                # says nothing about the server). Rounds last at least ``min_round_s``: on a
-                # fast server a bucket's burst would otherwise let the rate double many times
-                # over before the first throttle, and every request of the last round be one.
+                # says nothing about the server).
                 sent = self.log.next_seq - self._round_seq
                 used = sent >= 0.5 * self._rate * (now - self._round_at)
                 self._round_seq = self.log.next_seq
@@ -326,18 +353,23 @@ class RateController:
                 if used:
                     self._rate = min(self._ceiling, self._rate * 2.0)
                 if self._rate >= self._ceiling:
-                    self._cruise(now, None)
-        elif self.mode is Mode.PROBE:
-            above = self._probe_sent - self._probe_est * (now - self._probe_since)
-            if above > self._probe_est * self.settings.burst_allowance_s:
+                    self._cruise(now)
+        elif self.mode is Mode.PROBE and self.bounds.hi == math.inf:
+            above = self._probe_sent - self._probe_base * (now - self._probe_since)
+            if above > self._probe_base * self.settings.burst_allowance_s:
                 # More sent above the estimate than a burst explains: the limit rose.
                 self._probe_backoff = 1.0
+                self.bounds.sustained(self._rate)
                 self.mode = Mode.STARTUP
                 self._round_seq = self.log.next_seq
                 self._round_at = now
 
     def _measure(self, now: float, rate: float, sent_at: float) -> None:
-        self._m_est = self.estimate.value if self.mode is Mode.CRUISE else None
+        self._m_est = self.limit if self.mode is Mode.CRUISE else None
+        if self.mode is Mode.STARTUP:
+            # Slow start doubled into this throttle: the rate before the last doubling is
+            # where to measure from (a burst may have hidden more; the answers will say).
+            self._rate = rate / 2.0
         self.mode = Mode.MEASURE
         self._m_since = now
         self._m_from = sent_at
@@ -358,7 +390,7 @@ class RateController:
         it without throttling more than they must."""
         if self.estimate.updated_at >= self._m_since:
             if now >= self._cooldown_until:
-                self._cruise(now, self.estimate.value)
+                self._measured(now)
             return
         accepted, span = self._measured_so_far()
         if accepted < 2 or span <= 0:
@@ -367,84 +399,109 @@ class RateController:
         if accepted >= self.settings.first_accepted:
             self.estimate.provisional(measured, now)
             if now >= self._cooldown_until:
-                self._cruise(now, measured)
+                self._measured(now)
             return
-        self._rate = self._clamp(min(self._rate, measured * self.settings.probe_gain))
+        self._rate = self._clamp(min(self._rate, measured * self.settings.measure_gain))
+
+    def _measured(self, now: float) -> None:
+        """A fresh estimate is in. If it is below what we cruised at, the limit fell."""
+        value = self.estimate.value
+        if self._m_est is not None and value is not None and value < self._m_rate:
+            self.bounds.fell(self._m_rate)
+        self._cruise(now)
 
     def _measure_timed_out(self, now: float) -> bool:
         srtt = self.rtt.srtt if not math.isnan(self.rtt.srtt) else 0.0
         sends = 4.0 * self.settings.first_accepted / max(self._rate, self.settings.floor)
         return now - self._m_since > max(4.0 * srtt, sends, 0.05)
 
-    def _give_up_measuring(self, now: float) -> None:
-        """No throttle came after the first. Cruising, it was noise: carry on. Otherwise the
-        rate it came at was an overshoot that is gone (or a burst): bracket the limit."""
-        if self._m_est is not None:
-            self._cruise(now, self._m_est)
+    def _after_silence(self, now: float) -> None:
+        """No throttle came after the first. Cruising, it was noise: carry on as before.
+        Otherwise the rate it came at was an overshoot that is gone: hold what is known."""
+        if self._m_est is None and self.limit is None:
+            self._step(now, self._bisect())  # nothing measured: find it between the bounds
             return
-        self.bracket.throttled_at(self._m_rate)
-        self._bracketing(now)
+        self._cruise(now)
 
     def _after_cooldown(self, now: float) -> None:
         """A cool-down that began while measuring has ended: settle the rate before anything
         is sent, from the best measure there is."""
-        if self.estimate.updated_at >= self._m_since:
-            self._cruise(now, self.estimate.value)
-            return
-        accepted, span = self._measured_so_far()
-        if accepted >= 4 and span > 0:
-            self.estimate.provisional(accepted / span, now)
-            self._cruise(now, accepted / span)
-            return
-        # The rate measuring settled on is already below the rate throttled, if it moved.
-        self.bracket.throttled_at(min(self._m_rate, self._rate))
-        self._bracketing(now)
+        measured = self.estimate.updated_at >= self._m_since
+        if not measured:
+            accepted, span = self._measured_so_far()
+            if accepted >= 4 and span > 0:
+                self.estimate.provisional(accepted / span, now)
+                measured = True
+            else:
+                # Nothing measured (too few requests in flight): the rate throttled is above
+                # the limit; bisect the bounds from here.
+                self.bounds.throttled(self._m_rate)
+        if measured or self.bounds.narrow(self.settings.narrow):
+            self._cruise(now)
+        else:
+            self._step(now, self._bisect())
 
-    def _bracketing(self, now: float) -> None:
-        b = self.bracket
-        b.active = True
-        b.since = now
-        self._rate = self._clamp(b.next_rate())
-        self.mode = Mode.CRUISE
-        self._next_probe = max(self._next_probe, now + self._probe_interval())
-
-    def _cruise(self, now: float, value: float | None) -> None:
+    def _cruise(self, now: float) -> None:
+        value = self.limit
         if value is not None:
-            self.bracket.active = False
-            self._rate = self._clamp(value * self.settings.cruise_gain)
-            if self._probe_est and value <= self._probe_est * 1.05:
-                self._probe_backoff = min(self._probe_backoff * 2.0, 16.0)
+            self._rate = self._target()
         self.mode = Mode.CRUISE
-        self._next_probe = max(self._next_probe, now + self._probe_interval())
+        self._next_probe = max(self._quiet_until, now + self._probe_interval())
 
-    def _probe(self, now: float) -> None:
-        value = self.estimate.value or self._rate
+    def _target(self) -> float:
+        """Where to cruise: ``cruise_gain`` below a measured limit (measures are noisy), or at
+        a rate already held without a throttle (that one is proven)."""
+        if self.limit is None:
+            return self._rate
+        measured = (self.estimate.value or 0.0) * self.settings.cruise_gain
+        return self._clamp(min(self.bounds.hi, max(measured, self.bounds.lo)))
+
+    def _bisect(self) -> float:
+        """The next rate to try between the bounds: their geometric middle, but no lower than
+        half the rate throttled (an overshoot in slow start is at most a doubling)."""
+        b = self.bounds
+        return max(b.hi / 2.0, math.sqrt(b.lo * b.hi))
+
+    def _probe(self, now: float, base: float) -> None:
+        """Step above ``base``: into the middle of the bounds if the limit is bracketed, else
+        by ``probe_gain``."""
+        b = self.bounds
+        if b.hi < math.inf and b.hi > base * self.settings.narrow:
+            step = math.sqrt(base * b.hi)
+        else:
+            step = base * self.settings.probe_gain
+        self._step(now, step, base)
+
+    def _step(self, now: float, rate: float, base: float | None = None) -> None:
+        """Hold ``rate`` as a probe: sustained, it raises ``lo``; throttled, it lowers ``hi``."""
         self.mode = Mode.PROBE
         self._probe_since = now
         self._probe_sent = 0
-        self._probe_est = value
-        self._rate = self._clamp(value * self.settings.probe_gain)
+        self._probe_base = base if base is not None else max(self.bounds.lo, rate / 2.0)
+        self._rate = self._clamp(rate)
         self._next_probe = math.inf
 
-    def _climb(self, now: float) -> None:
-        """Bracketing: a rate held long enough without a throttle is sustainable; move up."""
-        b = self.bracket
+    def _probe_held(self, now: float) -> None:
+        """A probe step held without a throttle for long enough: it is sustainable. Climb on
+        while the bounds are wide; stop once they are narrow (the limit is found)."""
         srtt = self.rtt.srtt if not math.isnan(self.rtt.srtt) else 0.0
-        hold = max(1.0, 10.0 * srtt, 8.0 / self._rate)
-        if now - b.since < hold:
+        s = self.settings
+        # Long enough that a burst of ``burst_allowance_s`` of the base could not have hidden
+        # a step above the limit (within reason: a bigger burst is caught by a later throttle).
+        excess = max(self._rate - self._probe_base, 1e-9)
+        burst = min(s.hold_max_s, s.burst_allowance_s * self._probe_base / excess)
+        hold = max(s.hold_s, s.hold_rtts * srtt, s.hold_requests / self._rate, burst)
+        elapsed = now - self._probe_since
+        if elapsed < hold:
             return
-        b.raise_lo(self._rate)
-        b.since = now
-        if b.narrow:
-            # Narrow: hold the bottom as the estimate; the usual probes look for more.
-            self.estimate.provisional(b.lo, now)
-            b.active = False
-            self._rate = self._clamp(b.lo)
+        if self._probe_sent < 0.5 * self._rate * elapsed:
+            self._cruise(now)  # the step was not used (no work, or the in-flight cap): no news
             return
-        if b.hi == math.inf:
-            self._rate = self._clamp(b.lo * self.settings.probe_gain)
-        else:
-            self._rate = self._clamp(b.next_rate())
+        self.bounds.sustained(self._rate)
+        if self._rate >= self._ceiling or self.bounds.narrow(self.settings.narrow):
+            self._cruise(now)  # found it (or the ceiling): hold it
+            return
+        self._probe(now, self._rate)
 
     def _clamp(self, rate: float) -> float:
         return min(self._ceiling, max(self.settings.floor, rate))
@@ -452,4 +509,5 @@ class RateController:
     def _probe_interval(self) -> float:
         s = self.settings
         srtt = self.rtt.srtt if not math.isnan(self.rtt.srtt) else 0.0
-        return max(s.probe_every_s, s.probe_every_rtts * srtt)
+        requests = s.probe_every_requests / max(self._rate, s.floor)
+        return max(s.probe_every_s, s.probe_every_rtts * srtt, requests)

@@ -101,7 +101,10 @@ class Scheduler(Generic[T]):
         self.in_flight = 0
         self.queued = 0
         self.rtt = RoundTrip()
-        self.prior: float | None = None  # what forgotten scopes had learned of their limit
+        # Where new scopes start: what the scopes with work have measured of their limits (the
+        # median), else what forgotten ones had. Accounts of one service usually share a quota.
+        self.prior: float | None = None
+        self._forgotten: float | None = None
         self._next_sweep = -math.inf
         self.rate_total = 0.0  # allowed rates summed over scopes with work
         self.past_cuts = 0  # rate cuts of forgotten scopes
@@ -113,7 +116,7 @@ class Scheduler(Generic[T]):
         scope = self.scopes.get(key)
         if scope is None:
             now = self._clock.now()
-            initial = None if self.prior is None else self.prior / 2.0
+            initial = self.prior
             controller = RateController(self._ceiling, initial=initial, settings=self._settings)
             scope = Scope(key, Pacer(controller.rate_at(now), now), controller)
             self.scopes[key] = scope
@@ -302,8 +305,12 @@ class Scheduler(Generic[T]):
         self._next_sweep = now + _SWEEP_EVERY_S
         total = 0.0
         forget: list[str] = []
+        learned: list[float] = []
         overflow = self.overflow
         for key, scope in self.scopes.items():
+            limit = scope.controller.limit
+            if limit is not None:
+                learned.append(limit)
             if scope.idle and (overflow is None or key not in overflow):
                 if scope.pacer.full(now):
                     forget.append(key)
@@ -312,12 +319,16 @@ class Scheduler(Generic[T]):
         for key in forget:
             self._forget(self.scopes.pop(key))
         self.rate_total = total
+        if learned:
+            learned.sort()
+            self.prior = learned[len(learned) // 2]
+        else:
+            self.prior = self._forgotten
         self.concurrency.update(total, self.rtt.high)
 
     def _forget(self, scope: Scope[T]) -> None:
         self.past_cuts += scope.controller.cuts
         learned = scope.controller.limit
         if learned is not None:
-            self.prior = (
-                learned if self.prior is None else self.prior + 0.25 * (learned - self.prior)
-            )
+            before = self._forgotten
+            self._forgotten = learned if before is None else before + 0.25 * (learned - before)
