@@ -26,7 +26,7 @@ from .plot import plot_timeline, read_timeline
 from .progress import ProgressDisplay
 from .report import FORMATS, ResumeState, input_fingerprint, open_report, write_meta
 from .signing import CredentialProvider, StaticCredentials
-from .source import CsvSource, Shard, count_data_lines
+from .source import CsvSource, Shard, ShardBasis, count_data_lines
 from .summary import format_report_summary, format_summary, summarize_report
 
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "main"]
@@ -200,7 +200,12 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="validate the input and report each user as 'planned'; send nothing",
     )
-    p.add_argument("--shard", metavar="K/N", help="only handle accounts of shard K of N (0-based)")
+    p.add_argument(
+        "--shard",
+        metavar="K/N",
+        help="only handle the rows of shard K of N (0-based): split by user, or by account "
+        "with --limit-scope account",
+    )
     g = p.add_argument_group(
         "other operations",
         "Chime UpdateUserSettings is the default. --path-template switches to a generic SigV4 "
@@ -358,7 +363,10 @@ async def run_command(
     out = out or sys.stdout
     operation = operation_from_args(args)
     config = config_from_args(args, operation)
-    shard = Shard.parse(args.shard) if args.shard else None
+    # One limit for everything: split by user, so shards are even whatever the accounts. A
+    # limit per account: split by account, so no account's limit spans two shards.
+    basis = ShardBasis.for_scope(config.limit_scope)
+    shard = Shard.parse(args.shard, basis) if args.shard else None
     source = CsvSource(args.input, operation, shard=shard)
     report_path = Path(args.report) if args.report else default_report_path(args.input, args.format)
     if report_path.is_dir():
@@ -370,6 +378,7 @@ async def run_command(
         "input_sha256": input_fingerprint(args.input),
         "operation": operation.name,
         "shard": args.shard,
+        "shard_basis": str(shard.basis) if shard else None,
         "format": args.format,
     }
     if not args.resume:
