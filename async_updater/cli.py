@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve the mock Chime server on 127.0.0.1 (for trying things by hand)",
         add_help=False,
     )
-    mock.add_argument("args", nargs=argparse.REMAINDER)
+    mock.add_argument("args", nargs=argparse.REMAINDER)  # main() hands them to the mock as they are
     return parser
 
 
@@ -233,12 +233,15 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["mock-server"]:
+        # Its options are the mock's own, parsed by it: argparse's REMAINDER does not take
+        # arguments that start with "--" (``mock-server --port 0`` was refused as unknown).
+        from .mock_server import main as mock_main
+
+        return mock_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "mock-server":
-            from .mock_server import main as mock_main
-
-            return mock_main(args.args)
         if args.command == "demo":
             return _run_async(lambda: demo_command(args))
         if args.command == "report":
