@@ -188,7 +188,9 @@ def _job_commands(text: str) -> list[str]:
 
 
 @pytest.mark.parametrize("name", ["shard-job.yaml", "shard-batch.json"])
-def test_sharding_job_files_hold_commands_the_cli_accepts(name: str) -> None:
+def test_sharding_job_files_give_every_shard_the_full_ceiling_and_the_shared_limit(
+    name: str,
+) -> None:
     (block,) = [b for b in blocks() if b.file == name]
     if name.endswith(".json"):
         json.loads(block.body)
@@ -196,9 +198,12 @@ def test_sharding_job_files_hold_commands_the_cli_accepts(name: str) -> None:
     assert len(found) == 1, found
     for index in range(8):
         argv = shlex.split(re.sub(r"\$\{\w+\}", str(index), found[0]))
-        args = build_parser().parse_args(argv[1:])
+        args, shared = parse_run_args(argv[1:])
         assert args.resume and Shard.parse(args.shard) == Shard(index, 8)
         assert args.report == f"/reports/shard-{index}.csv"
+        assert shared is not None  # one limit for all shards ...
+        assert float(args.rate) == 320  # ... so each gets the whole quota, not 320 / 8
+        assert args.limit_scope == "global"  # split by user: even shards
 
 
 def test_example_csv_is_valid_input(tmp_path: Path) -> None:
