@@ -21,7 +21,7 @@ from .operation import ChimeUpdateUserSettings, HttpRequest, Operation
 from .pipeline import Updater, update_users
 from .report import CsvReport, JsonlReport, MemoryReport, ReportSink, open_report, read_report
 from .signing import BotocoreCredentials, CredentialProvider, Credentials, StaticCredentials
-from .source import CsvSource, Shard, count_data_lines, read_records
+from .source import CsvSource, Shard, ShardBasis, count_data_lines, read_records
 from .stats import Timeline, TimelinePoint
 
 if TYPE_CHECKING:
@@ -69,6 +69,7 @@ __all__ = [
     "RowRecord",
     "RunSummary",
     "Shard",
+    "ShardBasis",
     "StaticCredentials",
     "Status",
     "Timeline",

@@ -26,7 +26,7 @@ from .plot import plot_timeline, read_timeline
 from .progress import ProgressDisplay
 from .report import FORMATS, ResumeState, input_fingerprint, open_report, write_meta
 from .signing import CredentialProvider, StaticCredentials
-from .source import CsvSource, Shard, count_data_lines
+from .source import CsvSource, Shard, ShardBasis, count_data_lines
 from .summary import format_report_summary, format_summary, summarize_report
 
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "main"]
@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve the mock Chime server on 127.0.0.1 (for trying things by hand)",
         add_help=False,
     )
-    mock.add_argument("args", nargs=argparse.REMAINDER)
+    mock.add_argument("args", nargs=argparse.REMAINDER)  # main() hands them to the mock as they are
     return parser
 
 
@@ -200,7 +200,12 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="validate the input and report each user as 'planned'; send nothing",
     )
-    p.add_argument("--shard", metavar="K/N", help="only handle accounts of shard K of N (0-based)")
+    p.add_argument(
+        "--shard",
+        metavar="K/N",
+        help="only handle the rows of shard K of N (0-based): split by user, or by account "
+        "with --limit-scope account",
+    )
     g = p.add_argument_group(
         "other operations",
         "Chime UpdateUserSettings is the default. --path-template switches to a generic SigV4 "
@@ -228,12 +233,15 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["mock-server"]:
+        # Its options are the mock's own, parsed by it: argparse's REMAINDER does not take
+        # arguments that start with "--" (``mock-server --port 0`` was refused as unknown).
+        from .mock_server import main as mock_main
+
+        return mock_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "mock-server":
-            from .mock_server import main as mock_main
-
-            return mock_main(args.args)
         if args.command == "demo":
             return _run_async(lambda: demo_command(args))
         if args.command == "report":
@@ -358,7 +366,10 @@ async def run_command(
     out = out or sys.stdout
     operation = operation_from_args(args)
     config = config_from_args(args, operation)
-    shard = Shard.parse(args.shard) if args.shard else None
+    # One limit for everything: split by user, so shards are even whatever the accounts. A
+    # limit per account: split by account, so no account's limit spans two shards.
+    basis = ShardBasis.for_scope(config.limit_scope)
+    shard = Shard.parse(args.shard, basis) if args.shard else None
     source = CsvSource(args.input, operation, shard=shard)
     report_path = Path(args.report) if args.report else default_report_path(args.input, args.format)
     if report_path.is_dir():
@@ -370,6 +381,7 @@ async def run_command(
         "input_sha256": input_fingerprint(args.input),
         "operation": operation.name,
         "shard": args.shard,
+        "shard_basis": str(shard.basis) if shard else None,
         "format": args.format,
     }
     if not args.resume:

@@ -13,7 +13,7 @@ import hashlib
 import io
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -32,6 +32,8 @@ __all__ = [
     "input_fingerprint",
     "open_report",
     "read_report",
+    "recorded_split",
+    "split_text",
 ]
 
 FORMATS = ("csv", "jsonl")
@@ -290,6 +292,24 @@ def write_meta(report: str | os.PathLike[str], meta: dict[str, Any]) -> None:
         raise ReportError(f"cannot write {target}: {exc.strerror}") from None
 
 
+def recorded_split(meta: Mapping[str, Any]) -> tuple[str, str] | None:
+    """How the run behind ``meta`` was split: ``("K/N", basis)``, or None for a whole run.
+
+    ``shard_basis`` is ``user`` or ``account`` (``ShardBasis``). A meta file written before
+    the basis was recorded has a shard but no basis: those runs always split by account.
+    """
+    shard = meta.get("shard")
+    if not shard:
+        return None
+    return str(shard), str(meta.get("shard_basis") or "account")
+
+
+def split_text(meta: Mapping[str, Any]) -> str:
+    """The split of ``meta`` in words, for messages: ``--shard 0/4 split by user``."""
+    split = recorded_split(meta)
+    return f"--shard {split[0]} split by {split[1]}" if split else "no --shard"
+
+
 @dataclass(slots=True)
 class ResumeState:
     """What a previous run of the same input achieved: the users already updated."""
@@ -367,12 +387,9 @@ def _check_same_run(report: Path, old: dict[str, Any], new: dict[str, Any]) -> N
             f"cannot resume: {report} was made by operation {old.get('operation')!r}, not "
             f"{new.get('operation')!r}; choose a new --report to start over"
         )
-    if old.get("shard") != new.get("shard"):
+    if recorded_split(old) != recorded_split(new):
         raise ReportError(
-            f"cannot resume: {report} was made with {_shard_text(old.get('shard'))}, not "
-            f"{_shard_text(new.get('shard'))}; resume with the same --shard"
+            f"cannot resume: {report} was made with {split_text(old)}, not {split_text(new)}; "
+            "resume with the same --shard and --limit-scope (--limit-scope account splits by "
+            "account, global by user)"
         )
-
-
-def _shard_text(shard: object) -> str:
-    return f"--shard {shard}" if shard else "no --shard"

@@ -147,6 +147,20 @@ def test_help_of_every_subcommand_exits_0(command: str, run: Run) -> None:
     assert info.value.code == 0
 
 
+def test_mock_server_subcommand_takes_the_mock_options_and_serves_until_its_duration(
+    run: Run,
+) -> None:
+    code, out, _ = run("mock-server", "--port", "0", "--rate-limit", "50", "--duration", "0.2")
+    assert code == 0
+    assert re.fullmatch(r"mock chime server listening on http://127\.0\.0\.1:\d+\n", out), out
+
+
+def test_mock_server_subcommand_refuses_a_non_loopback_host(run: Run) -> None:
+    with pytest.raises(SystemExit) as info:
+        run("mock-server", "--host", "0.0.0.0")
+    assert info.value.code == 2
+
+
 def test_run_help_mentions_every_option_of_the_design_and_the_exit_codes(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

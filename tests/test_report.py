@@ -258,8 +258,9 @@ def test_resume_without_a_report_starts_fresh_and_records_the_input(tmp_path: Pa
             "; choose a new --report to start over",
         ),
         (
-            {"shard": "1/3"},
-            "was made with no --shard, not --shard 1/3; resume with the same --shard",
+            {"shard": "1/3", "shard_basis": "user"},
+            "was made with no --shard, not --shard 1/3 split by user; resume with the same "
+            "--shard and --limit-scope (--limit-scope account splits by account, global by user)",
         ),
     ],
     ids=["changed-input", "other-input", "other-operation", "other-shard"],
@@ -273,6 +274,37 @@ def test_resume_refuses_a_report_of_another_run_and_leaves_it_alone(
     with pytest.raises(ReportError) as info:
         ResumeState.prepare(path, "csv", {**META, **change})
     assert str(info.value) == f"cannot resume: {path} {message}"
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("recorded", "resumed", "accepted"),
+    [
+        ("user", "user", True),
+        ("account", "account", True),
+        ("user", "account", False),
+        ("account", "user", False),
+        (None, "account", True),  # a report from before bases were recorded: split by account
+        (None, "user", False),
+    ],
+)
+def test_resume_needs_the_shard_basis_the_report_was_made_with(
+    tmp_path: Path, recorded: str | None, resumed: str, accepted: bool
+) -> None:
+    path = tmp_path / "r.csv"
+    old = {"shard": "1/3", "shard_basis": recorded} if recorded else {"shard": "1/3"}
+    write(path, [res("u1"), res("u2", Status.FAILED)], meta=old)
+    new = {**META, "shard": "1/3", "shard_basis": resumed}
+    if accepted:
+        assert ResumeState.prepare(path, "csv", new).carried_rows == 1
+        return
+    before = path.read_bytes()
+    with pytest.raises(ReportError) as info:
+        ResumeState.prepare(path, "csv", new)
+    assert str(info.value).startswith(
+        f"cannot resume: {path} was made with --shard 1/3 split by {recorded or 'account'}, "
+        f"not --shard 1/3 split by {resumed}; "
+    )
     assert path.read_bytes() == before
 
 
