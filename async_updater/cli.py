@@ -397,7 +397,6 @@ async def run_command(
     ``SafetyStop`` after the summary is printed)."""
     out = out or sys.stdout
     operation = operation_from_args(args)
-    config = config_from_args(args, operation)
     shard = Shard.parse(args.shard) if args.shard else None
     source = CsvSource(args.input, operation, shard=shard)
     report_path = Path(args.report) if args.report else default_report_path(args.input, args.format)
@@ -406,9 +405,11 @@ async def run_command(
     if report_path.resolve() == Path(args.input).resolve():
         raise ReportError("--report: the report must not be the input file")
     _check_writable(report_path)
-    # One run per report, decided before anything else is read, resolved or touched: a second
-    # run must leave at once, having sent nothing and changed nothing.
+    # One run per report, decided before anything slow (the AWS configuration, the input's
+    # fingerprint, credentials) and before the report is touched: a second run must leave at
+    # once, having sent nothing and changed nothing.
     with ReportLock(report_path, notice=_notice):
+        config = config_from_args(args, operation)
         return await _run_locked(args, operation, config, source, report_path, credentials, out)
 
 
