@@ -9,6 +9,7 @@ import asyncio
 import io
 import os
 import random
+import shlex
 import signal
 import socket
 import subprocess
@@ -481,6 +482,41 @@ def test_a_signal_mid_run_exits_130_with_a_report_that_matches_the_server_then_r
     assert resumed.finish() == 0, resumed.stderr()
     counts = assert_finished(report, mock, expected)
     assert set(counts.values()) == {1}  # nobody applied twice
+
+
+def printed_resume_command(stdout: str) -> list[str]:
+    """The command the summary printed under ``next``, as the shell would split it."""
+    lines = stdout.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("next       to finish"))
+    return shlex.split(lines[at + 1])
+
+
+def test_the_resume_command_printed_after_sigint_run_exactly_as_printed_finishes_the_run(
+    tmp_path: Path, mock: MockProcess
+) -> None:
+    users_csv = tmp_path / "my users.csv"  # a space, so the printed command must quote it
+    generate_users(users_csv, 3000, 4, seed=16)
+    expected = expected_state(users_csv)
+    report = tmp_path / "the report's rows.jsonl"
+    options = [
+        *("--format", "jsonl", "--max-attempts", "5", "--limit-scope", "account"),
+        *("--timeout", "10", "--max-failures", "25", "--timeline", str(tmp_path / "t.jsonl")),
+    ]
+    run = Run(tmp_path, users_csv, report, mock.url, *options)
+    try:
+        run.wait_for_rows(500)
+        run.proc.send_signal(signal.SIGINT)
+        assert run.proc.wait(timeout=10) == 130, run.stderr()
+    finally:
+        run.kill()
+    command = printed_resume_command(run.stdout())
+    assert command[0] == "async-updater"
+    assert "--timeline" not in command  # one invocation's figures: not overwritten
+    resumed = Run.command(tmp_path, command, report)
+    assert resumed.finish() == 0, resumed.stderr()
+    counts = assert_finished(report, mock, expected)
+    assert set(counts.values()) == {1}
+    print(f"\nresume command run as printed: {shlex.join(command)}")
 
 
 def test_a_second_sigint_abandons_requests_in_flight_and_never_reports_them_updated(
