@@ -499,9 +499,10 @@ async def _run_locked(
 
 class _StopWhenUnwritable:
     """The run's report, guarded: the first result it cannot write (a full disk) stops the run
-    at once, abandoning the requests in flight, whose answers could not be recorded either;
-    then the ``ReportError`` goes on up. Without this, the workers kept sending until the
-    results queue was full while the error made its way out."""
+    there and then, abandoning the requests in flight, whose answers could not be recorded
+    either; then the ``ReportError`` goes on up. Without this, what stopped the workers was the
+    results generator being finalised once the error had left ``Updater.run`` (a task the
+    event loop runs later), and until then they went on sending."""
 
     __slots__ = ("sink", "updater")
 
