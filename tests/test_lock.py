@@ -5,6 +5,7 @@ lock."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -31,6 +32,7 @@ from .processes import (
     expected_state,
     mock_process,
     one_error_line,
+    small_disk,
 )
 
 HOST = socket.gethostname()
@@ -120,6 +122,22 @@ def test_an_unreadable_lock_file_is_simply_taken(tmp_path: Path) -> None:
 def test_a_lock_in_a_missing_folder_is_a_report_error(tmp_path: Path) -> None:
     with pytest.raises(ReportError, match=r"cannot create the lock file .*: No such file"):
         ReportLock(tmp_path / "missing" / "r.csv").acquire()
+
+
+def test_a_lock_that_cannot_name_its_holder_on_a_full_disk_is_a_report_error(
+    tmp_path: Path,
+) -> None:
+    with small_disk(tmp_path / "disk", 4) as disk:
+        filler = disk / "filler"
+        with open(filler, "wb") as f, contextlib.suppress(OSError):
+            f.write(b"x" * 65536)  # fills the 4 KiB disk
+        lock = ReportLock(disk / "r.csv")
+        with pytest.raises(ReportError) as info:
+            lock.acquire()
+        assert not lock.held
+    assert str(info.value) == (
+        f"cannot write the lock file {disk / 'r.csv.lock'}: No space left on device"
+    )
 
 
 def test_the_lock_sits_beside_a_symlinked_report_not_at_its_target(tmp_path: Path) -> None:
