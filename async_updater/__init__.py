@@ -12,7 +12,9 @@ from .errors import (
     CredentialsError,
     InputError,
     ReportError,
+    ReportLocked,
     RowError,
+    SafetyStop,
     UpdaterError,
 )
 from .limiter import ControllerSettings, RateController, TokenBucket
@@ -20,6 +22,7 @@ from .model import REPORT_COLUMNS, Record, Result, RowRecord, RunSummary, Status
 from .operation import ChimeUpdateUserSettings, HttpRequest, Operation
 from .pipeline import Updater, update_users
 from .report import CsvReport, JsonlReport, MemoryReport, ReportSink, open_report, read_report
+from .safety import MaxFailures, StopCause, StopReason
 from .signing import BotocoreCredentials, CredentialProvider, Credentials, StaticCredentials
 from .source import CsvSource, Shard, ShardBasis, count_data_lines, read_records
 from .stats import Timeline, TimelinePoint
@@ -56,6 +59,7 @@ __all__ = [
     "InputError",
     "JsonlReport",
     "LimitScope",
+    "MaxFailures",
     "MemoryReport",
     "MockChimeServer",
     "MockConfig",
@@ -63,15 +67,19 @@ __all__ = [
     "RateController",
     "Record",
     "ReportError",
+    "ReportLocked",
     "ReportSink",
     "Result",
     "RowError",
     "RowRecord",
     "RunSummary",
+    "SafetyStop",
     "Shard",
     "ShardBasis",
     "StaticCredentials",
     "Status",
+    "StopCause",
+    "StopReason",
     "Timeline",
     "TimelinePoint",
     "TokenBucket",

@@ -1,5 +1,6 @@
 """Command line: ``async-updater run USERS.csv ...`` and friends. Maps errors to exit codes:
-0 every row updated, 1 some rows failed or invalid, 2 usage/input/credentials, 130 interrupted."""
+0 every row updated, 1 some rows failed or invalid, 2 usage/input/credentials/report locked,
+3 safety stop, 130 interrupted."""
 
 from __future__ import annotations
 
@@ -16,34 +17,57 @@ from typing import Any, TextIO
 
 from . import __version__
 from .config import DEFAULT_ENDPOINT, LimitScope, UpdaterConfig
-from .errors import ConfigError, InputError, ReportError, UpdaterError
+from .errors import ConfigError, InputError, ReportError, SafetyStop, UpdaterError
 from .generic import GenericOperation, load_operation
+from .lock import ReportLock
 from .merge import merge_reports
-from .model import RunSummary, Status, UserRecord
+from .model import Result, RunSummary, Status, UserRecord
 from .operation import Operation
 from .pipeline import Updater
 from .plot import plot_timeline, read_timeline
 from .progress import ProgressDisplay
-from .report import FORMATS, ResumeState, input_fingerprint, open_report, write_meta
+from .report import FORMATS, ReportSink, ResumeState, input_fingerprint, open_report, write_meta
+from .safety import DEFAULT_MAX_FAILURES, DEFAULT_REJECTIONS_IN_A_ROW, MIN_ANSWERED_FOR_SHARE
 from .signing import CredentialProvider, StaticCredentials
 from .source import CsvSource, Shard, ShardBasis, count_data_lines
 from .summary import format_report_summary, format_summary, summarize_report
 
-__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "main"]
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_SAFETY_STOP",
+    "EXIT_USAGE",
+    "main",
+    "resume_command",
+]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_SAFETY_STOP = 3
 EXIT_INTERRUPTED = 130
 
-_RUN_EPILOG = """\
+# Options of ``run`` that a resume must not repeat, and why: ``--resume`` is added anyway;
+# ``--overwrite`` would empty the report the resume continues; ``--dry-run`` would only plan
+# it; ``--timeline`` and ``--summary-json`` describe one invocation, and the resume would
+# overwrite the figures of the run it continues. Every other option is repeated when it
+# differs from its default, so a new option is resumed unless it is added here.
+NOT_RESUMED = frozenset({"resume", "overwrite", "dry_run", "timeline", "summary_json"})
+
+_RUN_EPILOG = f"""\
 input CSV: header account_id,user_id,inbound_calling,outbound_calling,sms (UTF-8, BOM ok);
   booleans true/false (also 1/0, yes/no). Bad rows are reported 'invalid' with their line and
   field, and the run goes on. A user listed twice: the first row is applied, later ones 'invalid'.
 report columns: account_id,user_id,status,http_status,error_code,message,attempts,latency_ms,
   request_id; status is updated, failed, invalid (planned with --dry-run). One row per input row.
-exit codes: 0 all updated; 1 some failed or invalid; 2 usage error, unreadable input or no
-  credentials; 130 interrupted (the report is flushed: re-run with --resume to finish).
+exit codes: 0 all updated; 1 some failed or invalid; 2 usage error, unreadable input, no
+  credentials, report locked by another run or not writable (disk full); 3 safety stop
+  (credentials rejected, failure budget spent, clock that cannot be corrected); 130 interrupted.
+  After 3 and 130 the report is flushed: the summary prints the --resume command to finish.
+safety stops: {DEFAULT_REJECTIONS_IN_A_ROW} credentials rejections in a row with no success
+  between them (401; 403 about credentials, signature, token or access), or more failed rows
+  than --max-failures allows. One run per report: a second run exits 2 naming the holder.
 credentials: the standard AWS chain (AWS_* environment variables, --profile / AWS_PROFILE,
   shared config and credentials files, SSO, container and instance roles).
 """
@@ -206,6 +230,16 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         help="only handle the rows of shard K of N (0-based): split by user, or by account "
         "with --limit-scope account",
     )
+    p.add_argument(
+        "--max-failures",
+        default=str(DEFAULT_MAX_FAILURES),
+        metavar="N|P%",
+        help=(
+            "failure budget: stop (exit 3, resumable) once more than N rows have failed, or more "
+            f"than P%% of the rows with an outcome, counted after {MIN_ANSWERED_FOR_SHARE} of "
+            "them (default %(default)s; 100%% turns it off)"
+        ),
+    )
     g = p.add_argument_group(
         "other operations",
         "Chime UpdateUserSettings is the default. --path-template switches to a generic SigV4 "
@@ -253,6 +287,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {args.out}")
             return EXIT_OK
         return _run_async(lambda: run_command(args))
+    except SafetyStop as exc:
+        print(f"async-updater: safety stop: {exc}", file=sys.stderr)
+        return EXIT_SAFETY_STOP
     except UpdaterError as exc:
         print(f"async-updater: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -337,6 +374,7 @@ def config_from_args(args: argparse.Namespace, operation: Operation) -> UpdaterC
         limit_scope=LimitScope(args.limit_scope),
         timeout=args.timeout,
         dry_run=args.dry_run,
+        max_failures=args.max_failures,
     )
 
 
@@ -363,12 +401,14 @@ async def run_command(
     credentials: CredentialProvider | None = None,
     out: TextIO | None = None,
 ) -> int:
+    """``async-updater run``: the exit code, or an ``UpdaterError`` for ``main`` to report (a
+    ``SafetyStop`` after the summary is printed)."""
     out = out or sys.stdout
     operation = operation_from_args(args)
-    config = config_from_args(args, operation)
     # One limit for everything: split by user, so shards are even whatever the accounts. A
-    # limit per account: split by account, so no account's limit spans two shards.
-    basis = ShardBasis.for_scope(config.limit_scope)
+    # limit per account: split by account, so no account's limit spans two shards. (The
+    # basis comes from the option itself: the config is built under the report's lock.)
+    basis = ShardBasis.for_scope(args.limit_scope)
     shard = Shard.parse(args.shard, basis) if args.shard else None
     source = CsvSource(args.input, operation, shard=shard)
     report_path = Path(args.report) if args.report else default_report_path(args.input, args.format)
@@ -376,24 +416,50 @@ async def run_command(
         raise ReportError(f"--report: {report_path} is a directory")
     if report_path.resolve() == Path(args.input).resolve():
         raise ReportError("--report: the report must not be the input file")
+    _check_writable(report_path)
+    # One run per report, decided before anything slow (the AWS configuration, the input's
+    # fingerprint, credentials) and before the report is touched: a second run must leave at
+    # once, having sent nothing and changed nothing.
+    with ReportLock(report_path, notice=_notice):
+        config = config_from_args(args, operation)
+        return await _run_locked(args, operation, config, source, report_path, credentials, out)
+
+
+def _notice(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+async def _run_locked(
+    args: argparse.Namespace,
+    operation: Operation,
+    config: UpdaterConfig,
+    source: CsvSource,
+    report_path: Path,
+    credentials: CredentialProvider | None,
+    out: TextIO,
+) -> int:
     meta = {
         "input": str(args.input),
         "input_sha256": input_fingerprint(args.input),
         "operation": operation.name,
         "shard": args.shard,
-        "shard_basis": str(shard.basis) if shard else None,
+        "shard_basis": str(source.shard.basis) if source.shard else None,
         "format": args.format,
     }
-    if not args.resume:
-        if report_path.exists() and report_path.stat().st_size > 0 and not args.overwrite:
-            raise ReportError(
-                f"{report_path} already exists: add --resume to continue that run, "
-                "--overwrite to start over, or choose another --report"
-            )
-        _check_writable(report_path)
+    if (
+        not args.resume
+        and report_path.exists()
+        and report_path.stat().st_size > 0
+        and not args.overwrite
+    ):
+        raise ReportError(
+            f"{report_path} already exists: add --resume to continue that run, "
+            "--overwrite to start over, or choose another --report"
+        )
     for option, extra in (("--timeline", args.timeline), ("--summary-json", args.summary_json)):
         if extra:  # checked now: finding out after the run would lose these figures
             _check_writable(Path(extra), option)
+    stop: SafetyStop | None = None
     # Credentials are resolved before the report is touched: a run that cannot sign must
     # leave an existing report exactly as it was.
     async with Updater(config, operation=operation, credentials=credentials) as updater:
@@ -407,15 +473,26 @@ async def run_command(
                     "will not be sent again",
                     file=sys.stderr,
                 )
-        sink = open_report(report_path, args.format, append=args.resume)
+        sink = _StopWhenUnwritable(
+            open_report(report_path, args.format, append=args.resume), updater
+        )
         if not args.resume:
             write_meta(report_path, meta)
         try:
             with _signals(updater):
                 summary = await _run_with_progress(updater, source, sink, skip, args)
+        except SafetyStop as exc:
+            # The run finished what was in flight and the report holds every answer: the
+            # summary and the resume command are as useful as after Ctrl-C.
+            stop = exc
+            summary = updater.summary()
         finally:
             sink.close()
-    summary = dataclasses.replace(summary, report_path=str(report_path))
+    summary = dataclasses.replace(
+        summary,
+        report_path=str(report_path),
+        safety_stop=None if stop is None else stop.reason.text,
+    )
     try:
         if args.timeline:
             updater.stats.timeline.write(args.timeline)
@@ -424,11 +501,44 @@ async def run_command(
     except OSError as exc:
         raise ReportError(f"cannot write {exc.filename}: {exc.strerror}") from None
     print(format_summary(summary, next_command=resume_command(args, report_path)), file=out)
+    if stop is not None:
+        raise stop
     if summary.interrupted:
         return EXIT_INTERRUPTED
     if source.rows == 0:
         print(f"{args.input} has a header but no rows: nothing to do", file=out)
     return exit_code(summary)
+
+
+class _StopWhenUnwritable:
+    """The run's report, guarded: the first result it cannot write (a full disk) stops the run
+    there and then, abandoning the requests in flight, whose answers could not be recorded
+    either; then the ``ReportError`` goes on up. Without this, what stopped the workers was the
+    results generator being finalised once the error had left ``Updater.run`` (a task the
+    event loop runs later), and until then they went on sending."""
+
+    __slots__ = ("sink", "updater")
+
+    def __init__(self, sink: ReportSink, updater: Updater) -> None:
+        self.sink = sink
+        self.updater = updater
+
+    def write(self, result: Result) -> None:
+        try:
+            self.sink.write(result)
+        except ReportError:
+            self.updater.stop(cancel_in_flight=True)
+            raise
+
+    def flush(self) -> None:
+        try:
+            self.sink.flush()
+        except ReportError:
+            self.updater.stop(cancel_in_flight=True)
+            raise
+
+    def close(self) -> None:
+        self.sink.close()
 
 
 def _check_writable(path: Path, option: str = "--report") -> None:
@@ -530,35 +640,55 @@ def merge_command(args: argparse.Namespace) -> int:
 
 
 def resume_command(args: argparse.Namespace, report_path: Path) -> list[str]:
-    """The command that finishes (or retries the failures of) this run."""
-    cmd = ["async-updater", "run", str(args.input), "--report", str(report_path), "--resume"]
-    defaults = build_parser().parse_args(["run", "x"])
-    for name in (
-        "format",
-        "endpoint_url",
-        "region",
-        "profile",
-        "rate",
-        "concurrency",
-        "max_attempts",
-        "limit_scope",
-        "timeout",
-        "shard",
-        "operation",
-        "method",
-        "service",
-        "path_template",
-        "body_template",
-        "id_column",
-        "scope_column",
-    ):
-        value = getattr(args, name)
-        if value is not None and value != getattr(defaults, name):
-            cmd += [f"--{name.replace('_', '-')}", str(value)]
+    """The command that finishes (or retries the failures of) this run: ``run`` with the same
+    input and report, ``--resume``, and every option of the run parser whose value differs
+    from its default, in its own spelling (except ``NOT_RESUMED``)."""
+    cmd = ["async-updater", "run", str(args.input), "--report", str(report_path)]
+    for action in _run_parser()._actions:
+        if not action.option_strings or action.dest in NOT_RESUMED or action.dest == "report":
+            continue
+        if action.default == argparse.SUPPRESS:  # --help
+            continue
+        value = getattr(args, action.dest, action.default)
+        if value != action.default:
+            cmd += _spelled(action, value)
+    cmd.append("--resume")
     return cmd
 
 
+def _run_parser() -> argparse.ArgumentParser:
+    for action in build_parser()._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            parser: argparse.ArgumentParser = action.choices["run"]
+            return parser
+    raise AssertionError("the parser has no run command")
+
+
+def _spelled(action: argparse.Action, value: Any) -> list[str]:
+    """``value`` as the arguments that give it to ``action`` again."""
+    option = next(
+        (o for o in action.option_strings if o.startswith("--")), action.option_strings[0]
+    )
+    if action.nargs == 0:  # store_true, store_false, store_const; count repeats the flag
+        return [option] * (value if isinstance(value, int) and not isinstance(value, bool) else 1)
+    if isinstance(value, list):
+        if isinstance(action, (argparse._AppendAction, argparse._ExtendAction)):
+            return [part for item in value for part in _option_value(option, item)]
+        return [option, *(str(v) for v in value)]
+    return _option_value(option, value)
+
+
+def _option_value(option: str, value: Any) -> list[str]:
+    if isinstance(value, list):
+        return [option, *(str(v) for v in value)]
+    text = str(value)
+    # A value that starts with "-" would be read as an option: glue it on.
+    return [f"{option}={text}"] if text.startswith("-") else [option, text]
+
+
 def exit_code(summary: RunSummary) -> int:
+    if summary.safety_stop:
+        return EXIT_SAFETY_STOP
     if summary.interrupted:
         return EXIT_INTERRUPTED
     bad = summary.counts.get(Status.FAILED.value, 0) + summary.counts.get(Status.INVALID.value, 0)

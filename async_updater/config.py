@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from .errors import ConfigError
 from .limiter import ControllerSettings
+from .safety import DEFAULT_MAX_FAILURES, DEFAULT_REJECTIONS_IN_A_ROW, MaxFailures
 
 __all__ = ["DEFAULT_ENDPOINT", "LimitScope", "UpdaterConfig"]
 
@@ -28,7 +29,9 @@ class LimitScope(str, Enum):
 @dataclass(frozen=True, slots=True)
 class UpdaterConfig:
     """How to run. ``rate`` is a ceiling in requests/s per limit scope: the adaptive controller
-    finds the server's real limit below it. ``concurrency`` caps requests in flight."""
+    finds the server's real limit below it. ``concurrency`` caps requests in flight.
+    ``max_failures`` is the failure budget (None: no budget); ``rejections_in_a_row``
+    credentials rejections with no success between them stop the run (see ``safety``)."""
 
     endpoint_url: str = DEFAULT_ENDPOINT
     region: str = "us-east-1"
@@ -47,6 +50,8 @@ class UpdaterConfig:
     max_cooldown: float = 60.0
     queue_size: int = 1024
     dry_run: bool = False
+    max_failures: MaxFailures | None = DEFAULT_MAX_FAILURES
+    rejections_in_a_row: int = DEFAULT_REJECTIONS_IN_A_ROW
     controller: ControllerSettings = field(default_factory=ControllerSettings)
 
     def __post_init__(self) -> None:
@@ -70,6 +75,13 @@ class UpdaterConfig:
         _positive("backoff_cap", self.backoff_cap)
         _positive("max_cooldown", self.max_cooldown)
         _at_least("queue_size", self.queue_size, 1)
+        _at_least("rejections_in_a_row", self.rejections_in_a_row, 1)
+        if isinstance(self.max_failures, str):  # as --max-failures takes it: "50" or "10%"
+            object.__setattr__(self, "max_failures", MaxFailures.parse(self.max_failures))
+        elif self.max_failures is not None and not isinstance(self.max_failures, MaxFailures):
+            raise ConfigError(
+                f"--max-failures: {self.max_failures!r} is not a MaxFailures, a string or None"
+            )
         try:
             object.__setattr__(self, "limit_scope", LimitScope(self.limit_scope))
         except ValueError:

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .safety import StopReason
+
 __all__ = [
     "ConfigError",
     "CredentialsError",
     "InputError",
     "ReportError",
+    "ReportLocked",
     "RowError",
+    "SafetyStop",
     "UpdaterError",
 ]
 
@@ -32,6 +39,26 @@ class CredentialsError(UpdaterError):
 
 class ReportError(UpdaterError):
     """The report cannot be written or, when resuming, read back."""
+
+
+class ReportLocked(ReportError):
+    """Another run holds the report (``holder`` says which: pid, host, since when)."""
+
+    def __init__(self, message: str, holder: str = "") -> None:
+        super().__init__(message)
+        self.holder = holder
+
+
+class SafetyStop(UpdaterError):
+    """The run stopped early because going on would only do harm (credentials rejected, failure
+    budget spent, a clock that cannot be corrected). Requests in flight were finished and the
+    report flushed: it is partial and resumable. ``reason`` says why, with the server's answer."""
+
+    exit_code = 3
+
+    def __init__(self, reason: StopReason) -> None:
+        super().__init__(reason.text)
+        self.reason = reason
 
 
 class RowError(Exception):

@@ -12,6 +12,11 @@ user (404), body validation (400), apply (204). The injected latency is spent af
 and before the response is sent, whatever the response is. ``/_mock/...`` admin endpoints need no
 signature and are not counted.
 
+The server keeps its own clock, ``clock_offset_s`` ahead of the wall clock (behind if negative),
+as a real server's clock is ahead of a laptop that slept: X-Amz-Date is judged against it, and
+every response carries an RFC 7231 ``Date`` header read from it (or, with ``send_date=False``,
+no ``Date`` at all).
+
 Run standalone with ``python -m async_updater.mock_server --port 8080``; it binds loopback only.
 """
 
@@ -34,12 +39,14 @@ import time
 import uuid
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field, replace
+from email.utils import formatdate
 from enum import Enum
 from types import MappingProxyType
 from typing import Any, Final
 from urllib.parse import quote, unquote
 
-from aiohttp import web
+from aiohttp import hdrs, web
+from aiohttp.web_response import StreamResponse
 from multidict import MultiMapping
 
 from .errors import ConfigError
@@ -66,7 +73,9 @@ _FORBIDDEN: Final = "ForbiddenException"
 _EXPIRED_TOKEN: Final = "ExpiredTokenException"
 _ADMIN_PREFIX: Final = "/_mock/"
 _SETTINGS_KEYS: Final = ("InboundCalling", "OutboundCalling", "SMS")
-_LIMIT_KEYS: Final = frozenset({"rate_limit", "burst", "fault_rate", "retry_after"})
+_LIMIT_KEYS: Final = frozenset(
+    {"rate_limit", "burst", "fault_rate", "retry_after", "clock_offset_s", "send_date"}
+)
 # Derived keys and parsed dates repeat for almost every request; the bound only guards against a
 # client that sends endless distinct values.
 _CACHE_LIMIT: Final = 1024
@@ -94,6 +103,10 @@ class MockConfig:
     that passed authentication and the bucket which are answered 500 or 503 (half each).
     ``verify_fraction`` is the share whose signature is recomputed; every request still goes
     through the cheap checks (key, scope, date, token). All randomness comes from ``seed``.
+    ``clock_offset_s``: how far the server's clock is ahead of the wall clock (negative:
+    behind); X-Amz-Date is judged against it and every ``Date`` header read from it.
+    ``send_date=False`` sends no ``Date`` header at all (a server that gives no way to correct
+    a client's clock).
     """
 
     credentials: Mapping[str, str] = field(default_factory=_default_credentials)
@@ -111,6 +124,8 @@ class MockConfig:
     fault_rate: float = 0.0
     not_found: frozenset[str] = frozenset()
     max_clock_skew_s: float = 300.0
+    clock_offset_s: float = 0.0
+    send_date: bool = True
     verify_fraction: float = 1.0
     record_events: bool = False
     seed: int = 0
@@ -155,6 +170,12 @@ class MockConfig:
             raise ConfigError(f"fault_rate must be between 0 and 1, got {self.fault_rate!r}")
         if not (_finite(self.max_clock_skew_s) and self.max_clock_skew_s > 0):
             raise ConfigError(f"max_clock_skew_s must be > 0, got {self.max_clock_skew_s!r}")
+        if not _finite(self.clock_offset_s):
+            raise ConfigError(
+                f"clock_offset_s must be a number of seconds, got {self.clock_offset_s!r}"
+            )
+        if not isinstance(self.send_date, bool):
+            raise ConfigError(f"send_date must be true or false, got {self.send_date!r}")
         if not (_finite(self.verify_fraction) and 0 <= self.verify_fraction <= 1):
             raise ConfigError(
                 f"verify_fraction must be between 0 and 1, got {self.verify_fraction!r}"
@@ -203,6 +224,7 @@ _EXPIRED: Final = AuthFailure(
     403, _EXPIRED_TOKEN, "The security token included in the request is expired"
 )
 _MISMATCH: Final = AuthFailure(403, _INVALID_SIGNATURE, SIGNATURE_MISMATCH)
+_SKEW_MESSAGES: Final = ("Signature expired:", "Signature not yet current:")
 
 
 def canonical_uri(path: str) -> str:
@@ -391,12 +413,21 @@ class SigV4Verifier:
                 _INVALID_SIGNATURE,
                 f"Credential should be scoped to correct service: {self._service!r}.",
             )
-        if abs(now - sent_at) > self._max_skew:
+        # Worded as AWS's JSON services word it: "Signature expired" for a request time too
+        # far in the past, "Signature not yet current" for one too far in the future.
+        if now - sent_at > self._max_skew:
             return AuthFailure(
                 403,
                 _INVALID_SIGNATURE,
                 f"Signature expired: {amz_date} is more than {self._max_skew:g} s away from "
                 f"the server time {_format_amz_date(now)}.",
+            )
+        if sent_at - now > self._max_skew:
+            return AuthFailure(
+                403,
+                _INVALID_SIGNATURE,
+                f"Signature not yet current: {amz_date} is more than {self._max_skew:g} s "
+                f"away from the server time {_format_amz_date(now)}.",
             )
         names = signed_headers.split(";")
         if "host" not in names or "x-amz-date" not in names:
@@ -582,7 +613,8 @@ class MockChimeServer:
     """An aiohttp server answering Chime ``UpdateUserSettings`` as configured (see module doc).
 
     The public attributes are the record of what happened; ``reset`` clears them. ``wall_clock``
-    is used only to check X-Amz-Date freshness; all rate and latency timing uses the loop clock.
+    plus ``clock_offset_s`` is the server's time (``server_time``): it judges X-Amz-Date and
+    stamps the ``Date`` header; all rate and latency timing uses the loop clock.
     """
 
     def __init__(
@@ -620,6 +652,8 @@ class MockChimeServer:
         self.counters: collections.Counter[str] = collections.Counter()
         self.timeline: dict[int, dict[str, float]] = {}
         self.events: list[Event] = []
+        self._date_second = -1
+        self._date_text = ""
         self._limits_changed()
 
     @property
@@ -637,7 +671,9 @@ class MockChimeServer:
         self._loop = asyncio.get_running_loop()
         self._t0 = self._loop.time()
         self._rebuild_buckets()
-        server = web.Server(self._handle, access_log=None)
+        server = web.Server(
+            self._handle, access_log=None, request_factory=self._request_factory(self._loop)
+        )
         runner = web.ServerRunner(server, shutdown_timeout=1.0)
         await runner.setup()
         try:
@@ -665,6 +701,41 @@ class MockChimeServer:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
 
+    def server_time(self) -> float:
+        """The server's clock (epoch seconds): the wall clock plus ``clock_offset_s``."""
+        return self._wall_clock() + self._config.clock_offset_s
+
+    def http_date(self) -> str | None:
+        """The ``Date`` header to send now (RFC 7231 IMF-fixdate from the server's clock), or
+        None when the config says to send none."""
+        if not self._config.send_date:
+            return None
+        now = self.server_time()
+        second = int(now)
+        if second != self._date_second:  # formatted once a second, not once a response
+            self._date_second = second
+            self._date_text = formatdate(second, usegmt=True)
+        return self._date_text
+
+    def _request_factory(self, loop: asyncio.AbstractEventLoop) -> Any:
+        """Requests whose responses carry the server's ``Date`` (aiohttp would stamp its own,
+        from the unskewed wall clock, on every response, admin ones included)."""
+        mock = self
+
+        class _Request(web.BaseRequest):
+            async def _prepare_hook(self, response: StreamResponse) -> None:
+                # Called after aiohttp set its headers and before they are written.
+                date = mock.http_date()
+                if date is None:
+                    response.headers.popall(hdrs.DATE, None)
+                else:
+                    response.headers[hdrs.DATE] = date
+
+        def factory(message: Any, payload: Any, protocol: Any, writer: Any, task: Any) -> Any:
+            return _Request(message, payload, protocol, writer, task, loop)
+
+        return factory
+
     def set_limits(
         self,
         *,
@@ -672,6 +743,8 @@ class MockChimeServer:
         burst: float | _Unset | None = _UNSET,
         fault_rate: float | _Unset = _UNSET,
         retry_after: float | _Unset | None = _UNSET,
+        clock_offset_s: float | _Unset = _UNSET,
+        send_date: bool | _Unset = _UNSET,
     ) -> None:
         """Change limits at run time; omitted arguments keep their value. A rate change applies
         from now on (tokens already earned are kept, up to the new burst); going from unlimited
@@ -685,6 +758,10 @@ class MockChimeServer:
             changes["fault_rate"] = fault_rate
         if not isinstance(retry_after, _Unset):
             changes["retry_after"] = retry_after
+        if not isinstance(clock_offset_s, _Unset):
+            changes["clock_offset_s"] = clock_offset_s
+        if not isinstance(send_date, _Unset):
+            changes["send_date"] = send_date
         if not changes:
             return
         old_rate = self._config.rate_limit
@@ -731,6 +808,8 @@ class MockChimeServer:
                 "limit_scope": cfg.limit_scope,
                 "fault_rate": cfg.fault_rate,
                 "retry_after": cfg.retry_after,
+                "clock_offset_s": cfg.clock_offset_s,
+                "send_date": cfg.send_date,
             },
         }
 
@@ -779,10 +858,12 @@ class MockChimeServer:
         cfg = self._config
         full = self._verify_all or self._verify_rng.random() < cfg.verify_fraction
         failure = self._verifier.verify(
-            request.method, raw_path, request.headers, body, now=self._wall_clock(), full=full
+            request.method, raw_path, request.headers, body, now=self.server_time(), full=full
         )
         if failure is not None:
             counters["expired_token" if failure.code == _EXPIRED_TOKEN else "auth_failed"] += 1
+            if failure.message.startswith(_SKEW_MESSAGES):
+                counters["clock_skew"] += 1
             return await self._respond(
                 _error(failure.status, failure.code, failure.message), arrived, "", ""
             )
@@ -982,6 +1063,16 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--secret-key", default="mock-secret")
     parser.add_argument("--verify-fraction", type=float, default=1.0)
     parser.add_argument(
+        "--clock-offset",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="run the server's clock this far ahead of the wall clock (negative: behind)",
+    )
+    parser.add_argument(
+        "--no-date", action="store_true", help="send no Date header (nothing to correct a clock by)"
+    )
+    parser.add_argument(
         "--record-events",
         action="store_true",
         help="record every handled request (GET /_mock/events returns them)",
@@ -1042,6 +1133,8 @@ def main(argv: list[str] | None = None) -> int:
             fault_rate=args.fault_rate,
             not_found=frozenset(args.not_found),
             verify_fraction=args.verify_fraction,
+            clock_offset_s=args.clock_offset,
+            send_date=not args.no_date,
             record_events=args.record_events,
             seed=args.seed,
         )

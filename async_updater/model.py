@@ -132,6 +132,10 @@ class RunSummary:
     interrupted: bool = False
     report_path: str | None = None
     skipped: int = 0  # users already updated by an earlier run (``--resume``), not sent again
+    # The one-line cause when a safety stop ended the run early (then ``interrupted`` too).
+    safety_stop: str | None = None
+    # Server time minus local time, when the server's Date corrected our clock (None: never).
+    clock_offset_s: float | None = None
 
     @property
     def requests_per_s(self) -> float:
@@ -167,5 +171,9 @@ class RunSummary:
             ],
             "skipped_already_updated": self.skipped,
             "interrupted": self.interrupted,
+            "safety_stop": self.safety_stop,
+            "clock_offset_s": None
+            if self.clock_offset_s is None
+            else round(self.clock_offset_s, 3),
             "report_path": self.report_path,
         }

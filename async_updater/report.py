@@ -68,10 +68,15 @@ class MemoryReport:
 
 
 class _FileReport:
-    __slots__ = ("_file", "path")
+    """A report file. Any write that fails (a full disk: ENOSPC) raises ``ReportError`` naming
+    the file and the OS error, and so does every later ``write`` or ``flush``: what is in the
+    file is then all the run can prove. ``close`` never raises for an error already raised."""
+
+    __slots__ = ("_file", "error", "path")
 
     def __init__(self, path: str | os.PathLike[str], *, append: bool) -> None:
         self.path = Path(path)
+        self.error: ReportError | None = None
         try:
             existing = append and self.path.exists() and self.path.stat().st_size > 0
             self._file: IO[str] = open(  # noqa: SIM115 - closed by close()
@@ -80,20 +85,46 @@ class _FileReport:
         except OSError as exc:
             raise ReportError(f"cannot write the report {self.path}: {exc.strerror}") from None
         if not existing:
-            self._start()
+            try:
+                self._start()
+                # Written through now: a disk that is already full must stop the run before
+                # it sends anything, not after the first answers are lost.
+                self.flush()
+            except ReportError:
+                self._close_quietly()
+                raise
 
     def _start(self) -> None:
         pass
 
+    def _failed(self, exc: OSError) -> ReportError:
+        if self.error is None:
+            self.error = ReportError(f"cannot write the report {self.path}: {exc.strerror or exc}")
+        return self.error
+
     def flush(self) -> None:
+        if self.error is not None:
+            raise self.error
         try:
             self._file.flush()
         except OSError as exc:
-            raise ReportError(f"cannot write the report {self.path}: {exc.strerror}") from None
+            raise self._failed(exc) from None
 
     def close(self) -> None:
-        if not self._file.closed:
-            self.flush()
+        if self._file.closed:
+            return
+        if self.error is None:
+            try:
+                self._file.flush()
+            except OSError as exc:
+                self._close_quietly()
+                raise self._failed(exc) from None
+        self._close_quietly()
+
+    def _close_quietly(self) -> None:
+        # Closing flushes what is left, which fails again on a full disk; the descriptor is
+        # closed all the same, and the error was already raised once.
+        with contextlib.suppress(OSError):
             self._file.close()
 
 
@@ -108,10 +139,18 @@ class CsvReport(_FileReport):
         self._writer = csv.writer(self._file, lineterminator="\n")
 
     def _start(self) -> None:
-        csv.writer(self._file, lineterminator="\n").writerow(REPORT_COLUMNS)
+        try:
+            csv.writer(self._file, lineterminator="\n").writerow(REPORT_COLUMNS)
+        except OSError as exc:
+            raise self._failed(exc) from None
 
     def write(self, result: Result) -> None:
-        self._writer.writerow(result.row())
+        if self.error is not None:
+            raise self.error
+        try:
+            self._writer.writerow(result.row())
+        except OSError as exc:  # the buffer was full and the disk is too
+            raise self._failed(exc) from None
 
 
 class JsonlReport(_FileReport):
@@ -123,7 +162,9 @@ class JsonlReport(_FileReport):
         super().__init__(path, append=append)
 
     def write(self, result: Result) -> None:
-        self._file.write(
+        if self.error is not None:
+            raise self.error
+        line = (
             json.dumps(
                 {
                     "account_id": result.account_id,
@@ -142,6 +183,10 @@ class JsonlReport(_FileReport):
             )
             + "\n"
         )
+        try:
+            self._file.write(line)
+        except OSError as exc:
+            raise self._failed(exc) from None
 
 
 def open_report(

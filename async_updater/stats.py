@@ -148,6 +148,7 @@ class RunStats:
     """Counters of a run in progress. ``summary()`` freezes them into a ``RunSummary``."""
 
     __slots__ = (
+        "clock_offset_s",
         "cooldowns",
         "counts",
         "errors",
@@ -175,6 +176,8 @@ class RunStats:
         self.latencies = LatencyHistogram()
         self.errors: dict[str, list[Any]] = {}  # code -> [count, first message]
         self.timeline = Timeline(started)
+        # Set by the pipeline when the server's Date corrects the signing clock.
+        self.clock_offset_s: float | None = None
 
     @property
     def done(self) -> int:
@@ -216,4 +219,5 @@ class RunStats:
             interrupted=interrupted,
             report_path=report_path,
             skipped=self.skipped,
+            clock_offset_s=self.clock_offset_s,
         )

@@ -37,14 +37,20 @@ def format_summary(s: RunSummary, *, next_command: list[str] | None = None) -> s
         ),
         ("latency", _latency(s.latency_p50_ms, s.latency_p95_ms, s.latency_p99_ms)),
     ]
+    if s.clock_offset_s is not None:
+        rows.append(("clock", f"offset {s.clock_offset_s:+.1f} s (from the server's Date)"))
     rows += [("error", f"{code} x{n}: {example}") for code, n, example in s.top_errors]
     if s.report_path:
         rows.append(("report", s.report_path))
-    lines = ["== summary" + (" (interrupted)" if s.interrupted else "")]
+    state = " (safety stop)" if s.safety_stop else " (interrupted)" if s.interrupted else ""
+    lines = ["== summary" + state]
     lines += [f"{name:<10} {value}" for name, value in rows]
+    if s.safety_stop:
+        lines.append(f"{'stopped':<10} {s.safety_stop}")
     failed = s.counts.get(Status.FAILED.value, 0)
-    if next_command and (s.interrupted or failed):
-        what = "finish the run" if s.interrupted else f"retry the {failed} failed rows"
+    unfinished = s.interrupted or bool(s.safety_stop)
+    if next_command and (unfinished or failed):
+        what = "finish the run" if unfinished else f"retry the {failed} failed rows"
         lines.append(f"next       to {what} (users already updated are skipped):")
         lines.append("           " + shlex.join(next_command))
     return "\n".join(lines)

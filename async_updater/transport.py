@@ -27,13 +27,15 @@ _MAX_ERROR_BODY = 64 * 1024
 
 @dataclass(frozen=True, slots=True)
 class Response:
-    """What came back: ``error_code``/``message`` are empty for a success."""
+    """What came back: ``error_code``/``message`` are empty for a success. ``date`` is the
+    answer's ``Date`` header, kept for errors only (a clock-skew rejection is corrected by it)."""
 
     status: int
     request_id: str = ""
     error_code: str = ""
     message: str = ""
     retry_after: float | None = None
+    date: str | None = None
 
 
 class TransportError(Exception):
@@ -111,7 +113,8 @@ class AiohttpTransport:
                 retry_after = None
                 if status == 429 or status == 503:
                     retry_after = parse_retry_after(resp.headers, time.time())
-                return Response(status, request_id, code, message, retry_after)
+                date = resp.headers.get("Date")
+                return Response(status, request_id, code, message, retry_after, date)
         except asyncio.TimeoutError:
             raise TransportError("Timeout", f"no answer within {self._timeout.total:g}s") from None
         except aiohttp.ClientConnectorDNSError as exc:

@@ -3,11 +3,13 @@ and nothing touched when the run cannot start, dry runs, the report and summary 
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import csv
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import threading
@@ -18,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from async_updater.cli import main
+from async_updater.cli import NOT_RESUMED, build_parser, main, resume_command
 from async_updater.mock_server import MockChimeServer, MockConfig
 from async_updater.model import REPORT_COLUMNS
 from async_updater.sample import generate_users
@@ -38,6 +40,7 @@ DESIGN_RUN_OPTIONS = (
     "--resume",
     "--dry-run",
     "--no-progress",
+    "--max-failures",
 )
 
 
@@ -170,7 +173,14 @@ def test_run_help_mentions_every_option_of_the_design_and_the_exit_codes(
     missing = [opt for opt in DESIGN_RUN_OPTIONS if opt not in text]
     assert missing == []
     assert "csv" in text and "jsonl" in text
-    for code in ("0 all updated", "1 some failed or invalid", "2 usage error", "130 interrupted"):
+    for code in (
+        "0 all updated",
+        "1 some failed or invalid",
+        "2 usage error",
+        "report locked by another run",
+        "3 safety stop",
+        "130 interrupted",
+    ):
         assert code in " ".join(text.split())
 
 
@@ -262,6 +272,15 @@ def run_args(tmp_path: Path, server: MockChimeServer) -> list[object]:
         (["--timeout", "0"], "--timeout: must be a number > 0, not 0.0"),
         (["--shard", "3/3"], "--shard: need 0 <= K < N, got 3/3"),
         (["--shard", "x"], "--shard: 'x' is not K/N, e.g. 0/4 (K counts from 0)"),
+        (
+            ["--max-failures", "lots"],
+            "--max-failures: 'lots' is neither a number of rows (e.g. 50) nor a percentage "
+            "(e.g. 10%)",
+        ),
+        (
+            ["--max-failures", "120%"],
+            "--max-failures: a percentage must be between 0% and 100%, not 120.0%",
+        ),
         (
             ["--endpoint-url", "ftp://example.com"],
             "--endpoint-url: 'ftp://example.com' is not an http(s) URL with a host",
@@ -569,3 +588,68 @@ def test_unwritable_summary_or_timeline_exits_2_before_anything_is_sent(
     assert (code, one_line_error(err)) == (2, message.format(option=option, path=path))
     assert server.counters["requests"] == 0
     assert not report.exists()
+
+
+# -- the resume command -------------------------------------------------------------------------
+
+
+def run_parser() -> argparse.ArgumentParser:
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    parser: argparse.ArgumentParser = sub.choices["run"]
+    return parser
+
+
+def other_value(action: argparse.Action) -> list[str]:
+    """Arguments giving ``action`` a value other than its default (a space and a quote in
+    free text, so the shell quoting is exercised too)."""
+    option = next(o for o in action.option_strings if o.startswith("--"))
+    if action.nargs == 0:
+        return [option]
+    if action.choices:
+        return [option, next(str(c) for c in action.choices if c != action.default)]
+    if action.type is int:
+        return [option, str((action.default or 0) + 7)]
+    if action.type is float:
+        return [option, str((action.default or 0.0) + 2.5)]
+    return [option, f"it's {action.dest} value"]
+
+
+def test_every_run_option_round_trips_through_the_resume_command() -> None:
+    parser = build_parser()
+    actions = [a for a in run_parser()._actions if a.option_strings and a.dest != "help"]
+    given = ["run", "my users.csv", *(arg for a in actions for arg in other_value(a))]
+    args = parser.parse_args(given)
+    cmd = resume_command(args, Path("out dir/r.csv"))
+    assert cmd[:2] == ["async-updater", "run"]
+    # What the shell hands back after the printed (quoted) command is pasted.
+    back = parser.parse_args(shlex.split(shlex.join(cmd))[1:])
+    resumed = {n for n in NOT_RESUMED if n != "resume"}
+    for action in actions:
+        name = action.dest
+        if name == "report":
+            assert back.report == "out dir/r.csv"
+        elif name == "resume":
+            assert back.resume is True
+        elif name in resumed:
+            assert getattr(back, name) == action.default, name
+        else:
+            assert getattr(back, name) == getattr(args, name) != action.default, name
+    assert back.input == "my users.csv"
+    # The one-shot options are the ones named, each for its stated reason.
+    assert resumed == {"overwrite", "dry_run", "timeline", "summary_json"}
+
+
+def test_the_resume_command_of_a_run_with_defaults_names_only_input_report_and_resume() -> None:
+    args = build_parser().parse_args(["run", "users.csv"])
+    assert resume_command(args, Path("users.report.csv")) == [
+        *("async-updater", "run", "users.csv", "--report", "users.report.csv", "--resume")
+    ]
+
+
+def test_resume_command_keeps_a_value_that_starts_with_a_dash_attached_to_its_option() -> None:
+    parser = build_parser()
+    args = parser.parse_args(["run", "u.csv", "--method=-weird", "--dry-run", "--overwrite"])
+    cmd = resume_command(args, Path("r.csv"))
+    assert "--method=-weird" in cmd
+    assert "--dry-run" not in cmd and "--overwrite" not in cmd
+    assert parser.parse_args(cmd[1:]).method == "-weird"

@@ -4,10 +4,13 @@ faults, rejects and records exactly as configured."""
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
+import math
 import os
 import sys
 import time
+import urllib.request
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +37,10 @@ from async_updater.mock_server import (
     main,
     verify_sigv4,
 )
+from async_updater.signing import Credentials as SigningCredentials
+from async_updater.signing import SigV4Signer
+
+from .processes import mock_process
 
 AKID = "AKIDMOCK"
 SECRET = "mock-secret"
@@ -234,15 +241,21 @@ async def test_encoded_slash_signed_as_a_separator_is_rejected(
     assert reply.status == 403
 
 
-@pytest.mark.parametrize("offset", [600.0, -600.0])
-async def test_stale_or_future_date_is_403_signature_expired(
-    http: aiohttp.ClientSession, offset: float
+@pytest.mark.parametrize(
+    ("offset", "wording"),
+    [(600.0, "Signature expired: "), (-600.0, "Signature not yet current: ")],
+    ids=["stale", "future"],
+)
+async def test_stale_or_future_date_is_403_worded_as_aws_words_it(
+    http: aiohttp.ClientSession, offset: float, wording: str
 ) -> None:
     async with MockChimeServer(wall_clock=lambda: time.time() + offset) as server:
         reply = await put_signed(http, server)
+        assert server.counters["clock_skew"] == 1
     assert reply.status == 403
     assert reply.code == "InvalidSignatureException"
-    assert "expired" in reply.message.lower()
+    assert reply.message.startswith(wording)
+    assert "is more than 300 s away from the server time" in reply.message
 
 
 async def test_unknown_access_key_is_401(
@@ -421,6 +434,8 @@ async def test_set_limits_changes_the_rate_mid_run(http: aiohttp.ClientSession) 
             "limit_scope": "global",
             "fault_rate": 0.0,
             "retry_after": None,
+            "clock_offset_s": 0.0,
+            "send_date": True,
         }
         assert max(slot["allowed_rate"] for slot in server.timeline.values()) == 2
 
@@ -506,6 +521,128 @@ async def test_latency_is_spent_before_every_response(http: aiohttp.ClientSessio
     assert [e.status for e in server.events] == [204, 403]
     # A lower bound only: the sleep is at least 25 ms, however slow the machine.
     assert all(e.responded - e.arrived >= 0.024 for e in server.events)
+
+
+# --- the server's clock ------------------------------------------------------------------------
+
+WALL = 1_800_000_000.0  # the wall clock, frozen on a whole second
+AHEAD = 900.0  # the server's clock runs 15 minutes ahead of it
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    dates: list[str]  # every Date header, in order
+    body: bytes
+
+
+async def answer(response: aiohttp.ClientResponse) -> Answer:
+    return Answer(response.status, response.headers.getall("Date", []), await response.read())
+
+
+async def put_signed_at(
+    http: aiohttp.ClientSession, server: MockChimeServer, when: float
+) -> Answer:
+    """A PUT signed by the client's signer at wall time ``when``."""
+    signer = SigV4Signer(host=server.url.split("//")[1], region="us-east-1", service="chime")
+    path = settings_path("acc-1", "user-1")
+    headers = signer.sign(
+        "PUT", path, GOOD_BODY, "application/json", SigningCredentials(AKID, SECRET), now=when
+    )
+    url = yarl.URL(server.url + path, encoded=True)
+    async with http.put(url, data=GOOD_BODY, headers=headers) as response:
+        return await answer(response)
+
+
+@pytest.fixture
+async def ahead() -> AsyncIterator[MockChimeServer]:
+    config = MockConfig(clock_offset_s=AHEAD)
+    async with MockChimeServer(config, wall_clock=lambda: WALL) as started:
+        yield started
+
+
+async def test_x_amz_date_is_judged_by_the_servers_skewed_clock(
+    http: aiohttp.ClientSession, ahead: MockChimeServer
+) -> None:
+    assert ahead.server_time() == WALL + AHEAD
+    behind = await put_signed_at(http, ahead, WALL)  # the client's clock: 15 minutes behind
+    assert behind.status == 403
+    body = json.loads(behind.body)
+    assert body["Message"] == (
+        "Signature expired: 20270115T080000Z is more than 300 s away from the server time "
+        "20270115T081500Z."
+    )
+    assert ahead.counters["clock_skew"] == 1
+    corrected = await put_signed_at(http, ahead, WALL + AHEAD)
+    assert corrected.status == 204
+    assert ahead.applied == {("acc-1", "user-1"): GOOD_SETTINGS}
+
+
+async def test_every_response_carries_one_date_header_from_the_servers_clock(
+    http: aiohttp.ClientSession, ahead: MockChimeServer
+) -> None:
+    want = "Fri, 15 Jan 2027 08:15:00 GMT"
+    assert email.utils.parsedate_to_datetime(want).timestamp() == WALL + AHEAD
+    responses = [
+        await put_signed_at(http, ahead, WALL + AHEAD),  # 204
+        await put_signed_at(http, ahead, WALL),  # 403 skew
+    ]
+    for path in ("/_mock/state", "/nowhere", "/_mock/nope"):
+        async with http.get(ahead.url + path) as response:
+            responses.append(await answer(response))
+    assert [r.status for r in responses] == [204, 403, 200, 401, 404]
+    assert [r.dates for r in responses] == [[want]] * 5
+
+
+async def test_send_date_false_sends_no_date_header_on_any_response(
+    http: aiohttp.ClientSession,
+) -> None:
+    config = MockConfig(clock_offset_s=AHEAD, send_date=False)
+    async with MockChimeServer(config, wall_clock=lambda: WALL) as server:
+        ok = await put_signed_at(http, server, WALL + AHEAD)
+        skewed = await put_signed_at(http, server, WALL)
+        async with http.get(server.url + "/_mock/state") as response:
+            admin = await answer(response)
+    assert (ok.status, skewed.status, admin.status) == (204, 403, 200)
+    assert [r.dates for r in (ok, skewed, admin)] == [[], [], []]
+
+
+async def test_the_clock_offset_and_the_date_header_change_at_run_time(
+    http: aiohttp.ClientSession, server: MockChimeServer
+) -> None:
+    server.set_limits(clock_offset_s=-60.0)
+    assert server.config.clock_offset_s == -60.0
+    change = {"clock_offset_s": 3600, "send_date": False}
+    async with http.post(server.url + "/_mock/limits", json=change) as response:
+        limits = await response.json()
+        assert "Date" not in response.headers
+    assert (limits["clock_offset_s"], limits["send_date"]) == (3600, False)
+    assert server.server_time() == pytest.approx(time.time() + 3600, abs=5)
+    for bad in ({"clock_offset_s": "soon"}, {"send_date": "yes"}):
+        async with http.post(server.url + "/_mock/limits", json=bad) as response:
+            assert response.status == 400
+            assert next(iter(bad)) in (await response.json())["Message"]
+
+
+def test_mock_config_refuses_a_clock_offset_that_is_not_a_number() -> None:
+    with pytest.raises(ValueError, match="clock_offset_s must be a number of seconds"):
+        MockConfig(clock_offset_s=math.nan)
+    with pytest.raises(ValueError, match="send_date must be true or false"):
+        MockConfig(send_date=1)  # type: ignore[arg-type]
+
+
+def test_standalone_server_takes_clock_offset_and_no_date_options() -> None:
+    with mock_process("--clock-offset", "900", "--no-date") as mock:
+        limits = mock.state()["limits"]
+        with urllib.request.urlopen(mock.url + "/_mock/state", timeout=10) as response:
+            date = response.headers.get("Date")
+    assert (limits["clock_offset_s"], limits["send_date"], date) == (900.0, False, None)
+    with (
+        mock_process("--clock-offset", "-120") as mock,
+        urllib.request.urlopen(mock.url + "/_mock/state", timeout=10) as response,
+    ):
+        served = email.utils.parsedate_to_datetime(response.headers["Date"]).timestamp()
+    assert served == pytest.approx(time.time() - 120, abs=5)
 
 
 # --- admin endpoints -----------------------------------------------------------------------------

@@ -23,6 +23,8 @@ from async_updater.report import (
 )
 from async_updater.summary import summarize_report
 
+from .processes import small_disk
+
 META: dict[str, Any] = {
     "input": "users.csv",
     "input_sha256": "a" * 64,
@@ -132,6 +134,64 @@ def test_unknown_format_and_unwritable_path_are_report_errors(tmp_path: Path) ->
         f"cannot write the report {tmp_path / 'no-such-folder' / 'r.jsonl'}: "
         "No such file or directory"
     )
+
+
+# -- a full disk ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("append", [False, True], ids=["new", "append"])
+def test_a_new_csv_report_on_a_full_disk_fails_when_opened_before_any_answer(
+    tmp_path: Path, append: bool
+) -> None:
+    path = tmp_path / "r.csv"
+    path.symlink_to("/dev/full")  # every write: ENOSPC; empty, so append writes a header too
+    with pytest.raises(ReportError) as info:
+        CsvReport(path, append=append)  # the header is written through at once
+    assert str(info.value) == f"cannot write the report {path}: No space left on device"
+
+
+def test_a_jsonl_report_has_no_header_and_fails_at_its_first_flush_on_a_full_disk(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "r.jsonl"
+    path.symlink_to("/dev/full")
+    sink = JsonlReport(path)
+    sink.write(res("u1"))  # buffered: nothing has touched the disk yet
+    with pytest.raises(ReportError) as info:
+        sink.flush()
+    assert str(info.value) == f"cannot write the report {path}: No space left on device"
+    sink.close()
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+@pytest.mark.parametrize("flush_every", [10, None], ids=["flushed", "buffered"])
+def test_a_disk_that_fills_keeps_failing_the_report_and_close_does_not_raise_again(
+    tmp_path: Path, fmt: str, flush_every: int | None
+) -> None:
+    with small_disk(tmp_path / "disk", 16) as disk:
+        path = disk / f"r.{fmt}"
+        sink = open_report(path, fmt)
+        written = 0
+        # Unflushed, the disk fills inside a write (the buffers spill): a ReportError too,
+        # never a bare OSError.
+        with pytest.raises(ReportError) as info:
+            for i in range(100_000):
+                sink.write(res(f"user-{i}"))
+                written += 1
+                if flush_every and i % flush_every == 0:
+                    sink.flush()
+        first = info.value
+        assert str(first) == f"cannot write the report {path}: No space left on device"
+        # Nothing more gets in, and every later call says so, the same way.
+        for call in (lambda: sink.write(res("late")), sink.flush):
+            with pytest.raises(ReportError) as again:
+                call()
+            assert again.value is first
+        sink.close()
+        sink.close()
+        rows = list(read_report(path))
+        assert 0 < len(rows) <= written
+        assert [r.user_id for r in rows] == [f"user-{i}" for i in range(len(rows))]
 
 
 # -- reading back after a crash -----------------------------------------------------------------

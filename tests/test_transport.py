@@ -9,6 +9,8 @@ import aiohttp
 import pytest
 from aioresponses import CallbackResult
 
+from async_updater.mock_server import MockChimeServer, MockConfig
+from async_updater.signing import Credentials, SigV4Signer
 from async_updater.transport import AiohttpTransport, TransportError
 
 from .conftest import CompatClientResponse, aioresponses
@@ -201,3 +203,35 @@ async def test_request_on_the_wire_is_exactly_the_signed_headers_and_ours() -> N
         "",
         "",
     ]
+
+
+async def test_an_error_answer_keeps_the_servers_date_header_and_a_success_does_not() -> None:
+    wall = 1_800_000_000.0
+    config = MockConfig(credentials={"AKIDT": "secret-t"}, clock_offset_s=900.0)
+    async with MockChimeServer(config, wall_clock=lambda: wall) as server:
+        transport = AiohttpTransport(server.url, concurrency=2)
+        signer = SigV4Signer(host=server.url.split("//")[1], region="us-east-1", service="chime")
+        path, body = "/accounts/a/users/u/settings", b'{"UserSettings": {}}'
+        try:
+            answers = []
+            for when in (wall, wall + 900.0):  # the client's clock, then the corrected one
+                headers = signer.sign(
+                    "PUT", path, body, "application/json", Credentials("AKIDT", "secret-t"),
+                    now=when,
+                )  # fmt: skip
+                answers.append(await transport.send("PUT", path, headers, body))
+        finally:
+            await transport.close()
+    skewed, accepted = answers
+    assert (skewed.status, skewed.error_code) == (403, "InvalidSignatureException")
+    assert skewed.message.startswith("Signature expired: ")
+    assert skewed.date == "Fri, 15 Jan 2027 08:15:00 GMT"
+    assert accepted.status == 400  # past the signature check: this body is not the real shape
+    assert accepted.date == "Fri, 15 Jan 2027 08:15:00 GMT"
+
+
+async def test_a_success_does_not_keep_the_date_header(transport: AiohttpTransport) -> None:
+    with aioresponses() as m:
+        m.put(URL, status=204, headers={"Date": "Fri, 15 Jan 2027 08:15:00 GMT"})
+        r = await transport.send("PUT", PATH, {}, b"{}")
+    assert (r.status, r.date) == (204, None)
