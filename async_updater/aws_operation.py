@@ -31,6 +31,7 @@ import difflib
 import hashlib
 import json
 import re
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -375,12 +376,12 @@ class ModelOperation:
 
     __slots__ = (
         "_checked",
-        "_content_type_key",
         "_input",
         "_model",
         "_params",
         "_parser",
         "_serializer",
+        "_tokens",
         "_typed",
         "columns",
         "id_column",
@@ -430,6 +431,11 @@ class ModelOperation:
             self._params: Template = lambda row: {}
         else:
             self._params = compiler.structure(params_template, self._input, "")
+        # botocore's client fills idempotency tokens the caller leaves out; so do we, but from
+        # the row's parameters rather than at random, so a re-sent row repeats its token.
+        self._tokens: tuple[str, ...] = tuple(
+            m for m in op.idempotent_members if m not in (params_template or {})
+        )
         columns = list(self._typed)
         if id_column is None:
             id_column = _default_id_column(params_template, compiler.first_columns)
@@ -460,14 +466,19 @@ class ModelOperation:
         ``ConfigError`` if the first row shows the template does not fit the model)."""
         if self._checked:
             params: dict[str, Any] = self._params(record.values)
-            return params
-        try:
-            params = self._params(record.values)
-        except _CellError as exc:
-            if exc.structural:
-                raise ConfigError(f"{OPTION}: on the first row: {exc}") from None
-            raise
-        self._check_first(params)
+        else:
+            try:
+                params = self._params(record.values)
+            except _CellError as exc:
+                if exc.structural:
+                    raise ConfigError(f"{OPTION}: on the first row: {exc}") from None
+                raise
+            self._check_first(params)
+        if self._tokens:
+            seed = json.dumps([self.name, params], sort_keys=True, default=str)
+            token = str(uuid.uuid5(uuid.NAMESPACE_URL, seed))
+            for member in self._tokens:
+                params[member] = token
         return params
 
     def build(self, record: RowRecord) -> HttpRequest:
