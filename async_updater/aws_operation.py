@@ -264,7 +264,10 @@ class _Compiler:
         self.literal(node, shape, path)
         return lambda row: node
 
-    def structure(self, node: Any, shape: Any, path: str) -> Template:
+    def structure(
+        self, node: Any, shape: Any, path: str, filled: frozenset[str] = frozenset()
+    ) -> Template:
+        """A structure; ``filled`` are required members supplied elsewhere if left out."""
         where = path or "the template"
         if not isinstance(node, dict):
             raise ConfigError(f"{OPTION}: {where} must be an object ({shape.name})")
@@ -277,7 +280,7 @@ class _Compiler:
                     f"{OPTION}: {_join(path, key)} is not a member of {shape.name}{hint} "
                     f"(members: {', '.join(members)})"
                 )
-        missing = [m for m in shape.required_members if m not in node]
+        missing = [m for m in shape.required_members if m not in node and m not in filled]
         if missing:
             raise ConfigError(
                 f"{OPTION}: {where} misses required member"
@@ -430,7 +433,9 @@ class ModelOperation:
                 raise ConfigError(f"{OPTION}: {op.name} takes no input; use {{}}")
             self._params: Template = lambda row: {}
         else:
-            self._params = compiler.structure(params_template, self._input, "")
+            self._params = compiler.structure(
+                params_template, self._input, "", frozenset(op.idempotent_members)
+            )
         # botocore's client fills idempotency tokens the caller leaves out; so do we, but from
         # the row's parameters rather than at random, so a re-sent row repeats its token.
         self._tokens: tuple[str, ...] = tuple(
@@ -473,12 +478,13 @@ class ModelOperation:
                 if exc.structural:
                     raise ConfigError(f"{OPTION}: on the first row: {exc}") from None
                 raise
-            self._check_first(params)
         if self._tokens:
             seed = json.dumps([self.name, params], sort_keys=True, default=str)
             token = str(uuid.uuid5(uuid.NAMESPACE_URL, seed))
             for member in self._tokens:
                 params[member] = token
+        if not self._checked:
+            self._check_first(params)
         return params
 
     def build(self, record: RowRecord) -> HttpRequest:
