@@ -361,8 +361,14 @@ class _Compiler:
 
 
 def _has_constraints(shape: Any) -> bool:
+    """Whether botocore's validator can refuse a value of the right type for ``shape``: a
+    minimum (a length minimum of 0 cannot fail; a number's can) or a union."""
     metadata = shape.metadata
-    return bool(metadata.get("min")) or "union" in metadata
+    if "union" in metadata:
+        return True
+    if "min" not in metadata:
+        return False
+    return shape.type_name not in ("string", "blob", "list", "map") or metadata["min"] > 0
 
 
 def _join(path: str, key: str) -> str:

@@ -104,6 +104,9 @@ def test_an_untyped_placeholder_takes_the_type_of_its_member() -> None:
     with pytest.raises(RowError) as info:
         record(o, instance="i-1", n="many")
     assert info.value.field == "n" and "not a valid int" in info.value.reason
+    with pytest.raises(RowError) as info:
+        o.params(record(o, instance="i-1", n="0"))  # the model's minimum is 1
+    assert info.value.field == "n" and "valid min value: 1" in info.value.reason
 
 
 def test_a_cell_the_model_refuses_makes_its_row_invalid_naming_column_and_member() -> None:
