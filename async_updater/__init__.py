@@ -6,6 +6,7 @@ The public API is what ``__all__`` lists; everything else may change without not
 
 from typing import TYPE_CHECKING, Any
 
+from .aws_operation import ModelOperation, ResolvedEndpoint, resolve_endpoint
 from .config import DEFAULT_ENDPOINT, LimitScope, UpdaterConfig
 from .errors import (
     ConfigError,
@@ -63,12 +64,14 @@ __all__ = [
     "MemoryReport",
     "MockChimeServer",
     "MockConfig",
+    "ModelOperation",
     "Operation",
     "RateController",
     "Record",
     "ReportError",
     "ReportLocked",
     "ReportSink",
+    "ResolvedEndpoint",
     "Result",
     "RowError",
     "RowRecord",
@@ -92,5 +95,6 @@ __all__ = [
     "open_report",
     "read_records",
     "read_report",
+    "resolve_endpoint",
     "update_users",
 ]

@@ -6,22 +6,30 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
 import signal
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any, TextIO
 
 from . import __version__
+from .aws_operation import (
+    ModelOperation,
+    describe_operation,
+    list_operations,
+    list_services,
+    resolve_endpoint,
+)
 from .config import DEFAULT_ENDPOINT, LimitScope, UpdaterConfig
-from .errors import ConfigError, InputError, ReportError, SafetyStop, UpdaterError
+from .errors import ConfigError, InputError, ReportError, RowError, SafetyStop, UpdaterError
 from .generic import GenericOperation, load_operation
 from .lock import ReportLock
 from .merge import merge_reports
-from .model import Result, RunSummary, Status, UserRecord
+from .model import Result, RowRecord, RunSummary, Status, UserRecord
 from .operation import Operation
 from .pipeline import Updater
 from .plot import plot_timeline, read_timeline
@@ -31,6 +39,7 @@ from .safety import DEFAULT_MAX_FAILURES, DEFAULT_REJECTIONS_IN_A_ROW, MIN_ANSWE
 from .signing import CredentialProvider, StaticCredentials
 from .source import CsvSource, Shard, ShardBasis, count_data_lines
 from .summary import format_report_summary, format_summary, summarize_report
+from .transport import AiohttpTransport, Transport
 
 __all__ = [
     "EXIT_FAILED",
@@ -70,6 +79,15 @@ safety stops: {DEFAULT_REJECTIONS_IN_A_ROW} credentials rejections in a row with
   than --max-failures allows. One run per report: a second run exits 2 naming the holder.
 credentials: the standard AWS chain (AWS_* environment variables, --profile / AWS_PROFILE,
   shared config and credentials files, SSO, container and instance roles).
+any AWS operation: --aws-operation SERVICE:Operation --params-template params.json sends one
+  request per row, serialized by botocore from the service's model, e.g.
+    --aws-operation cognito-idp:AdminUpdateUserAttributes --params-template params.json
+  with params.json {{"UserPoolId": "{{pool}}", "Username": "{{username}}",
+                    "UserAttributes": [{{"Name": "email", "Value": "{{email}}"}}]}}
+  The CSV then has the columns the template names. The endpoint comes from botocore's resolver
+  for the service and --region, unless --endpoint-url, AWS_ENDPOINT_URL_<SERVICE_ID> or
+  AWS_ENDPOINT_URL say otherwise. 'async-updater operations SERVICE:Operation' shows the input
+  shape and a template to start from.
 """
 
 
@@ -147,6 +165,17 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("timeline", metavar="TIMELINE", help="a file written by run --timeline")
     plot.add_argument("--out", required=True, metavar="PNG", help="image file to write")
     plot.add_argument("--title", default="async-updater run", help="plot title")
+
+    ops = sub.add_parser(
+        "operations",
+        help="list the AWS services and operations --aws-operation can send (sends nothing)",
+        description=(
+            "Without an argument, list the services botocore has models for; with SERVICE, its "
+            "operations; with SERVICE:Operation, the operation's input shape (required members "
+            "marked *) and a --params-template skeleton to start from."
+        ),
+    )
+    ops.add_argument("what", nargs="?", metavar="SERVICE[:Operation]", help="what to show")
 
     mock = sub.add_parser(
         "mock-server",
@@ -242,10 +271,24 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     )
     g = p.add_argument_group(
         "other operations",
-        "Chime UpdateUserSettings is the default. --path-template switches to a generic SigV4 "
-        "call per row: {column} placeholders in the path are percent-encoded as one segment; "
-        "the body template is a JSON file whose strings may be placeholders, typed as "
-        "{column:bool}, {column:int}, {column:float}, {column:json} or text {column}.",
+        "Chime UpdateUserSettings is the default. --aws-operation sends any AWS operation, "
+        "serialized by botocore from its model, with parameters from --params-template. "
+        "--path-template switches to a generic SigV4 call per row: {column} placeholders in "
+        "the path are percent-encoded as one segment; the body template is a JSON file whose "
+        "strings may be placeholders, typed as {column:bool}, {column:int}, {column:float}, "
+        "{column:json} or text {column}.",
+    )
+    g.add_argument(
+        "--aws-operation",
+        metavar="SERVICE:OPERATION",
+        help="an AWS operation by its botocore name, e.g. cognito-idp:AdminUpdateUserAttributes "
+        "(see 'async-updater operations')",
+    )
+    g.add_argument(
+        "--params-template",
+        metavar="FILE",
+        help="JSON file of the operation's input parameters with {column} placeholders; an "
+        "untyped placeholder takes the type of the member it fills",
     )
     g.add_argument(
         "--operation", default="", metavar="NAME", help="a registered operation (entry point)"
@@ -254,7 +297,12 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--service", help="SigV4 signing name for --path-template, e.g. execute-api")
     g.add_argument("--path-template", metavar="TEMPLATE", help="e.g. /v1/users/{user_id}/flags")
     g.add_argument("--body-template", metavar="FILE", help="JSON body template file")
-    g.add_argument("--id-column", metavar="COLUMN", help="column shown as user_id in the report")
+    g.add_argument(
+        "--id-column",
+        metavar="COLUMN",
+        help="column shown as user_id in the report (default: the last path placeholder; with "
+        "--aws-operation, the column filling a Username/UserName/UserId member, else the first)",
+    )
     g.add_argument(
         "--scope-column",
         default="account_id",
@@ -282,6 +330,8 @@ def main(argv: list[str] | None = None) -> int:
             return report_command(args)
         if args.command == "merge-reports":
             return merge_command(args)
+        if args.command == "operations":
+            return operations_command(args)
         if args.command == "plot":
             plot_timeline(read_timeline(args.timeline), args.out, title=args.title)
             print(f"wrote {args.out}")
@@ -311,11 +361,18 @@ def _run_async(factory: Callable[[], Coroutine[Any, Any, int]]) -> int:
 
 
 def operation_from_args(args: argparse.Namespace) -> Operation:
+    if args.aws_operation:
+        return _model_operation(args)
+    if args.params_template:
+        raise ConfigError("--params-template: only used with --aws-operation")
     generic_only = ("method", "service", "body_template", "id_column")
     if not args.path_template:
         used = [f"--{n.replace('_', '-')}" for n in generic_only if _given(args, n)]
         if used:
-            raise ConfigError(f"{', '.join(used)}: only used with --path-template")
+            raise ConfigError(
+                f"{', '.join(used)}: only used with --path-template"
+                + (" or --aws-operation" if used == ["--id-column"] else "")
+            )
         return load_operation(args.operation)
     if args.operation:
         raise ConfigError("--operation and --path-template cannot be used together")
@@ -339,9 +396,36 @@ def operation_from_args(args: argparse.Namespace) -> Operation:
     )
 
 
+def _model_operation(args: argparse.Namespace) -> ModelOperation:
+    clash = [
+        f"--{n.replace('_', '-')}"
+        for n in ("operation", "path_template", "method", "service", "body_template")
+        if _given(args, n)
+    ]
+    if clash:
+        raise ConfigError(f"--aws-operation and {', '.join(clash)} cannot be used together")
+    if not args.params_template:
+        raise ConfigError(
+            "--params-template: required with --aws-operation "
+            f"(async-updater operations {args.aws_operation} prints a skeleton)"
+        )
+    try:
+        template = json.loads(Path(args.params_template).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"--params-template: cannot read it ({exc.strerror})") from None
+    except ValueError as exc:
+        raise ConfigError(f"--params-template: not valid JSON ({exc})") from None
+    return ModelOperation(
+        args.aws_operation,
+        template,
+        id_column=args.id_column,
+        scope_column=args.scope_column or None,
+    )
+
+
 def _given(args: argparse.Namespace, name: str) -> bool:
     value = getattr(args, name)
-    return value is not None and not (name == "method" and value == "PUT")
+    return bool(value) and not (name == "method" and value == "PUT")
 
 
 def endpoint_from(args: argparse.Namespace, service: str) -> str:
@@ -363,11 +447,20 @@ def endpoint_from(args: argparse.Namespace, service: str) -> str:
 
 def config_from_args(args: argparse.Namespace, operation: Operation) -> UpdaterConfig:
     region = args.region or _profile_region(args.profile) or "us-east-1"
+    if isinstance(operation, ModelOperation):
+        # botocore's resolver: the endpoint options and variables as the SDKs read them, then
+        # the service's rules; the endpoint may also say which name and region to sign for.
+        resolved = resolve_endpoint(
+            operation, region, endpoint_url=args.endpoint_url, profile=args.profile
+        )
+        endpoint, region, service = resolved.url, resolved.signing_region, resolved.signing_name
+    else:
+        endpoint, service = endpoint_from(args, operation.service), operation.service
     return UpdaterConfig(
-        endpoint_url=endpoint_from(args, operation.service),
+        endpoint_url=endpoint,
         region=region,
         profile=args.profile,
-        service=operation.service,
+        service=service,
         rate=args.rate,
         concurrency=args.concurrency,
         max_attempts=args.max_attempts,
@@ -438,6 +531,17 @@ async def _run_locked(
     credentials: CredentialProvider | None,
     out: TextIO,
 ) -> int:
+    transport: Transport | None = None
+    if isinstance(operation, ModelOperation):
+        # The template meets the model on the first row now, before the report is touched.
+        check_first_row(operation, CsvSource(args.input, operation, shard=source.shard))
+        transport = AiohttpTransport(
+            config.endpoint_url,
+            concurrency=config.concurrency,
+            timeout=config.timeout,
+            connect_timeout=config.connect_timeout,
+            error_parser=operation.error_parser,
+        )
     meta = {
         "input": str(args.input),
         "input_sha256": input_fingerprint(args.input),
@@ -462,7 +566,8 @@ async def _run_locked(
     stop: SafetyStop | None = None
     # Credentials are resolved before the report is touched: a run that cannot sign must
     # leave an existing report exactly as it was.
-    async with Updater(config, operation=operation, credentials=credentials) as updater:
+    updater = Updater(config, operation=operation, credentials=credentials, transport=transport)
+    async with _closing(transport), updater:
         skip = None
         if args.resume:
             state = ResumeState.prepare(report_path, args.format, meta)
@@ -539,6 +644,32 @@ class _StopWhenUnwritable:
 
     def close(self) -> None:
         self.sink.close()
+
+
+def check_first_row(operation: ModelOperation, source: CsvSource, *, within: int = 1000) -> None:
+    """Build the parameters of the first valid row among the first ``within`` rows, so a
+    template that does not fit the model is a ``ConfigError`` before anything is written or
+    sent. A bad row is left for the run to report."""
+    for n, item in enumerate(source):
+        if n >= within:
+            return
+        if not isinstance(item, RowRecord):
+            continue  # an invalid row (a Result): the run reports it
+        try:
+            operation.params(item)
+        except RowError:
+            continue
+        return
+
+
+@contextlib.asynccontextmanager
+async def _closing(transport: Transport | None) -> AsyncIterator[None]:
+    """Close a transport the CLI made for the ``Updater`` (which closes only its own)."""
+    try:
+        yield
+    finally:
+        if transport is not None:
+            await transport.close()
 
 
 def _check_writable(path: Path, option: str = "--report") -> None:
@@ -629,6 +760,21 @@ def report_command(args: argparse.Namespace) -> int:
         print(format_report_summary(summary))
     bad = summary.counts.get(Status.FAILED.value, 0) + summary.counts.get(Status.INVALID.value, 0)
     return EXIT_FAILED if bad else EXIT_OK
+
+
+def operations_command(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
+    """``operations``: the services; ``operations SERVICE``: its operations;
+    ``operations SERVICE:Op``: the input shape and a params template skeleton."""
+    out = out or sys.stdout
+    what = (args.what or "").strip()
+    if not what:
+        lines = list_services()
+    elif ":" in what:
+        lines = [describe_operation(what)]
+    else:
+        lines = list_operations(what.lower())
+    print("\n".join(lines), file=out)
+    return EXIT_OK
 
 
 def merge_command(args: argparse.Namespace) -> int:

@@ -19,11 +19,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from importlib.metadata import entry_points
 from typing import Any
 
-from .errors import ConfigError, InputError, RowError
+from .errors import ConfigError
 from .model import RowRecord
 from .operation import (
     ChimeUpdateUserSettings,
@@ -31,70 +31,13 @@ from .operation import (
     Operation,
     RowParser,
     encode_segment,
-    parse_bool,
-    validate_id,
 )
+from .template import PLACEHOLDER, Template, compile_json, typed_row_parser
 
 __all__ = ["ENTRY_POINT_GROUP", "GenericOperation", "load_operation"]
 
 ENTRY_POINT_GROUP = "async_updater.operations"
-_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.-]*)(?::([a-z]+))?\}")
-_TYPES = ("str", "bool", "int", "float", "json")
 _METHODS = ("PUT", "POST", "PATCH", "DELETE")
-
-Template = Callable[[Mapping[str, Any]], Any]
-
-
-def _convert(column: str, kind: str, text: str) -> Any:
-    if kind == "str":
-        return text.strip()
-    if kind == "bool":
-        return parse_bool(column, text)
-    value = text.strip()
-    try:
-        if kind == "int":
-            return int(value)
-        if kind == "float":
-            number = float(value)
-            if number != number or number in (float("inf"), float("-inf")):
-                raise ValueError
-            return number
-        return json.loads(value)
-    except ValueError:
-        shown = value if len(value) <= 40 else value[:37] + "..."
-        raise RowError(column, f"{shown!r} is not a valid {kind}") from None
-
-
-def _compile(node: Any, typed: dict[str, str]) -> Template:
-    """Turn a JSON template into a function of the row's typed values."""
-    if isinstance(node, dict):
-        parts = [(k, _compile(v, typed)) for k, v in node.items()]
-        return lambda row: {k: f(row) for k, f in parts}
-    if isinstance(node, list):
-        items = [_compile(v, typed) for v in node]
-        return lambda row: [f(row) for f in items]
-    if isinstance(node, str):
-        whole = _PLACEHOLDER.fullmatch(node)
-        if whole:
-            column, kind = whole.group(1), whole.group(2) or "str"
-            _note(typed, column, kind)
-            return lambda row: row[column]
-        found = list(_PLACEHOLDER.finditer(node))
-        if not found:
-            return lambda row: node
-        for m in found:
-            _note(typed, m.group(1), "str" if m.group(2) is None else m.group(2))
-        return lambda row: _PLACEHOLDER.sub(lambda m: str(row[m.group(1)]), node)
-    return lambda row: node
-
-
-def _note(typed: dict[str, str], column: str, kind: str) -> None:
-    if kind not in _TYPES:
-        raise ConfigError(f"--body-template: {{{column}:{kind}}}: type must be one of {_TYPES}")
-    known = typed.setdefault(column, kind)
-    # A path column is a validated string ("id"): using it as text in the body is fine.
-    if known != kind and not (known == "id" and kind == "str"):
-        raise ConfigError(f"--body-template: column {column!r} is used with two types")
 
 
 class GenericOperation:
@@ -143,7 +86,7 @@ class GenericOperation:
         self.service = service
         self.content_type = content_type
         # Literal parts and placeholder names alternate: "/v1/users/" {user_id} "/flags".
-        pieces = _PLACEHOLDER.split(path_template)
+        pieces = PLACEHOLDER.split(path_template)
         self._path_parts: list[str] = []
         self._path_columns: list[str] = []
         for i in range(0, len(pieces), 3):
@@ -162,39 +105,16 @@ class GenericOperation:
         self._typed: dict[str, str] = {c: "id" for c in self._path_columns}
         self._body: Template | None = None
         if body_template is not None:
-            self._body = _compile(body_template, self._typed)
+            self._body = compile_json(body_template, self._typed, "--body-template")
         self.id_column = id_column or self._path_columns[-1]
         self.scope_column = scope_column
         needed = dict.fromkeys([*self._typed, self.id_column])
         self.columns: tuple[str, ...] = tuple(needed)
 
     def row_parser(self, header: Sequence[str]) -> RowParser:
-        names = [h.strip().lower() for h in header]
-        index = {n: i for i, n in enumerate(names)}
-        missing = [c for c in self.columns if c.lower() not in index]
-        if missing:
-            raise InputError(
-                f"the header does not fit: missing {', '.join(missing)}. "
-                f"The templates need: {','.join(self.columns)}"
-            )
-        fields = [(c, self._typed.get(c, "id"), index[c.lower()]) for c in self.columns]
-        width = len(header)
-        scope = index.get(self.scope_column.lower(), -1) if self.scope_column else -1
-        id_index = index[self.id_column.lower()]
-
-        def parse(cells: Sequence[str], line: int) -> RowRecord:
-            if len(cells) != width:
-                raise RowError("", f"has {len(cells)} fields; the header has {width}")
-            values: dict[str, Any] = {}
-            for column, kind, i in fields:
-                text = cells[i]
-                values[column] = (
-                    validate_id(column, text) if kind == "id" else _convert(column, kind, text)
-                )
-            account = cells[scope].strip() if scope >= 0 else ""
-            return RowRecord(account, str(cells[id_index]).strip(), values, line)
-
-        return parse
+        return typed_row_parser(
+            header, self.columns, self._typed, self.id_column, self.scope_column
+        )
 
     def build(self, record: RowRecord) -> HttpRequest:
         values = record.values

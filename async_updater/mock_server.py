@@ -17,6 +17,13 @@ as a real server's clock is ahead of a laptop that slept: X-Amz-Date is judged a
 every response carries an RFC 7231 ``Date`` header read from it (or, with ``send_date=False``,
 no ``Date`` at all).
 
+With ``api=MockApi.COGNITO`` (``--api cognito``) it answers Cognito ``AdminUpdateUserAttributes``
+instead, in the awsJson1.1 protocol: ``POST /`` with ``X-Amz-Target:
+AWSCognitoIdentityProviderService.AdminUpdateUserAttributes``, signed for ``cognito-idp``. The
+same order applies (the ids come from the body); throttling is a 400 ``TooManyRequestsException``
+(``__type`` in a JSON body), as Cognito answers; the attributes applied are recorded per
+(UserPoolId, Username) in ``attributes``, and the pool is the account of ``limit_scope="account"``.
+
 Run standalone with ``python -m async_updater.mock_server --port 8080``; it binds loopback only.
 """
 
@@ -54,6 +61,7 @@ from .errors import ConfigError
 __all__ = [
     "AuthFailure",
     "Event",
+    "MockApi",
     "MockChimeServer",
     "MockConfig",
     "SigV4Verifier",
@@ -79,6 +87,20 @@ _LIMIT_KEYS: Final = frozenset(
 # Derived keys and parsed dates repeat for almost every request; the bound only guards against a
 # client that sends endless distinct values.
 _CACHE_LIMIT: Final = 1024
+
+
+class MockApi(str, Enum):
+    """Which API the mock answers."""
+
+    CHIME = "chime"  # restJson1 Chime UpdateUserSettings
+    COGNITO = "cognito"  # awsJson1.1 Cognito AdminUpdateUserAttributes
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_COGNITO_TARGET: Final = "AWSCognitoIdentityProviderService.AdminUpdateUserAttributes"
+_AMZ_JSON_11: Final = "application/x-amz-json-1.1"
 
 
 def _default_credentials() -> Mapping[str, str]:
@@ -129,8 +151,18 @@ class MockConfig:
     verify_fraction: float = 1.0
     record_events: bool = False
     seed: int = 0
+    api: MockApi = MockApi.CHIME
 
     def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "api", MockApi(self.api))
+        except ValueError:
+            raise ConfigError(
+                f"api must be one of {', '.join(a.value for a in MockApi)}, got {self.api!r}"
+            ) from None
+        if self.api is MockApi.COGNITO and self.service == "chime":
+            # The default signing name is Chime's; a Cognito API is signed for cognito-idp.
+            object.__setattr__(self, "service", "cognito-idp")
         # Freeze what callers passed so a config shared between servers cannot change under them.
         object.__setattr__(self, "credentials", MappingProxyType(dict(self.credentials)))
         object.__setattr__(self, "session_tokens", MappingProxyType(dict(self.session_tokens)))
@@ -648,6 +680,8 @@ class MockChimeServer:
         self._throttle_headers: dict[str, str] = {}
         self.url = ""
         self.applied: dict[tuple[str, str], dict[str, bool]] = {}
+        # Cognito mode: (UserPoolId, Username) -> attributes, as applied so far.
+        self.attributes: dict[tuple[str, str], dict[str, str]] = {}
         self.apply_counts: collections.Counter[tuple[str, str]] = collections.Counter()
         self.counters: collections.Counter[str] = collections.Counter()
         self.timeline: dict[int, dict[str, float]] = {}
@@ -783,6 +817,7 @@ class MockChimeServer:
         """Forget what happened: clear applied users, counters, timeline and events, restart the
         timeline at second 0 and refill the buckets. Limits stay as they are."""
         self.applied.clear()
+        self.attributes.clear()
         self.apply_counts.clear()
         self.counters.clear()
         self.timeline.clear()
@@ -798,7 +833,7 @@ class MockChimeServer:
         cfg = self._config
         return {
             "counters": dict(self.counters),
-            "applied_users": len(self.applied),
+            "applied_users": len(self.applied) + len(self.attributes),
             "max_apply_count": max(counts, default=0),
             "reapplied_users": sum(1 for n in counts if n > 1),
             "timeline": {str(s): dict(v) for s, v in sorted(self.timeline.items())},
@@ -867,6 +902,8 @@ class MockChimeServer:
             return await self._respond(
                 _error(failure.status, failure.code, failure.message), arrived, "", ""
             )
+        if cfg.api is MockApi.COGNITO:
+            return await self._handle_cognito(request, raw_path, body, arrived)
         try:
             ids = _parse_route(raw_path)
         except UnicodeDecodeError:
@@ -941,6 +978,76 @@ class MockChimeServer:
         response = web.Response(status=204, headers={"x-amzn-RequestId": str(uuid.uuid4())})
         return await self._respond(response, arrived, account_id, user_id)
 
+    async def _handle_cognito(
+        self, request: web.BaseRequest, raw_path: str, body: bytes, arrived: float
+    ) -> web.StreamResponse:
+        """Cognito ``AdminUpdateUserAttributes`` (awsJson1.1), after authentication."""
+        counters = self.counters
+        cfg = self._config
+        if request.method != "POST" or raw_path.partition("?")[0] != "/":
+            counters["no_route"] += 1
+            return await self._respond(
+                _json_error(404, "UnknownOperationException", "no such route"), arrived, "", ""
+            )
+        if request.headers.get("X-Amz-Target") != _COGNITO_TARGET:
+            counters["no_route"] += 1
+            response = _json_error(
+                400, "UnknownOperationException", f"this mock answers only {_COGNITO_TARGET}"
+            )
+            return await self._respond(response, arrived, "", "")
+        if request.headers.get("Content-Type") != _AMZ_JSON_11:
+            counters["bad_request"] += 1
+            response = _json_error(
+                400, "SerializationException", f"Content-Type must be {_AMZ_JSON_11}"
+            )
+            return await self._respond(response, arrived, "", "")
+        parsed = _parse_cognito_update(body)
+        if isinstance(parsed, str):
+            counters["bad_request"] += 1
+            response = _json_error(400, "InvalidParameterException", parsed)
+            return await self._respond(response, arrived, "", "")
+        pool, username, attributes = parsed
+        second = int(arrived - self._t0)
+        slot = self.timeline.setdefault(
+            second,
+            {"accepted": 0.0, "throttled": 0.0, "faults": 0.0, "admitted": 0.0},
+        )
+        slot["allowed_rate"] = cfg.rate_limit or 0.0
+        bucket = self._bucket_for(pool, arrived)
+        if bucket is not None and not bucket.take(arrived):
+            counters["throttled"] += 1
+            slot["throttled"] += 1
+            # Cognito throttles with a 400, not a 429: the code alone says what happened.
+            response = _json_error(400, "TooManyRequestsException", "Rate exceeded")
+            if self._throttle_headers:
+                response.headers.update(self._throttle_headers)
+            return await self._respond(response, arrived, pool, username)
+        counters["admitted"] += 1
+        slot["admitted"] += 1
+        if cfg.fault_rate and self._fault_rng.random() < cfg.fault_rate:
+            counters["faults"] += 1
+            slot["faults"] += 1
+            if self._fault_rng.random() < 0.5:
+                response = _json_error(500, "InternalErrorException", "Internal error.")
+            else:
+                response = _json_error(503, "ServiceUnavailableException", "Unavailable.")
+            return await self._respond(response, arrived, pool, username)
+        if username in cfg.not_found:
+            counters["not_found"] += 1
+            response = _json_error(400, "UserNotFoundException", "User does not exist.")
+            return await self._respond(response, arrived, pool, username)
+        key = (pool, username)
+        self.attributes[key] = {**self.attributes.get(key, {}), **attributes}
+        self.apply_counts[key] += 1
+        counters["accepted"] += 1
+        slot["accepted"] += 1
+        response = web.Response(
+            status=200,
+            body=b"{}",
+            headers={"x-amzn-RequestId": str(uuid.uuid4()), "Content-Type": _AMZ_JSON_11},
+        )
+        return await self._respond(response, arrived, pool, username)
+
     async def _respond(
         self, response: web.Response, arrived: float, account_id: str, user_id: str
     ) -> web.Response:
@@ -969,10 +1076,13 @@ class MockChimeServer:
         if path == "/_mock/applied":
             if method != "GET":
                 return _admin_error(405, f"{path} takes GET")
+            applied: Mapping[tuple[str, str], Any] = (
+                self.attributes if self._config.api is MockApi.COGNITO else self.applied
+            )
             return web.json_response(
                 [
                     [account_id, user_id, settings, self.apply_counts[(account_id, user_id)]]
-                    for (account_id, user_id), settings in self.applied.items()
+                    for (account_id, user_id), settings in applied.items()
                 ]
             )
         if path == "/_mock/events":
@@ -1023,6 +1133,46 @@ def _error(status: int, code: str, message: str) -> web.Response:
             "Content-Type": "application/json",
         },
     )
+
+
+def _json_error(status: int, code: str, message: str) -> web.Response:
+    """An awsJson1.1 error: the code in the body's ``__type``, as Cognito answers."""
+    return web.Response(
+        status=status,
+        body=json.dumps({"__type": code, "message": message}).encode(),
+        headers={"x-amzn-RequestId": str(uuid.uuid4()), "Content-Type": _AMZ_JSON_11},
+    )
+
+
+def _parse_cognito_update(body: bytes) -> tuple[str, str, dict[str, str]] | str:
+    """(UserPoolId, Username, {Name: Value}) from an AdminUpdateUserAttributes body, or why the
+    body is not that."""
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return "The request body is not valid JSON."
+    if not isinstance(document, dict):
+        return "The request body must be a JSON object."
+    unknown = set(document) - {"UserPoolId", "Username", "UserAttributes", "ClientMetadata"}
+    if unknown:
+        return f"Unknown member(s): {', '.join(sorted(unknown))}."
+    pool, username = document.get("UserPoolId"), document.get("Username")
+    if not isinstance(pool, str) or not pool or not isinstance(username, str) or not username:
+        return "UserPoolId and Username must be non-empty strings."
+    items = document.get("UserAttributes")
+    if not isinstance(items, list):
+        return "UserAttributes must be a list."
+    attributes: dict[str, str] = {}
+    for item in items:
+        if (
+            not isinstance(item, dict)
+            or not set(item) <= {"Name", "Value"}
+            or not isinstance(item.get("Name"), str)
+            or not isinstance(item.get("Value", ""), str)
+        ):
+            return "Each of UserAttributes must be {Name: string, Value: string}."
+        attributes[item["Name"]] = item.get("Value", "")
+    return pool, username, attributes
 
 
 def _admin_error(status: int, message: str) -> web.Response:
@@ -1078,6 +1228,13 @@ def _build_parser() -> argparse.ArgumentParser:
         help="record every handled request (GET /_mock/events returns them)",
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--api",
+        choices=[a.value for a in MockApi],
+        default=MockApi.CHIME.value,
+        help="chime: Chime UpdateUserSettings (default); cognito: Cognito "
+        "AdminUpdateUserAttributes in awsJson1.1, throttling with 400 TooManyRequestsException",
+    )
     parser.add_argument("--duration", type=float, help="exit after this many seconds")
     return parser
 
@@ -1137,6 +1294,7 @@ def main(argv: list[str] | None = None) -> int:
             send_date=not args.no_date,
             record_events=args.record_events,
             seed=args.seed,
+            api=MockApi(args.api),
         )
     except ValueError as exc:
         parser.error(str(exc))

@@ -36,12 +36,21 @@ _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 
 @dataclass(frozen=True, slots=True)
 class HttpRequest:
-    """What to send: ``path`` is already percent-encoded; ``body`` is the exact bytes."""
+    """What to send: ``path`` and ``query`` are already percent-encoded, as sent (the query
+    without its ``?``); ``body`` is the exact bytes; ``content_type`` empty sends none;
+    ``headers`` are extra headers to send and sign (e.g. ``X-Amz-Target``)."""
 
     method: str
     path: str
     body: bytes
     content_type: str = "application/json"
+    query: str = ""
+    headers: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def target(self) -> str:
+        """The request target: the path, then ``?query`` if there is one."""
+        return f"{self.path}?{self.query}" if self.query else self.path
 
 
 RowParser = Callable[[Sequence[str], int], Record]
@@ -143,11 +152,11 @@ class ChimeUpdateUserSettings:
 
     __slots__ = ()
 
-    # The body depends on three booleans only: build the eight variants once.
+    # The body depends on three booleans only: build the eight variants once, byte for byte as
+    # botocore's rest-json serializer writes them (json.dumps with its default separators).
     _BODIES: dict[tuple[bool, bool, bool], bytes] = {
         (i, o, s): json.dumps(
-            {"UserSettings": {"Telephony": {"InboundCalling": i, "OutboundCalling": o, "SMS": s}}},
-            separators=(",", ":"),
+            {"UserSettings": {"Telephony": {"InboundCalling": i, "OutboundCalling": o, "SMS": s}}}
         ).encode()
         for i in (False, True)
         for o in (False, True)

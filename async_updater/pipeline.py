@@ -418,7 +418,13 @@ class _Run:
         redactor.remember(credentials)
         request = item.request
         headers = self.up._signer.sign(
-            request.method, request.path, request.body, request.content_type, credentials
+            request.method,
+            request.path,
+            request.body,
+            request.content_type,
+            credentials,
+            query=request.query,
+            headers=request.headers,  # returned among the signed headers, so sent with them
         )
         stats = self.stats
         sent_at = self.clock.now()
@@ -429,7 +435,7 @@ class _Run:
         started = perf_counter()  # the loop's clock may tick in whole ms (uvloop): not for latency
         try:
             response = await self.up._transport.send(
-                request.method, request.path, headers, request.body
+                request.method, request.target, headers, request.body
             )
         except TransportError as exc:
             response = Response(0, "", exc.code, str(exc))

@@ -3,7 +3,9 @@
 ``Transport`` is a Protocol so tests and benchmarks can put anything behind it; the production
 ``AiohttpTransport`` keeps connections alive, caps them at ``--concurrency``, bounds every wait
 with timeouts, and turns an answer into a ``Response`` (status, request id, error code/message,
-Retry-After) without raising for HTTP errors.
+Retry-After) without raising for HTTP errors. How an error body is read is an ``ErrorParser``:
+by default the JSON shapes Chime and most REST APIs answer with; an operation built from a
+botocore model supplies its protocol's parser.
 """
 
 from __future__ import annotations
@@ -11,16 +13,24 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 import aiohttp
 from yarl import URL
 
-from .retry import parse_retry_after
+from .retry import THROTTLING_CODES, parse_retry_after
 
-__all__ = ["AiohttpTransport", "Response", "Transport", "TransportError"]
+__all__ = [
+    "AiohttpTransport",
+    "ErrorParser",
+    "Response",
+    "Transport",
+    "TransportError",
+    "json_error_details",
+    "short_text",
+]
 
 _MAX_ERROR_BODY = 64 * 1024
 
@@ -48,10 +58,16 @@ class TransportError(Exception):
         self.code = code
 
 
+ErrorParser = Callable[[int, Mapping[str, str], bytes], tuple[str, str]]
+"""Reads an error answer (status, case-insensitive headers, body) into (error code, message)."""
+
+
 class Transport(Protocol):
     async def send(
-        self, method: str, path: str, headers: Mapping[str, str], body: bytes
-    ) -> Response: ...
+        self, method: str, target: str, headers: Mapping[str, str], body: bytes
+    ) -> Response:
+        """Send one request; ``target`` is the encoded path, then ``?query`` if any."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -59,7 +75,7 @@ class Transport(Protocol):
 class AiohttpTransport:
     """Sends to ``endpoint_url`` over one ``aiohttp.ClientSession`` with keep-alive."""
 
-    __slots__ = ("_limit", "_prefix", "_root", "_session", "_timeout")
+    __slots__ = ("_error_parser", "_limit", "_prefix", "_root", "_session", "_timeout")
 
     def __init__(
         self,
@@ -68,7 +84,9 @@ class AiohttpTransport:
         concurrency: int,
         timeout: float = 30.0,
         connect_timeout: float = 5.0,
+        error_parser: ErrorParser | None = None,
     ) -> None:
+        self._error_parser = error_parser or json_error_details
         # Request URLs are the root with its path replaced: ``with_path`` reuses the parsed
         # host, where parsing the whole URL string again for every request costs 3x as much.
         self._root = URL(endpoint_url.rstrip("/"), encoded=True)
@@ -95,25 +113,40 @@ class AiohttpTransport:
         return self._session
 
     async def send(
-        self, method: str, path: str, headers: Mapping[str, str], body: bytes
+        self, method: str, target: str, headers: Mapping[str, str], body: bytes
     ) -> Response:
         session = self._session or self._open()
-        url = self._root.with_path(self._prefix + path, encoded=True)
+        if "?" in target:
+            path, _, query = target.partition("?")
+            root = self._root
+            url = URL.build(
+                scheme=root.scheme,
+                authority=root.raw_authority,
+                path=self._prefix + path,
+                query_string=query,
+                encoded=True,
+            )
+        else:
+            url = self._root.with_path(self._prefix + target, encoded=True)
         try:
             async with session.request(
                 method, url, data=body, headers=headers, allow_redirects=False
             ) as resp:
                 status = resp.status
-                request_id = resp.headers.get("x-amzn-RequestId", "")
+                # restXml services (and S3-style APIs) name it x-amz-request-id.
+                answer = resp.headers
+                request_id = answer.get("x-amzn-RequestId", "") or answer.get(
+                    "x-amz-request-id", ""
+                )
                 if status < 300:
                     await resp.read()
                     return Response(status, request_id)
                 raw = await resp.content.read(_MAX_ERROR_BODY)
-                code, message = _error_details(resp.headers, raw, status)
+                code, message = self._error_parser(status, answer, raw)
                 retry_after = None
-                if status == 429 or status == 503:
-                    retry_after = parse_retry_after(resp.headers, time.time())
-                date = resp.headers.get("Date")
+                if status == 429 or status == 503 or code in THROTTLING_CODES:
+                    retry_after = parse_retry_after(answer, time.time())
+                date = answer.get("Date")
                 return Response(status, request_id, code, message, retry_after, date)
         except asyncio.TimeoutError:
             raise TransportError("Timeout", f"no answer within {self._timeout.total:g}s") from None
@@ -125,7 +158,7 @@ class AiohttpTransport:
             ) from None
         except (aiohttp.ClientError, OSError) as exc:
             raise TransportError(
-                "ConnectionError", _short(f"{type(exc).__name__}: {exc}")
+                "ConnectionError", short_text(f"{type(exc).__name__}: {exc}")
             ) from None
 
     async def close(self) -> None:
@@ -134,8 +167,9 @@ class AiohttpTransport:
             self._session = None
 
 
-def _error_details(headers: Mapping[str, str], raw: bytes, status: int) -> tuple[str, str]:
-    """Error code from ``x-amzn-ErrorType`` or the body's ``Code``/``__type``; the message."""
+def json_error_details(status: int, headers: Mapping[str, str], raw: bytes) -> tuple[str, str]:
+    """The default ``ErrorParser``: the code from ``x-amzn-ErrorType`` or the body's
+    ``Code``/``__type``, the body's ``Message``; ``HTTP<status>`` when there is no code."""
     code = headers.get("x-amzn-ErrorType", "")
     message = ""
     if raw:
@@ -154,9 +188,10 @@ def _error_details(headers: Mapping[str, str], raw: bytes, status: int) -> tuple
             message = raw.decode("utf-8", "replace")
     # "Code:http://internal.amazon.com/..." and "ns#Code" forms both name the code first/last.
     code = code.partition(":")[0].rpartition("#")[2].strip()
-    return code or f"HTTP{status}", _short(message) or f"HTTP {status} with no message"
+    return code or f"HTTP{status}", short_text(message) or f"HTTP {status} with no message"
 
 
-def _short(text: str, limit: int = 300) -> str:
+def short_text(text: str, limit: int = 300) -> str:
+    """``text`` on one line, whitespace collapsed, cut to ``limit`` characters."""
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -143,7 +143,9 @@ def one_line_error(err: str) -> str:
 # -- help ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", ["run", "demo", "report", "merge-reports", "plot"])
+@pytest.mark.parametrize(
+    "command", ["run", "demo", "report", "merge-reports", "plot", "operations"]
+)
 def test_help_of_every_subcommand_exits_0(command: str, run: Run) -> None:
     with pytest.raises(SystemExit) as info:
         run(command, "--help")
