@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .model import Result, RunSummary, Status
+from .state import PlanTally
 
 __all__ = [
     "LatencyHistogram",
@@ -153,6 +154,7 @@ class RunStats:
         "errors",
         "in_flight",
         "latencies",
+        "plan",
         "requests",
         "retries",
         "server_errors",
@@ -175,6 +177,7 @@ class RunStats:
         self.latencies = LatencyHistogram()
         self.errors: dict[str, list[Any]] = {}  # code -> [count, first message]
         self.timeline = Timeline(started)
+        self.plan = PlanTally()
 
     @property
     def done(self) -> int:
@@ -184,6 +187,8 @@ class RunStats:
         self.counts[result.status.value] += 1
         if result.status is Status.FAILED or result.status is Status.INVALID:
             count_error(self.errors, result.error_code or result.status.value, result.message)
+        elif result.before:
+            self.plan.add(result)
 
     def summary(
         self,
@@ -216,4 +221,5 @@ class RunStats:
             interrupted=interrupted,
             report_path=report_path,
             skipped=self.skipped,
+            plan=self.plan.plan(),
         )

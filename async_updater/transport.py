@@ -23,17 +23,25 @@ from .retry import parse_retry_after
 __all__ = ["AiohttpTransport", "Response", "Transport", "TransportError"]
 
 _MAX_ERROR_BODY = 64 * 1024
+# A read's answer is one user's state: a few hundred bytes. The bound keeps a misdirected
+# endpoint (a web page, a listing) from costing memory per request in flight.
+MAX_READ_BODY = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
 class Response:
-    """What came back: ``error_code``/``message`` are empty for a success."""
+    """What came back: ``error_code``/``message`` are empty for a success.
+
+    ``body`` is the answer's body for a 2xx answer to a GET (a read), empty otherwise: no other
+    answer's body is kept. A 2xx read whose body is over ``MAX_READ_BODY`` bytes comes back
+    with an empty body and ``error_code`` ``ResponseTooLarge``."""
 
     status: int
     request_id: str = ""
     error_code: str = ""
     message: str = ""
     retry_after: float | None = None
+    body: bytes = b""
 
 
 class TransportError(Exception):
@@ -104,6 +112,8 @@ class AiohttpTransport:
                 status = resp.status
                 request_id = resp.headers.get("x-amzn-RequestId", "")
                 if status < 300:
+                    if method == "GET":
+                        return await _read_body(resp.content, status, request_id)
                     await resp.read()
                     return Response(status, request_id)
                 raw = await resp.content.read(_MAX_ERROR_BODY)
@@ -129,6 +139,25 @@ class AiohttpTransport:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+async def _read_body(content: aiohttp.StreamReader, status: int, request_id: str) -> Response:
+    """A read's 2xx answer with its body, taken whole up to ``MAX_READ_BODY`` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = await content.read(MAX_READ_BODY + 1 - size)
+        if not chunk:
+            return Response(status, request_id, body=b"".join(chunks))
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_READ_BODY:
+            return Response(
+                status,
+                request_id,
+                "ResponseTooLarge",
+                f"the answer to the read is larger than {MAX_READ_BODY} bytes",
+            )
 
 
 def _error_details(headers: Mapping[str, str], raw: bytes, status: int) -> tuple[str, str]:

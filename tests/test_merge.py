@@ -301,8 +301,8 @@ def test_merge_refuses_a_missing_input(tmp_path: Path) -> None:
 def test_merge_refuses_a_corrupt_report_without_leaving_a_partial_output(tmp_path: Path) -> None:
     a = make_report(tmp_path / "a.csv", ["u1"], {"shard": "0/2"})
     b = make_report(tmp_path / "b.csv", ["u2", "u3"], {"shard": "1/2"})
-    b.write_text(b.read_text().replace("acct,u2,updated,204,,,1,,", "acct,u2"))
-    assert refused([a, b], tmp_path / "m.csv") == f"{b}: line 2 has 2 fields, not 9"
+    b.write_text(b.read_text().replace("acct,u2,updated,204,,,1,,,", "acct,u2"))
+    assert refused([a, b], tmp_path / "m.csv") == f"{b}: line 2 has 2 fields, not 10"
 
 
 def test_merge_of_reports_without_meta_warns_that_it_cannot_check_them(tmp_path: Path) -> None:

@@ -76,8 +76,8 @@ def test_csv_report_has_the_contract_header_and_one_line_per_result(tmp_path: Pa
     lines = path.read_text(encoding="utf-8").splitlines()
     assert lines == [
         ",".join(REPORT_COLUMNS),
-        "acct,u1,updated,204,,,1,12.3,req-u1",
-        "acct,u2,failed,404,NotFound,,1,,",
+        "acct,u1,updated,204,,,1,12.3,req-u1,",
+        "acct,u2,failed,404,NotFound,,1,,,",
     ]
 
 
@@ -155,11 +155,11 @@ def test_a_last_line_cut_anywhere_by_a_crash_is_ignored(tmp_path: Path, fmt: str
 def test_a_corrupt_row_before_the_last_is_an_error_naming_its_line(tmp_path: Path) -> None:
     path = tmp_path / "r.csv"
     write(path, [res("u1"), res("u2")])
-    text = path.read_text().replace("acct,u1,updated,204,,,1,12.3,req-u1", "acct,u1,updated")
+    text = path.read_text().replace("acct,u1,updated,204,,,1,12.3,req-u1,", "acct,u1,updated")
     path.write_text(text)
     with pytest.raises(ReportError) as info:
         list(read_report(path))
-    assert str(info.value) == f"{path}: line 2 has 3 fields, not 9"
+    assert str(info.value) == f"{path}: line 2 has 3 fields, not 10"
 
 
 def test_a_corrupt_jsonl_row_is_an_error_naming_its_line(tmp_path: Path) -> None:
@@ -303,7 +303,7 @@ def test_resume_over_a_corrupt_report_fails_leaving_no_partial_file(tmp_path: Pa
     text[30] = "acct,u29,updated\n"  # a damaged row in the middle
     path.write_text("".join(text))
     before = _listing(tmp_path)
-    with pytest.raises(ReportError, match=r"line 31 has 3 fields, not 9"):
+    with pytest.raises(ReportError, match=r"line 31 has 3 fields, not 10"):
         ResumeState.prepare(path, "csv", META)
     assert _listing(tmp_path) == before
 
