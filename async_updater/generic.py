@@ -388,7 +388,12 @@ class GenericOperation:
                 "needs one, so that 'unchanged' means unchanged and undo can restore it"
             )
         specs = [
-            (column, fields[column], parse_pointer(fields[column]), self._typed.get(column, "id"))
+            (
+                column,
+                fields[column],
+                parse_pointer(fields[column], f"--read-field {column}"),
+                self._typed.get(column, "id"),
+            )
             for column in self.columns
             if column in fields
         ]

@@ -140,7 +140,7 @@ def one_line_error(err: str) -> str:
 # -- help ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", ["run", "demo", "report", "merge-reports", "plot"])
+@pytest.mark.parametrize("command", ["run", "demo", "report", "merge-reports", "undo", "plot"])
 def test_help_of_every_subcommand_exits_0(command: str, run: Run) -> None:
     with pytest.raises(SystemExit) as info:
         run(command, "--help")
@@ -439,7 +439,13 @@ def test_summary_json_holds_the_counts_and_the_report_path(
     )  # fmt: skip
     assert code == 1
     data = json.loads(summary.read_text())
-    assert data["counts"] == {"updated": 10, "failed": 0, "invalid": 1, "planned": 0}
+    assert data["counts"] == {
+        "updated": 10,
+        "unchanged": 0,
+        "failed": 0,
+        "invalid": 1,
+        "planned": 0,
+    }
     assert (data["rows"], data["requests"], data["report_path"]) == (11, 10, str(report))
     assert data["interrupted"] is False
     assert data["skipped_already_updated"] == 0
@@ -555,3 +561,77 @@ def test_unwritable_summary_or_timeline_exits_2_before_anything_is_sent(
     assert (code, one_line_error(err)) == (2, message.format(option=option, path=path))
     assert server.counters["requests"] == 0
     assert not report.exists()
+
+
+# -- read before write: options --------------------------------------------------------------
+
+
+def test_run_help_explains_preview_run_and_undo(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for phrase in (
+        "--read-before",
+        "--skip-unchanged",
+        "--read-path-template",
+        "--read-field",
+        "'run --dry-run --read-before' reads every user",
+        "'undo REPORT --out UNDO.csv' writes the input that restores every updated user",
+        "0 all updated (or unchanged)",
+    ):
+        assert phrase in text, phrase
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            ["--skip-unchanged", "--service", "execute-api", "--path-template", "/v1/u/{user_id}"],
+            "--skip-unchanged: operation 'generic PUT execute-api /v1/u/{user_id} body:",
+        ),
+        (
+            ["--read-before", "--service", "execute-api", "--path-template", "/v1/u/{user_id}"],
+            "--read-before: operation 'generic PUT",
+        ),
+        (["--read-field", "sms=/sms"], "--read-field: only used with --path-template"),
+        (
+            ["--read-path-template", "/v1/u/{user_id}"],
+            "--read-path-template: only used with --path-template",
+        ),
+    ],
+    ids=["skip-unchanged", "read-before", "read-field", "read-path-template"],
+)
+def test_reading_options_that_cannot_work_exit_2_with_one_line_and_send_nothing(
+    tmp_path: Path,
+    run: Run,
+    server: MockChimeServer,
+    aws: dict[str, str],
+    options: list[str],
+    message: str,
+) -> None:
+    code, out, err = run(*run_args(tmp_path, server), *options)
+    assert (code, out) == (2, "")
+    assert one_line_error(err).startswith(message)
+    assert server.counters["requests"] == 0
+    assert not (tmp_path / "r.csv").exists()
+
+
+def test_resume_command_carries_the_reading_options() -> None:
+    from async_updater.cli import build_parser, resume_command
+
+    args = build_parser().parse_args(
+        [
+            *("run", "m.csv", "--skip-unchanged", "--service", "execute-api"),
+            *("--path-template", "/v1/{org}/{member}", "--body-template", "b.json"),
+            *("--read-path-template", "/v1/{org}/{member}"),
+            *("--read-field", "on=/on", "--read-field", "n=/n"),
+        ]
+    )
+    command = resume_command(args, Path("r.csv"))
+    assert command[:6] == ["async-updater", "run", "m.csv", "--report", "r.csv", "--resume"]
+    rest = " ".join(command[6:])
+    assert "--skip-unchanged" in command and "--read-before" not in command
+    assert "--read-path-template /v1/{org}/{member}" in rest
+    assert "--read-field on=/on --read-field n=/n" in rest
+    again = build_parser().parse_args(command[1:])
+    assert again.skip_unchanged and again.read_field == ["on=/on", "n=/n"]
