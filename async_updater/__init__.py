@@ -6,6 +6,7 @@ The public API is what ``__all__`` lists; everything else may change without not
 
 from typing import TYPE_CHECKING, Any
 
+from .before import BeforeStore, MemoryBeforeStore
 from .config import DEFAULT_ENDPOINT, LimitScope, UpdaterConfig
 from .errors import (
     ConfigError,
@@ -13,11 +14,27 @@ from .errors import (
     InputError,
     ReportError,
     RowError,
+    StateError,
     UpdaterError,
 )
 from .limiter import ControllerSettings, RateController, TokenBucket
-from .model import REPORT_COLUMNS, Record, Result, RowRecord, RunSummary, Status, UserRecord
-from .operation import ChimeUpdateUserSettings, HttpRequest, Operation
+from .model import (
+    REPORT_COLUMNS,
+    Plan,
+    Record,
+    Result,
+    RowRecord,
+    RunSummary,
+    Status,
+    UserRecord,
+)
+from .operation import (
+    ChimeGetUserSettings,
+    ChimeUpdateUserSettings,
+    HttpRequest,
+    Operation,
+    StateReader,
+)
 from .pipeline import Updater, update_users
 from .report import CsvReport, JsonlReport, MemoryReport, ReportSink, open_report, read_report
 from .signing import BotocoreCredentials, CredentialProvider, Credentials, StaticCredentials
@@ -43,7 +60,9 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "DEFAULT_ENDPOINT",
     "REPORT_COLUMNS",
+    "BeforeStore",
     "BotocoreCredentials",
+    "ChimeGetUserSettings",
     "ChimeUpdateUserSettings",
     "ConfigError",
     "ControllerSettings",
@@ -56,10 +75,12 @@ __all__ = [
     "InputError",
     "JsonlReport",
     "LimitScope",
+    "MemoryBeforeStore",
     "MemoryReport",
     "MockChimeServer",
     "MockConfig",
     "Operation",
+    "Plan",
     "RateController",
     "Record",
     "ReportError",
@@ -69,6 +90,8 @@ __all__ = [
     "RowRecord",
     "RunSummary",
     "Shard",
+    "StateError",
+    "StateReader",
     "StaticCredentials",
     "Status",
     "Timeline",

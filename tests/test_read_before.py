@@ -80,10 +80,8 @@ def field_changes(
 
 async def cli(args: list[str | Path], server: MockChimeServer) -> tuple[int, str]:
     """``async-updater run ARGS`` against ``server`` (rate ceiling 4000/s): (exit code, output)."""
-    parsed = build_parser().parse_args(
-        ["run", *(str(a) for a in args)]
-        + ["--endpoint-url", server.url, "--no-progress", "--rate", "4000"]
-    )
+    common = ["--endpoint-url", server.url, "--no-progress", "--rate", "4000"]
+    parsed = build_parser().parse_args(["run", *(str(a) for a in args), *common])
     text = io.StringIO()
     code = await run_command(parsed, credentials=CREDS, out=text)
     return code, text.getvalue()
