@@ -53,7 +53,11 @@ preview, run, undo: 'run --dry-run --read-before' reads every user and reports w
   change (planned) and who already is as asked (unchanged), sending no write; 'run
   --read-before' records each user's state in 'before' (add --skip-unchanged to write only
   users who differ); 'undo REPORT --out UNDO.csv' writes the input that restores every updated
-  user, and 'run UNDO.csv' applies it.
+  user, and 'run UNDO.csv' applies it:
+    async-updater run users.csv --dry-run --read-before --report preview.csv
+    async-updater run users.csv --read-before --report migration.csv
+    async-updater undo migration.csv --out undo.csv
+    async-updater run undo.csv
 exit codes: 0 all updated (or unchanged); 1 some failed or invalid; 2 usage error, unreadable
   input or no credentials; 130 interrupted (the report is flushed: re-run with --resume to
   finish).

@@ -577,6 +577,7 @@ def test_run_help_explains_preview_run_and_undo(capsys: pytest.CaptureFixture[st
         "--read-field",
         "'run --dry-run --read-before' reads every user",
         "'undo REPORT --out UNDO.csv' writes the input that restores every updated user",
+        "async-updater undo migration.csv --out undo.csv async-updater run undo.csv",
         "0 all updated (or unchanged)",
     ):
         assert phrase in text, phrase
