@@ -138,7 +138,6 @@ def build_parser() -> argparse.ArgumentParser:
         "input CSV that puts every 'updated' user back to the state it had before that run. "
         "Running it (async-updater run UNDO.csv) is a normal run. Exit 1 if some updated "
         "users have no before-state (they are named and left out).",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="For a generic operation, give the same operation options as the run "
         "(--path-template, --read-path-template, --read-field, ...).",
     )
@@ -496,8 +495,9 @@ async def run_command(
             sink.close()
             if befores is not None:
                 befores.close()
-    if befores is not None and not summary.interrupted:
+    if befores is not None and not summary.interrupted and not config.dry_run:
         # Every row has its outcome, each captured state is in its row: the journal is spent.
+        # (A plan's rows are not carried by a resume, so after one the journal stays.)
         before_states.discard(report_path)
     summary = dataclasses.replace(summary, report_path=str(report_path))
     try:
