@@ -636,3 +636,16 @@ def test_resume_command_carries_the_reading_options() -> None:
     assert "--read-field on=/on --read-field n=/n" in rest
     again = build_parser().parse_args(command[1:])
     assert again.skip_unchanged and again.read_field == ["on=/on", "n=/n"]
+
+
+@pytest.mark.parametrize("reading", [[], ["--read-before"]], ids=["plain", "read-before"])
+def test_a_fresh_run_replaces_the_before_journal_of_an_earlier_run_and_a_finished_one_removes_it(
+    tmp_path: Path, run: Run, server: MockChimeServer, aws: dict[str, str], reading: list[str]
+) -> None:
+    from async_updater.before import journal_path
+
+    report = tmp_path / "r.csv"
+    journal_path(report).write_text('{"account_id": "a", "user_id": "u", "before": {}}\n')
+    code, out, _ = run(*run_args(tmp_path, server), *reading)
+    assert code == 0, out
+    assert not journal_path(report).exists()
