@@ -7,6 +7,7 @@ The public API is what ``__all__`` lists; everything else may change without not
 from typing import TYPE_CHECKING, Any
 
 from .aws_operation import ModelOperation, ResolvedEndpoint, resolve_endpoint
+from .before import BeforeStore, MemoryBeforeStore
 from .config import DEFAULT_ENDPOINT, LimitScope, UpdaterConfig
 from .errors import (
     ConfigError,
@@ -16,11 +17,27 @@ from .errors import (
     ReportLocked,
     RowError,
     SafetyStop,
+    StateError,
     UpdaterError,
 )
 from .limiter import ControllerSettings, RateController, TokenBucket
-from .model import REPORT_COLUMNS, Record, Result, RowRecord, RunSummary, Status, UserRecord
-from .operation import ChimeUpdateUserSettings, HttpRequest, Operation
+from .model import (
+    REPORT_COLUMNS,
+    Plan,
+    Record,
+    Result,
+    RowRecord,
+    RunSummary,
+    Status,
+    UserRecord,
+)
+from .operation import (
+    ChimeGetUserSettings,
+    ChimeUpdateUserSettings,
+    HttpRequest,
+    Operation,
+    StateReader,
+)
 from .pipeline import Updater, update_users
 from .report import CsvReport, JsonlReport, MemoryReport, ReportSink, open_report, read_report
 from .safety import MaxFailures, StopCause, StopReason
@@ -47,7 +64,9 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "DEFAULT_ENDPOINT",
     "REPORT_COLUMNS",
+    "BeforeStore",
     "BotocoreCredentials",
+    "ChimeGetUserSettings",
     "ChimeUpdateUserSettings",
     "ConfigError",
     "ControllerSettings",
@@ -61,11 +80,13 @@ __all__ = [
     "JsonlReport",
     "LimitScope",
     "MaxFailures",
+    "MemoryBeforeStore",
     "MemoryReport",
     "MockChimeServer",
     "MockConfig",
     "ModelOperation",
     "Operation",
+    "Plan",
     "RateController",
     "Record",
     "ReportError",
@@ -79,6 +100,8 @@ __all__ = [
     "SafetyStop",
     "Shard",
     "ShardBasis",
+    "StateError",
+    "StateReader",
     "StaticCredentials",
     "Status",
     "StopCause",

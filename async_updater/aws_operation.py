@@ -467,6 +467,12 @@ class ModelOperation:
         """The botocore ``OperationModel``."""
         return self._model
 
+    @property
+    def reader(self) -> None:
+        """None: a model operation has no read paired with it, so ``--read-before``,
+        ``--skip-unchanged`` and ``undo`` are refused for it (``Operation.reader``)."""
+        return None
+
     def row_parser(self, header: Sequence[str]) -> RowParser:
         return typed_row_parser(
             header, self.columns, self._typed, self.id_column, self.scope_column

@@ -1,6 +1,6 @@
 """Command line: ``async-updater run USERS.csv ...`` and friends. Maps errors to exit codes:
-0 every row updated, 1 some rows failed or invalid, 2 usage/input/credentials/report locked,
-3 safety stop, 130 interrupted."""
+0 every row updated or unchanged, 1 some rows failed or invalid, 2 usage/input/credentials/
+report locked, 3 safety stop, 130 interrupted."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import shlex
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from . import __version__
+from . import before as before_states
 from .aws_operation import (
     ModelOperation,
     describe_operation,
@@ -24,9 +26,10 @@ from .aws_operation import (
     list_services,
     resolve_endpoint,
 )
-from .config import DEFAULT_ENDPOINT, LimitScope, UpdaterConfig
+from .before import BeforeJournal
+from .config import DEFAULT_ENDPOINT, LimitScope, UpdaterConfig, check_read_support
 from .errors import ConfigError, InputError, ReportError, RowError, SafetyStop, UpdaterError
-from .generic import GenericOperation, load_operation
+from .generic import GenericOperation, load_operation, parse_read_fields
 from .lock import ReportLock
 from .merge import merge_reports
 from .model import Result, RowRecord, RunSummary, Status, UserRecord
@@ -40,6 +43,7 @@ from .signing import CredentialProvider, StaticCredentials
 from .source import CsvSource, Shard, ShardBasis, count_data_lines
 from .summary import format_report_summary, format_summary, summarize_report
 from .transport import AiohttpTransport, Transport
+from .undo import write_undo
 
 __all__ = [
     "EXIT_FAILED",
@@ -69,11 +73,23 @@ input CSV: header account_id,user_id,inbound_calling,outbound_calling,sms (UTF-8
   booleans true/false (also 1/0, yes/no). Bad rows are reported 'invalid' with their line and
   field, and the run goes on. A user listed twice: the first row is applied, later ones 'invalid'.
 report columns: account_id,user_id,status,http_status,error_code,message,attempts,latency_ms,
-  request_id; status is updated, failed, invalid (planned with --dry-run). One row per input row.
-exit codes: 0 all updated; 1 some failed or invalid; 2 usage error, unreadable input, no
-  credentials, report locked by another run or not writable (disk full); 3 safety stop
-  (credentials rejected, failure budget spent, clock that cannot be corrected); 130 interrupted.
-  After 3 and 130 the report is flushed: the summary prints the --resume command to finish.
+  request_id,before; status is updated, unchanged, failed, invalid (planned or unchanged with
+  --dry-run); before is the user's state read before writing (JSON), with --read-before.
+  One row per input row.
+preview, run, undo: 'run --dry-run --read-before' reads every user and reports who would
+  change (planned) and who already is as asked (unchanged), sending no write; 'run
+  --read-before' records each user's state in 'before' (add --skip-unchanged to write only
+  users who differ); 'undo REPORT --out UNDO.csv' writes the input that restores every updated
+  user, and 'run UNDO.csv' applies it:
+    async-updater run users.csv --dry-run --read-before --report preview.csv
+    async-updater run users.csv --read-before --report migration.csv
+    async-updater undo migration.csv --out undo.csv
+    async-updater run undo.csv
+exit codes: 0 all updated (or unchanged); 1 some failed or invalid; 2 usage error, unreadable
+  input, no credentials, report locked by another run or not writable (disk full); 3 safety
+  stop (credentials rejected, failure budget spent, clock that cannot be corrected); 130
+  interrupted. After 3 and 130 the report is flushed: the summary prints the --resume command
+  to finish.
 safety stops: {DEFAULT_REJECTIONS_IN_A_ROW} credentials rejections in a row with no success
   between them (401; 403 about credentials, signature, token or access), or more failed rows
   than --max-failures allows. One run per report: a second run exits 2 naming the holder.
@@ -155,6 +171,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     merge.add_argument("output", metavar="OUT", help="merged report to write")
     merge.add_argument("reports", metavar="REPORT", nargs="+", help="shard reports")
+
+    undo = sub.add_parser(
+        "undo",
+        help="write the input file that restores every updated user of a report",
+        description="From the 'before' column of a report made with --read-before, write an "
+        "input CSV that puts every 'updated' user back to the state it had before that run. "
+        "Running it (async-updater run UNDO.csv) is a normal run. Exit 1 if some updated "
+        "users have no before-state (they are named and left out).",
+        epilog="For a generic operation, give the same operation options as the run "
+        "(--path-template, --read-path-template, --read-field, ...).",
+    )
+    undo.add_argument("report", metavar="REPORT", help="a run's report (CSV or JSON Lines)")
+    undo.add_argument("--out", required=True, metavar="UNDO.csv", help="input file to write")
+    undo.add_argument(
+        "--overwrite", action="store_true", help="replace --out if it exists instead of refusing"
+    )
+    _add_operation_options(undo)
 
     plot = sub.add_parser(
         "plot",
@@ -251,7 +284,22 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--dry-run",
         action="store_true",
-        help="validate the input and report each user as 'planned'; send nothing",
+        help="validate the input and report each user as 'planned'; send no write. With "
+        "--read-before, a plan: read every user and report it 'planned' (would change) or "
+        "'unchanged', and sum up who would change which field",
+    )
+    p.add_argument(
+        "--read-before",
+        action="store_true",
+        help="read each user's state before writing it (signed, rate-limited and retried like "
+        "a write, in the same limit) and record it in the report's 'before' column, so that "
+        "'undo' can restore it; a failed read fails the row (code Read:...) and sends no write",
+    )
+    p.add_argument(
+        "--skip-unchanged",
+        action="store_true",
+        help="with --read-before (implied): do not write users already as asked; report them "
+        "'unchanged', so a re-run of the same file writes nothing",
     )
     p.add_argument(
         "--shard",
@@ -269,6 +317,14 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
             "them (default %(default)s; 100%% turns it off)"
         ),
     )
+    _add_operation_options(p)
+    p.add_argument("--timeline", metavar="PATH", help="write per-second figures (JSON Lines) here")
+    p.add_argument("--summary-json", metavar="PATH", help="write the summary as JSON here")
+    p.add_argument("--no-progress", action="store_true", help="no live progress display")
+
+
+def _add_operation_options(p: argparse.ArgumentParser) -> None:
+    """The options that choose the operation: shared by ``run`` and ``undo``."""
     g = p.add_argument_group(
         "other operations",
         "Chime UpdateUserSettings is the default. --aws-operation sends any AWS operation, "
@@ -276,7 +332,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         "--path-template switches to a generic SigV4 call per row: {column} placeholders in "
         "the path are percent-encoded as one segment; the body template is a JSON file whose "
         "strings may be placeholders, typed as {column:bool}, {column:int}, {column:float}, "
-        "{column:json} or text {column}.",
+        "{column:json} or text {column}. To read users' state (--read-before, "
+        "--skip-unchanged, undo) of a generic operation: --read-path-template for the GET, and "
+        "one --read-field COLUMN=/json/pointer for every column the write sets.",
     )
     g.add_argument(
         "--aws-operation",
@@ -309,9 +367,19 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         metavar="COLUMN",
         help="column shown as account_id in the report and used by --limit-scope account",
     )
-    p.add_argument("--timeline", metavar="PATH", help="write per-second figures (JSON Lines) here")
-    p.add_argument("--summary-json", metavar="PATH", help="write the summary as JSON here")
-    p.add_argument("--no-progress", action="store_true", help="no live progress display")
+    g.add_argument(
+        "--read-path-template",
+        metavar="TEMPLATE",
+        help="path of the GET that reads a user's state, placeholders as in --path-template",
+    )
+    g.add_argument(
+        "--read-field",
+        action="append",
+        default=[],
+        metavar="COLUMN=POINTER",
+        help="where a column's value is in the read's JSON answer, as a JSON pointer, e.g. "
+        "enabled=/flags/enabled (repeat for each column the write sets)",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -332,6 +400,8 @@ def main(argv: list[str] | None = None) -> int:
             return merge_command(args)
         if args.command == "operations":
             return operations_command(args)
+        if args.command == "undo":
+            return undo_command(args)
         if args.command == "plot":
             plot_timeline(read_timeline(args.timeline), args.out, title=args.title)
             print(f"wrote {args.out}")
@@ -365,7 +435,14 @@ def operation_from_args(args: argparse.Namespace) -> Operation:
         return _model_operation(args)
     if args.params_template:
         raise ConfigError("--params-template: only used with --aws-operation")
-    generic_only = ("method", "service", "body_template", "id_column")
+    generic_only = (
+        "method",
+        "service",
+        "body_template",
+        "id_column",
+        "read_path_template",
+        "read_field",
+    )
     if not args.path_template:
         used = [f"--{n.replace('_', '-')}" for n in generic_only if _given(args, n)]
         if used:
@@ -393,13 +470,23 @@ def operation_from_args(args: argparse.Namespace) -> Operation:
         body_template=body,
         id_column=args.id_column,
         scope_column=args.scope_column or None,
+        read_path_template=args.read_path_template,
+        read_fields=parse_read_fields(args.read_field),
     )
 
 
 def _model_operation(args: argparse.Namespace) -> ModelOperation:
     clash = [
         f"--{n.replace('_', '-')}"
-        for n in ("operation", "path_template", "method", "service", "body_template")
+        for n in (
+            "operation",
+            "path_template",
+            "method",
+            "service",
+            "body_template",
+            "read_path_template",
+            "read_field",
+        )
         if _given(args, n)
     ]
     if clash:
@@ -468,6 +555,8 @@ def config_from_args(args: argparse.Namespace, operation: Operation) -> UpdaterC
         timeout=args.timeout,
         dry_run=args.dry_run,
         max_failures=args.max_failures,
+        read_before=args.read_before,
+        skip_unchanged=args.skip_unchanged,
     )
 
 
@@ -515,6 +604,7 @@ async def run_command(
     # once, having sent nothing and changed nothing.
     with ReportLock(report_path, notice=_notice):
         config = config_from_args(args, operation)
+        check_read_support(config, operation)
         return await _run_locked(args, operation, config, source, report_path, credentials, out)
 
 
@@ -569,15 +659,23 @@ async def _run_locked(
     updater = Updater(config, operation=operation, credentials=credentials, transport=transport)
     async with _closing(transport), updater:
         skip = None
+        befores: BeforeJournal | None = None
         if args.resume:
-            state = ResumeState.prepare(report_path, args.format, meta)
-            skip = state.updated
+            state = ResumeState.prepare(
+                report_path, args.format, meta, read_before=config.read_before
+            )
+            skip, befores = state.updated, state.befores
             if state.carried_rows:
                 print(
-                    f"resuming: {state.carried_rows} users already updated in {report_path} "
-                    "will not be sent again",
+                    f"resuming: {state.carried_rows} users already updated (or unchanged) "
+                    f"in {report_path} will not be sent again",
                     file=sys.stderr,
                 )
+        else:
+            # A journal left by an earlier run of this report holds other users' states.
+            before_states.discard(report_path)
+            if config.read_before and not config.dry_run:
+                befores = BeforeJournal.start(report_path)
         sink = _StopWhenUnwritable(
             open_report(report_path, args.format, append=args.resume), updater
         )
@@ -585,14 +683,23 @@ async def _run_locked(
             write_meta(report_path, meta)
         try:
             with _signals(updater):
-                summary = await _run_with_progress(updater, source, sink, skip, args)
+                summary = await _run_with_progress(updater, source, sink, skip, befores, args)
         except SafetyStop as exc:
             # The run finished what was in flight and the report holds every answer: the
             # summary and the resume command are as useful as after Ctrl-C.
             stop = exc
             summary = updater.summary()
         finally:
-            sink.close()
+            try:
+                sink.close()
+            finally:
+                if befores is not None:
+                    befores.close()
+    if befores is not None and stop is None and not summary.interrupted and not config.dry_run:
+        # Every row has its outcome, each captured state is in its row: the journal is spent.
+        # (A plan's rows are not carried by a resume, so after one the journal stays; after a
+        # safety stop the resume needs it.)
+        before_states.discard(report_path)
     summary = dataclasses.replace(
         summary,
         report_path=str(report_path),
@@ -605,7 +712,12 @@ async def _run_locked(
             Path(args.summary_json).write_text(json.dumps(summary.as_dict(), indent=2) + "\n")
     except OSError as exc:
         raise ReportError(f"cannot write {exc.filename}: {exc.strerror}") from None
-    print(format_summary(summary, next_command=resume_command(args, report_path)), file=out)
+    print(
+        format_summary(
+            summary, next_command=resume_command(args, report_path), dry_run=config.dry_run
+        ),
+        file=out,
+    )
     if stop is not None:
         raise stop
     if summary.interrupted:
@@ -685,7 +797,12 @@ def _check_writable(path: Path, option: str = "--report") -> None:
 
 
 async def _run_with_progress(
-    updater: Updater, source: CsvSource, sink: Any, skip: Any, args: argparse.Namespace
+    updater: Updater,
+    source: CsvSource,
+    sink: Any,
+    skip: Any,
+    befores: BeforeJournal | None,
+    args: argparse.Namespace,
 ) -> RunSummary:
     stream = sys.stderr
     mode = ProgressDisplay.choose_mode(disabled=args.no_progress, stream=stream)
@@ -694,7 +811,7 @@ async def _run_with_progress(
         total = None  # a shard's share of the file is not known up front
     async with ProgressDisplay(updater, total, mode=mode, stream=stream) as display:
         updater.on_notice = display.print
-        return await updater.run(source, sink, skip=skip)
+        return await updater.run(source, sink, skip=skip, befores=befores)
 
 
 class _signals:
@@ -785,6 +902,18 @@ def merge_command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def undo_command(args: argparse.Namespace) -> int:
+    outcome = write_undo(args.report, args.out, operation_from_args(args), overwrite=args.overwrite)
+    for warning in outcome.warnings():
+        print(f"async-updater: warning: {warning}", file=sys.stderr)
+    print(
+        f"wrote {outcome.written} users to {args.out}: 'async-updater run {args.out}' puts "
+        "them back the way they were before the run"
+        + (f" ({outcome.left_out} updated users left out)" if outcome.left_out else "")
+    )
+    return EXIT_FAILED if outcome.left_out else EXIT_OK
+
+
 def resume_command(args: argparse.Namespace, report_path: Path) -> list[str]:
     """The command that finishes (or retries the failures of) this run: ``run`` with the same
     input and report, ``--resume``, and every option of the run parser whose value differs
@@ -842,8 +971,10 @@ def exit_code(summary: RunSummary) -> int:
 
 
 async def demo_command(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
-    """The whole job against the embedded mock server, then a check of the server's state."""
-    from .mock_server import MockChimeServer, MockConfig
+    """Preview, run and undo against the embedded mock server, checking the server's state
+    after the run (every user as asked) and after the undo (every user as before the run)."""
+    from .mock_server import MockChimeServer, MockConfig, initial_settings
+    from .operation import ChimeUpdateUserSettings
     from .sample import generate_users
 
     out = out or sys.stdout
@@ -857,6 +988,7 @@ async def demo_command(args: argparse.Namespace, *, out: TextIO | None = None) -
     users_csv = folder / "users.csv"
     n = generate_users(users_csv, args.users, args.accounts, seed=7)
     access_key, secret = "AKIDDEMO", "demo-secret-not-a-real-key"
+    credentials = StaticCredentials(access_key, secret)
     mock_config = MockConfig(
         credentials={access_key: secret},
         rate_limit=args.server_limit,
@@ -868,46 +1000,86 @@ async def demo_command(args: argparse.Namespace, *, out: TextIO | None = None) -
     print(
         f"demo: {n} users over {args.accounts} accounts in {users_csv}; mock server limit "
         f"{args.server_limit:g} req/s, 15 ms latency, 2% injected 500/503; client ceiling "
-        f"{3 * args.server_limit:g} req/s (3x too high on purpose)",
+        f"{3 * args.server_limit:g} req/s (3x too high on purpose). Each user already has "
+        "settings on the server; the demo previews the change, runs it, then undoes it.",
         file=out,
     )
+    expected = _expected_settings(users_csv)
     async with MockChimeServer(mock_config) as server:
-        run_args = build_parser().parse_args(
-            [
-                "run",
-                str(users_csv),
-                "--endpoint-url",
-                server.url,
-                "--report",
-                str(folder / "report.csv"),
-                "--overwrite",
-                "--rate",
-                str(3 * args.server_limit),
-                "--concurrency",
-                "32",
-                "--timeline",
-                str(folder / "timeline.jsonl"),
-                "--summary-json",
-                str(folder / "summary.json"),
-                *(["--no-progress"] if args.no_progress else []),
-            ]
+
+        async def run_step(title: str, shown: list[str], extra: list[str]) -> int:
+            print(f"\n== {title}: async-updater {shlex.join(shown)}", file=out)
+            run_args = build_parser().parse_args(
+                [
+                    *shown,
+                    *("--endpoint-url", server.url, "--overwrite"),
+                    *("--rate", str(3 * args.server_limit), "--concurrency", "32"),
+                    *extra,
+                    *(["--no-progress"] if args.no_progress else []),
+                ]
+            )
+            return await run_command(run_args, credentials=credentials, out=out)
+
+        plan, report = folder / "plan.csv", folder / "report.csv"
+        codes = [
+            await run_step(
+                "1. preview (reads every user, writes nothing)",
+                ["run", str(users_csv), "--dry-run", "--read-before", "--report", str(plan)],
+                [],
+            )
+        ]
+        writes_before = server.counters["accepted"]
+        print(f"server check: {writes_before} writes during the preview", file=out)
+        reads_before = dict(server.read_counts)
+        codes.append(
+            await run_step(
+                "2. run (reads each user, then writes it)",
+                ["run", str(users_csv), "--read-before", "--report", str(report)],
+                [
+                    *("--timeline", str(folder / "timeline.jsonl")),
+                    *("--summary-json", str(folder / "summary.json")),
+                ],
+            )
         )
-        code = await run_command(
-            run_args, credentials=StaticCredentials(access_key, secret), out=out
-        )
-        expected = _expected_settings(users_csv)
         wrong = sum(1 for key, want in expected.items() if server.applied.get(key) != want)
         twice = sum(1 for c in server.apply_counts.values() if c > 1)
+        read_once = sum(
+            1 for key in expected if server.read_counts[key] - reads_before.get(key, 0) == 1
+        )
         print(
             f"server check: {len(expected) - wrong}/{len(expected)} users hold the requested "
-            f"settings; {twice} applied more than once; server saw "
-            f"{server.counters['throttled']} throttled and {server.counters['faults']} faulted "
-            "requests",
+            f"settings; {twice} applied more than once; {read_once}/{len(expected)} users read "
+            f"exactly once by the run; server saw {server.counters['throttled']} throttled and "
+            f"{server.counters['faults']} faulted requests",
             file=out,
         )
-    if wrong:
+
+        undo_csv = folder / "undo.csv"
+        print(
+            f"\n== 3. undo: async-updater undo {report} --out {undo_csv}",
+            file=out,
+        )
+        outcome = write_undo(report, undo_csv, ChimeUpdateUserSettings(), overwrite=True)
+        for warning in outcome.warnings():
+            print(f"warning: {warning}", file=out)
+        print(f"wrote {outcome.written} users to {undo_csv}", file=out)
+        codes.append(EXIT_FAILED if outcome.left_out else EXIT_OK)
+        codes.append(
+            await run_step(
+                "4. run the undo file",
+                ["run", str(undo_csv), "--report", str(folder / "undo-report.csv")],
+                [],
+            )
+        )
+        restored = sum(1 for a, u in expected if server.settings(a, u) == initial_settings(a, u))
+        print(
+            f"round trip: {restored}/{len(expected)} users hold the settings they had before "
+            "the run",
+            file=out,
+        )
+    if wrong or restored != len(expected) or writes_before:
         return EXIT_FAILED
-    return code
+    return max(codes)
 
 
 def _expected_settings(path: Path) -> dict[tuple[str, str], dict[str, bool]]:

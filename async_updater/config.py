@@ -9,9 +9,10 @@ from urllib.parse import urlsplit
 
 from .errors import ConfigError
 from .limiter import ControllerSettings
+from .operation import Operation
 from .safety import DEFAULT_MAX_FAILURES, DEFAULT_REJECTIONS_IN_A_ROW, MaxFailures
 
-__all__ = ["DEFAULT_ENDPOINT", "LimitScope", "UpdaterConfig"]
+__all__ = ["DEFAULT_ENDPOINT", "LimitScope", "UpdaterConfig", "check_read_support"]
 
 DEFAULT_ENDPOINT = "https://service.chime.aws.amazon.com"
 
@@ -31,7 +32,14 @@ class UpdaterConfig:
     """How to run. ``rate`` is a ceiling in requests/s per limit scope: the adaptive controller
     finds the server's real limit below it. ``concurrency`` caps requests in flight.
     ``max_failures`` is the failure budget (None: no budget); ``rejections_in_a_row``
-    credentials rejections with no success between them stop the run (see ``safety``)."""
+    credentials rejections with no success between them stop the run (see ``safety``).
+
+    ``read_before``: read each user's state (the operation's ``reader``) before writing, and
+    report it in ``before``; the read is signed, limited and retried like a write, in the same
+    scope. ``skip_unchanged`` (sets ``read_before``): a user already as asked is not written and
+    ends ``unchanged``. ``dry_run`` with ``read_before`` is a plan: reads only, each row
+    ``planned`` or ``unchanged``. Whether the operation can read is checked against it by
+    ``check_read_support``."""
 
     endpoint_url: str = DEFAULT_ENDPOINT
     region: str = "us-east-1"
@@ -52,9 +60,14 @@ class UpdaterConfig:
     dry_run: bool = False
     max_failures: MaxFailures | None = DEFAULT_MAX_FAILURES
     rejections_in_a_row: int = DEFAULT_REJECTIONS_IN_A_ROW
+    read_before: bool = False
+    skip_unchanged: bool = False
     controller: ControllerSettings = field(default_factory=ControllerSettings)
 
     def __post_init__(self) -> None:
+        if self.skip_unchanged:
+            # Deciding "unchanged" needs the state: one flag is enough to ask for both.
+            object.__setattr__(self, "read_before", True)
         parts = urlsplit(self.endpoint_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(
@@ -90,6 +103,12 @@ class UpdaterConfig:
             ) from None
 
     @property
+    def sends(self) -> bool:
+        """Whether a run sends any request (and so needs credentials): all but a plain dry run;
+        a dry run with ``read_before`` sends the reads."""
+        return not self.dry_run or self.read_before
+
+    @property
     def host(self) -> str:
         """The Host header: the endpoint's host, with its port unless it is the default."""
         parts = urlsplit(self.endpoint_url)
@@ -110,3 +129,15 @@ def _positive(name: str, value: float) -> None:
 def _at_least(name: str, value: int, low: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < low:
         raise ConfigError(f"{name}: must be a whole number >= {low}, not {value!r}")
+
+
+def check_read_support(config: UpdaterConfig, operation: Operation) -> None:
+    """``ConfigError`` naming the option if ``config`` asks to read users' state and
+    ``operation`` cannot (its ``reader`` is None)."""
+    if not config.read_before or operation.reader is not None:
+        return
+    option = "--skip-unchanged" if config.skip_unchanged else "--read-before"
+    raise ConfigError(
+        f"{option}: operation {operation.name!r} cannot read a user's state (it has no reader; "
+        "a generic operation needs --read-path-template and --read-field)"
+    )

@@ -15,6 +15,7 @@ __all__ = [
     "ReportLocked",
     "RowError",
     "SafetyStop",
+    "StateError",
     "UpdaterError",
 ]
 
@@ -70,3 +71,15 @@ class RowError(Exception):
         super().__init__(f"{field}: {reason}" if field else reason)
         self.field = field
         self.reason = reason
+
+
+class StateError(Exception):
+    """A user's state cannot be used: a read's answer is not the shape the operation expects, or
+    a before-state cannot be turned back into an input row. Per row, like ``RowError``: the row
+    fails (``code`` goes into the report after ``Read:``), the run goes on."""
+
+    __slots__ = ("code",)
+
+    def __init__(self, message: str, code: str = "InvalidState") -> None:
+        super().__init__(message)
+        self.code = code

@@ -1,4 +1,5 @@
-"""A local stand-in for Amazon Chime ``UpdateUserSettings``, strict enough to catch client bugs.
+"""A local stand-in for Amazon Chime ``UpdateUserSettings`` and ``GetUserSettings``, strict
+enough to catch client bugs.
 
 It verifies AWS SigV4 with its own implementation (written from the AWS specification, sharing
 no code with the client's signer, so a bug in one is not mirrored by the other), throttles with
@@ -8,9 +9,12 @@ that nothing was lost or applied twice.
 
 Every request to ``PUT /accounts/{accountId}/users/{userId}/settings`` is handled in this order:
 authentication (401/403), route (404/405), token bucket (429), injected fault (500/503), unknown
-user (404), body validation (400), apply (204). The injected latency is spent after the decision
-and before the response is sent, whatever the response is. ``/_mock/...`` admin endpoints need no
-signature and are not counted.
+user (404), body validation (400), apply (204). A ``GET`` on the same path (``GetUserSettings``)
+goes through the same steps, the same bucket and the same faults, and is answered 200 with the
+user's settings. A user never written holds ``initial_settings(account, user)``, a state derived
+from the ids, so a test can predict it and check a round trip. The injected latency is spent
+after the decision and before the response is sent, whatever the response is. ``/_mock/...``
+admin endpoints need no signature and are not counted.
 
 The server keeps its own clock, ``clock_offset_s`` ahead of the wall clock (behind if negative),
 as a real server's clock is ahead of a laptop that slept: X-Amz-Date is judged against it, and
@@ -67,6 +71,7 @@ __all__ = [
     "SigV4Verifier",
     "canonical_query",
     "canonical_uri",
+    "initial_settings",
     "main",
     "verify_sigv4",
 ]
@@ -611,6 +616,18 @@ def _parse_settings(body: bytes) -> dict[str, bool] | str:
     return {key: telephony[key] for key in _SETTINGS_KEYS}
 
 
+def initial_settings(account_id: str, user_id: str) -> dict[str, bool]:
+    """The settings of a user the server has never written: three bits of a SHA-256 of the ids,
+    the same in every run, so tests and the demo know each user's state before a run."""
+    key = f"{len(account_id)}:{account_id}\x00{user_id}".encode("utf-8", "surrogatepass")
+    bits = hashlib.sha256(key).digest()[0]
+    return {
+        "InboundCalling": bool(bits & 1),
+        "OutboundCalling": bool(bits & 2),
+        "SMS": bool(bits & 4),
+    }
+
+
 def _parse_route(raw_path: str) -> tuple[str, str] | None:
     """(account id, user id) from ``/accounts/{a}/users/{u}/settings``, each segment decoded on
     its own so an encoded ``/`` stays inside its id; None for any other path.
@@ -683,6 +700,9 @@ class MockChimeServer:
         # Cognito mode: (UserPoolId, Username) -> attributes, as applied so far.
         self.attributes: dict[tuple[str, str], dict[str, str]] = {}
         self.apply_counts: collections.Counter[tuple[str, str]] = collections.Counter()
+        # Reads answered 200, per user: "each user was read exactly once" is checked on this
+        # (throttled or faulted reads count in counters["reads_throttled"/"reads_faulted"]).
+        self.read_counts: collections.Counter[tuple[str, str]] = collections.Counter()
         self.counters: collections.Counter[str] = collections.Counter()
         self.timeline: dict[int, dict[str, float]] = {}
         self.events: list[Event] = []
@@ -694,6 +714,11 @@ class MockChimeServer:
     def config(self) -> MockConfig:
         """The configuration in force, ``set_limits`` changes included."""
         return self._config
+
+    def settings(self, account_id: str, user_id: str) -> dict[str, bool]:
+        """The user's settings now: the last ones written, else ``initial_settings``."""
+        found = self.applied.get((account_id, user_id))
+        return dict(found) if found is not None else initial_settings(account_id, user_id)
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Bind ``host:port`` (port 0 picks a free one) and return the base URL.
@@ -819,6 +844,7 @@ class MockChimeServer:
         self.applied.clear()
         self.attributes.clear()
         self.apply_counts.clear()
+        self.read_counts.clear()
         self.counters.clear()
         self.timeline.clear()
         self.events.clear()
@@ -827,15 +853,18 @@ class MockChimeServer:
             self._rebuild_buckets()
 
     def state(self) -> dict[str, Any]:
-        """A JSON-able snapshot: counters, applied users, timeline (keys are seconds as strings)
-        and the limits in force."""
+        """A JSON-able snapshot: counters, applied users, read users, timeline (keys are seconds
+        as strings) and the limits in force."""
         counts = self.apply_counts.values()
+        reads = self.read_counts.values()
         cfg = self._config
         return {
             "counters": dict(self.counters),
             "applied_users": len(self.applied) + len(self.attributes),
             "max_apply_count": max(counts, default=0),
             "reapplied_users": sum(1 for n in counts if n > 1),
+            "read_users": len(self.read_counts),
+            "max_read_count": max(reads, default=0),
             "timeline": {str(s): dict(v) for s, v in sorted(self.timeline.items())},
             "limits": {
                 "rate_limit": cfg.rate_limit,
@@ -918,13 +947,16 @@ class MockChimeServer:
                 _error(404, "NotFoundException", "no such route"), arrived, "", ""
             )
         account_id, user_id = ids
-        if request.method != "PUT":
+        reading = request.method == "GET"
+        if request.method != "PUT" and not reading:
             counters["bad_method"] += 1
             response = _error(
                 405, "MethodNotAllowedException", f"{request.method} is not allowed here."
             )
-            response.headers["Allow"] = "PUT"
+            response.headers["Allow"] = "GET, PUT"
             return await self._respond(response, arrived, account_id, user_id)
+        if reading:
+            counters["reads"] += 1
 
         second = int(arrived - self._t0)
         slot = self.timeline.get(second)
@@ -935,11 +967,14 @@ class MockChimeServer:
                 "faults": 0.0,
                 "admitted": 0.0,
                 "allowed_rate": 0.0,
+                "reads": 0.0,
             }
         slot["allowed_rate"] = cfg.rate_limit or 0.0
         bucket = self._bucket_for(account_id, arrived)
         if bucket is not None and not bucket.take(arrived):
             counters["throttled"] += 1
+            if reading:
+                counters["reads_throttled"] += 1
             slot["throttled"] += 1
             response = _error(429, "ThrottledClientException", "Rate exceeded")
             if self._throttle_headers:
@@ -950,6 +985,8 @@ class MockChimeServer:
 
         if cfg.fault_rate and self._fault_rng.random() < cfg.fault_rate:
             counters["faults"] += 1
+            if reading:
+                counters["reads_faulted"] += 1
             slot["faults"] += 1
             if self._fault_rng.random() < 0.5:
                 response = _error(
@@ -963,6 +1000,18 @@ class MockChimeServer:
         if user_id in cfg.not_found:
             counters["not_found"] += 1
             response = _error(404, "NotFoundException", f"User {user_id!r} was not found.")
+            return await self._respond(response, arrived, account_id, user_id)
+        if reading:
+            # GetUserSettings: a body sent with it is ignored, as a real API would.
+            self.read_counts[(account_id, user_id)] += 1
+            counters["reads_served"] += 1
+            slot["reads"] += 1
+            document = {"UserSettings": {"Telephony": self.settings(account_id, user_id)}}
+            response = web.Response(
+                status=200,
+                body=json.dumps(document).encode(),
+                headers={"x-amzn-RequestId": str(uuid.uuid4()), "Content-Type": "application/json"},
+            )
             return await self._respond(response, arrived, account_id, user_id)
         settings = _parse_settings(body)
         if isinstance(settings, str):
@@ -1085,6 +1134,24 @@ class MockChimeServer:
                     for (account_id, user_id), settings in applied.items()
                 ]
             )
+        if path == "/_mock/user":
+            if method != "GET":
+                return _admin_error(405, f"{path} takes GET")
+            query = request.rel_url.query
+            account_id, user_id = query.get("account_id"), query.get("user_id")
+            if account_id is None or user_id is None:
+                return _admin_error(400, f"{path} needs ?account_id=...&user_id=...")
+            key = (account_id, user_id)
+            return web.json_response(
+                {
+                    "account_id": account_id,
+                    "user_id": user_id,
+                    "settings": self.settings(account_id, user_id),
+                    "initial": initial_settings(account_id, user_id),
+                    "writes": self.apply_counts.get(key, 0),
+                    "reads": self.read_counts.get(key, 0),
+                }
+            )
         if path == "/_mock/events":
             if method != "GET":
                 return _admin_error(405, f"{path} takes GET")
@@ -1185,7 +1252,8 @@ def _admin_error(status: int, message: str) -> web.Response:
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m async_updater.mock_server",
-        description="Serve a mock Amazon Chime UpdateUserSettings API on a loopback address.",
+        description="Serve a mock Amazon Chime UpdateUserSettings and GetUserSettings API on a "
+        "loopback address.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind")
     parser.add_argument("--port", type=int, default=8080, help="port (0 picks a free one)")

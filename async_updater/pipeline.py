@@ -22,6 +22,7 @@ from dataclasses import replace
 from time import perf_counter
 from typing import Any
 
+from .before import BeforeStore
 from .config import LimitScope, UpdaterConfig
 from .errors import CredentialsError, RowError, UpdaterError
 from .keyindex import KeyIndex
@@ -162,19 +163,25 @@ class Updater:
         return self._run is not None and self._run.stopping
 
     async def results(
-        self, records: Records, *, skip: KeyIndex | None = None
+        self,
+        records: Records,
+        *,
+        skip: KeyIndex | None = None,
+        befores: BeforeStore | None = None,
     ) -> AsyncIterator[Result]:
         """Yield one ``Result`` per record as it completes (``Result`` items in ``records``,
         e.g. invalid rows from ``CsvSource``, pass straight through). Users in ``skip`` are
-        neither sent nor reported. Raises ``CredentialsError`` if credentials cannot be
-        refreshed mid-run, after everything finished has been yielded."""
+        neither sent nor reported. ``befores`` (with ``read_before``) keeps each state read
+        before its write is sent, and gives the states an earlier run captured. Raises
+        ``CredentialsError`` if credentials cannot be refreshed mid-run, after everything
+        finished has been yielded."""
         if self._run is not None and not self._run.finished:
             raise RuntimeError("this Updater is already running")
         if self._transport is None and not self.config.dry_run:
             raise RuntimeError("use 'async with Updater(...)' or call open() first")
         now = self._clock.now()
         self.stats = RunStats(now)
-        run = self._run = _Run(self, records, skip)
+        run = self._run = _Run(self, records, skip, befores)
         run.start()
         try:
             while True:
@@ -188,11 +195,16 @@ class Updater:
             raise run.fatal
 
     async def run(
-        self, records: Records, sink: ReportSink | None = None, *, skip: KeyIndex | None = None
+        self,
+        records: Records,
+        sink: ReportSink | None = None,
+        *,
+        skip: KeyIndex | None = None,
+        befores: BeforeStore | None = None,
     ) -> RunSummary:
         """Process every record, writing each result to ``sink`` (flushed as results arrive)."""
         try:
-            async for result in self.results(records, skip=skip):
+            async for result in self.results(records, skip=skip, befores=befores):
                 if sink is not None:
                     sink.write(result)
                     if self._run is not None and self._run.out.empty():
@@ -228,12 +240,19 @@ class Updater:
 class _Run:
     """The state of one run: queues, tasks, counters. Private to ``Updater``."""
 
-    def __init__(self, up: Updater, records: Records, skip: KeyIndex | None) -> None:
+    def __init__(
+        self,
+        up: Updater,
+        records: Records,
+        skip: KeyIndex | None,
+        befores: BeforeStore | None = None,
+    ) -> None:
         cfg = up.config
         self.up = up
         self.cfg = cfg
         self.records = records
         self.skip = skip
+        self.befores = befores  # issue 13: read-before flow (not wired yet)
         self.stats = up.stats
         self.clock = up._clock
         self.work: asyncio.PriorityQueue[tuple[int, int, _Item | None]] = asyncio.PriorityQueue()

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .model import Result, RunSummary, Status
+from .state import PlanTally
 
 __all__ = [
     "LatencyHistogram",
@@ -154,6 +155,7 @@ class RunStats:
         "errors",
         "in_flight",
         "latencies",
+        "plan",
         "requests",
         "retries",
         "server_errors",
@@ -178,6 +180,7 @@ class RunStats:
         self.timeline = Timeline(started)
         # Set by the pipeline when the server's Date corrects the signing clock.
         self.clock_offset_s: float | None = None
+        self.plan = PlanTally()
 
     @property
     def done(self) -> int:
@@ -187,6 +190,8 @@ class RunStats:
         self.counts[result.status.value] += 1
         if result.status is Status.FAILED or result.status is Status.INVALID:
             count_error(self.errors, result.error_code or result.status.value, result.message)
+        elif result.before:
+            self.plan.add(result)
 
     def summary(
         self,
@@ -220,4 +225,5 @@ class RunStats:
             report_path=report_path,
             skipped=self.skipped,
             clock_offset_s=self.clock_offset_s,
+            plan=self.plan.plan(),
         )

@@ -33,12 +33,19 @@ __all__ = [
 ]
 
 _MAX_ERROR_BODY = 64 * 1024
+# A read's answer is one user's state: a few hundred bytes. The bound keeps a misdirected
+# endpoint (a web page, a listing) from costing memory per request in flight.
+MAX_READ_BODY = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
 class Response:
     """What came back: ``error_code``/``message`` are empty for a success. ``date`` is the
-    answer's ``Date`` header, kept for errors only (a clock-skew rejection is corrected by it)."""
+    answer's ``Date`` header, kept for errors only (a clock-skew rejection is corrected by it).
+
+    ``body`` is the answer's body for a 2xx answer to a GET (a read), empty otherwise: no other
+    answer's body is kept. A 2xx read whose body is over ``MAX_READ_BODY`` bytes comes back
+    with an empty body and ``error_code`` ``ResponseTooLarge``."""
 
     status: int
     request_id: str = ""
@@ -46,6 +53,7 @@ class Response:
     message: str = ""
     retry_after: float | None = None
     date: str | None = None
+    body: bytes = b""
 
 
 class TransportError(Exception):
@@ -139,6 +147,8 @@ class AiohttpTransport:
                     "x-amz-request-id", ""
                 )
                 if status < 300:
+                    if method == "GET":
+                        return await _read_body(resp.content, status, request_id)
                     await resp.read()
                     return Response(status, request_id)
                 raw = await resp.content.read(_MAX_ERROR_BODY)
@@ -165,6 +175,25 @@ class AiohttpTransport:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+async def _read_body(content: aiohttp.StreamReader, status: int, request_id: str) -> Response:
+    """A read's 2xx answer with its body, taken whole up to ``MAX_READ_BODY`` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = await content.read(MAX_READ_BODY + 1 - size)
+        if not chunk:
+            return Response(status, request_id, body=b"".join(chunks))
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_READ_BODY:
+            return Response(
+                status,
+                request_id,
+                "ResponseTooLarge",
+                f"the answer to the read is larger than {MAX_READ_BODY} bytes",
+            )
 
 
 def json_error_details(status: int, headers: Mapping[str, str], raw: bytes) -> tuple[str, str]:

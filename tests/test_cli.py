@@ -144,7 +144,7 @@ def one_line_error(err: str) -> str:
 
 
 @pytest.mark.parametrize(
-    "command", ["run", "demo", "report", "merge-reports", "plot", "operations"]
+    "command", ["run", "demo", "report", "merge-reports", "undo", "plot", "operations"]
 )
 def test_help_of_every_subcommand_exits_0(command: str, run: Run) -> None:
     with pytest.raises(SystemExit) as info:
@@ -474,7 +474,13 @@ def test_summary_json_holds_the_counts_and_the_report_path(
     )  # fmt: skip
     assert code == 1
     data = json.loads(summary.read_text())
-    assert data["counts"] == {"updated": 10, "failed": 0, "invalid": 1, "planned": 0}
+    assert data["counts"] == {
+        "updated": 10,
+        "unchanged": 0,
+        "failed": 0,
+        "invalid": 1,
+        "planned": 0,
+    }
     assert (data["rows"], data["requests"], data["report_path"]) == (11, 10, str(report))
     assert data["interrupted"] is False
     assert data["skipped_already_updated"] == 0
@@ -655,3 +661,92 @@ def test_resume_command_keeps_a_value_that_starts_with_a_dash_attached_to_its_op
     assert "--method=-weird" in cmd
     assert "--dry-run" not in cmd and "--overwrite" not in cmd
     assert parser.parse_args(cmd[1:]).method == "-weird"
+
+
+# -- read before write: options --------------------------------------------------------------
+
+
+def test_run_help_explains_preview_run_and_undo(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for phrase in (
+        "--read-before",
+        "--skip-unchanged",
+        "--read-path-template",
+        "--read-field",
+        "'run --dry-run --read-before' reads every user",
+        "'undo REPORT --out UNDO.csv' writes the input that restores every updated user",
+        "async-updater undo migration.csv --out undo.csv async-updater run undo.csv",
+        "0 all updated (or unchanged)",
+    ):
+        assert phrase in text, phrase
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            ["--skip-unchanged", "--service", "execute-api", "--path-template", "/v1/u/{user_id}"],
+            "--skip-unchanged: operation 'generic PUT execute-api /v1/u/{user_id} body:",
+        ),
+        (
+            ["--read-before", "--service", "execute-api", "--path-template", "/v1/u/{user_id}"],
+            "--read-before: operation 'generic PUT",
+        ),
+        (["--read-field", "sms=/sms"], "--read-field: only used with --path-template"),
+        (
+            ["--read-path-template", "/v1/u/{user_id}"],
+            "--read-path-template: only used with --path-template",
+        ),
+    ],
+    ids=["skip-unchanged", "read-before", "read-field", "read-path-template"],
+)
+def test_reading_options_that_cannot_work_exit_2_with_one_line_and_send_nothing(
+    tmp_path: Path,
+    run: Run,
+    server: MockChimeServer,
+    aws: dict[str, str],
+    options: list[str],
+    message: str,
+) -> None:
+    code, out, err = run(*run_args(tmp_path, server), *options)
+    assert (code, out) == (2, "")
+    assert one_line_error(err).startswith(message)
+    assert server.counters["requests"] == 0
+    assert not (tmp_path / "r.csv").exists()
+
+
+def test_resume_command_carries_the_reading_options() -> None:
+    from async_updater.cli import build_parser, resume_command
+
+    args = build_parser().parse_args(
+        [
+            *("run", "m.csv", "--skip-unchanged", "--service", "execute-api"),
+            *("--path-template", "/v1/{org}/{member}", "--body-template", "b.json"),
+            *("--read-path-template", "/v1/{org}/{member}"),
+            *("--read-field", "on=/on", "--read-field", "n=/n"),
+        ]
+    )
+    command = resume_command(args, Path("r.csv"))
+    assert command[:5] == ["async-updater", "run", "m.csv", "--report", "r.csv"]
+    assert command[-1] == "--resume"
+    rest = " ".join(command[5:-1])
+    assert "--skip-unchanged" in command and "--read-before" not in command
+    assert "--read-path-template /v1/{org}/{member}" in rest
+    assert "--read-field on=/on --read-field n=/n" in rest
+    again = build_parser().parse_args(command[1:])
+    assert again.skip_unchanged and again.read_field == ["on=/on", "n=/n"]
+
+
+@pytest.mark.parametrize("reading", [[], ["--read-before"]], ids=["plain", "read-before"])
+def test_a_fresh_run_replaces_the_before_journal_of_an_earlier_run_and_a_finished_one_removes_it(
+    tmp_path: Path, run: Run, server: MockChimeServer, aws: dict[str, str], reading: list[str]
+) -> None:
+    from async_updater.before import journal_path
+
+    report = tmp_path / "r.csv"
+    journal_path(report).write_text('{"account_id": "a", "user_id": "u", "before": {}}\n')
+    code, out, _ = run(*run_args(tmp_path, server), *reading)
+    assert code == 0, out
+    assert not journal_path(report).exists()

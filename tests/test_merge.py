@@ -397,8 +397,8 @@ def test_merge_refuses_a_missing_input(tmp_path: Path) -> None:
 def test_merge_refuses_a_corrupt_report_without_leaving_a_partial_output(tmp_path: Path) -> None:
     a = make_report(tmp_path / "a.csv", ["u1"], {"shard": "0/2"})
     b = make_report(tmp_path / "b.csv", ["u2", "u3"], {"shard": "1/2"})
-    b.write_text(b.read_text().replace("acct,u2,updated,204,,,1,,", "acct,u2"))
-    assert refused([a, b], tmp_path / "m.csv") == f"{b}: line 2 has 2 fields, not 9"
+    b.write_text(b.read_text().replace("acct,u2,updated,204,,,1,,,", "acct,u2"))
+    assert refused([a, b], tmp_path / "m.csv") == f"{b}: line 2 has 2 fields, not 10"
 
 
 def test_merge_of_reports_without_meta_warns_that_it_cannot_check_them(tmp_path: Path) -> None:
@@ -421,3 +421,28 @@ def test_merge_of_jsonl_shards_writes_jsonl(tmp_path: Path) -> None:
     assert not meta_path(out).exists()
     shutil.copy(out, tmp_path / "again.jsonl")  # the merged report can itself be read back
     assert len(list(read_report(tmp_path / "again.jsonl"))) == 3
+
+
+def test_merge_keeps_before_states_and_brings_an_old_shard_into_the_current_layout(
+    tmp_path: Path,
+) -> None:
+    from async_updater.model import REPORT_COLUMNS
+
+    before = '{"inbound_calling": true, "outbound_calling": false, "sms": true}'
+    new = tmp_path / "new.csv"
+    sink = open_report(new, "csv")
+    sink.write(Result("acct", "u1", Status.UPDATED, 204, attempts=1, before=before))
+    sink.write(Result("acct", "u2", Status.UNCHANGED, attempts=1, before=before))
+    sink.close()
+    write_meta(new, {**META, "shard": "0/2"})
+    old = tmp_path / "old.csv"
+    old.write_text(",".join(REPORT_COLUMNS[:9]) + "\nacct,u3,updated,204,,,1,,\n")
+    write_meta(old, {**META, "shard": "1/2"})
+    out = tmp_path / "merged.csv"
+    assert merge_reports([new, old], out) == (3, [])
+    assert out.read_text().splitlines()[0] == ",".join(REPORT_COLUMNS)
+    assert [(r.user_id, r.status, r.before) for r in read_report(out)] == [
+        ("u1", "updated", before),
+        ("u2", "unchanged", before),
+        ("u3", "updated", ""),
+    ]

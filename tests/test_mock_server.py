@@ -352,9 +352,9 @@ async def test_other_paths_are_404_and_other_methods_405_after_auth(
     reply = await send(http, url, GOOD_BODY, sign(url))
     assert (reply.status, reply.code, reply.message) == (404, "NotFoundException", "no such route")
     url = server.url + settings_path("acc-1", "user-1")
-    reply = await send(http, url, b"", sign(url, b"", method="GET"), method="GET")
+    reply = await send(http, url, b"", sign(url, b"", method="DELETE"), method="DELETE")
     assert reply.status == 405
-    assert reply.headers["allow"] == "PUT"
+    assert reply.headers["allow"] == "GET, PUT"
     assert server.applied == {}
 
 
@@ -972,3 +972,117 @@ async def test_record_events_flag_turns_recording_on_in_standalone_mode(
         if process.returncode is None:
             process.terminate()
             await process.wait()
+
+
+# --- GetUserSettings -----------------------------------------------------------------------------
+
+
+async def get_signed(
+    http: aiohttp.ClientSession,
+    server: MockChimeServer,
+    account_id: str = "acc-1",
+    user_id: str = "user-1",
+    **sign_args: Any,
+) -> Reply:
+    url = server.url + settings_path(account_id, user_id)
+    return await send(http, url, b"", sign(url, b"", method="GET", **sign_args), method="GET")
+
+
+def telephony(reply: Reply) -> dict[str, bool]:
+    document = json.loads(reply.body)
+    assert list(document) == ["UserSettings"] and list(document["UserSettings"]) == ["Telephony"]
+    found: dict[str, bool] = document["UserSettings"]["Telephony"]
+    return found
+
+
+async def test_a_user_never_written_reads_as_a_state_derived_from_its_ids(
+    http: aiohttp.ClientSession, server: MockChimeServer
+) -> None:
+    from async_updater.mock_server import initial_settings
+
+    ids = [("acc-1", f"user-{i}") for i in range(64)] + [("a/b", "ü s%")]
+    states = set()
+    for account_id, user_id in ids:
+        reply = await get_signed(http, server, account_id, user_id)
+        assert reply.status == 200
+        assert reply.headers["content-type"].startswith("application/json")
+        assert len(reply.headers["x-amzn-requestid"]) == 36
+        state = telephony(reply)
+        assert (
+            state == initial_settings(account_id, user_id) == server.settings(account_id, user_id)
+        )
+        states.add(tuple(state.values()))
+    assert len(states) == 8  # the three bits take every value over 64 users
+    # The same ids give the same state in another server: it depends on nothing else.
+    async with MockChimeServer(MockConfig(seed=99)) as other:
+        assert telephony(await get_signed(http, other, *ids[3])) == initial_settings(*ids[3])
+    assert server.applied == {}  # reading writes nothing
+
+
+async def test_a_put_changes_what_the_get_answers_and_both_are_counted_per_user(
+    http: aiohttp.ClientSession, server: MockChimeServer
+) -> None:
+    assert (await get_signed(http, server)).status == 200
+    assert (await put_signed(http, server)).status == 204
+    reply = await get_signed(http, server)
+    assert telephony(reply) == GOOD_SETTINGS
+    assert server.read_counts[("acc-1", "user-1")] == 2
+    assert server.apply_counts[("acc-1", "user-1")] == 1
+    counters = server.counters
+    assert (counters["requests"], counters["reads"], counters["reads_served"]) == (3, 2, 2)
+    assert counters["accepted"] == 1  # writes applied; reads are not "accepted" writes
+    [slot] = server.timeline.values()
+    assert (slot["reads"], slot["accepted"], slot["admitted"]) == (2, 1, 3)
+    state = server.state()
+    assert (state["read_users"], state["max_read_count"]) == (1, 2)
+    server.reset()
+    assert server.read_counts == {} and server.settings("acc-1", "user-1") != {}
+    assert server.settings("acc-1", "user-1") == telephony(await get_signed(http, server))
+
+
+async def test_reads_are_signed_checked_throttled_and_faulted_like_writes(
+    http: aiohttp.ClientSession,
+) -> None:
+    config = MockConfig(rate_limit=1.0, burst=1.0, not_found=frozenset({"gone"}))
+    async with MockChimeServer(config) as server:
+        assert (await get_signed(http, server, secret="wrong")).status == 403
+        assert (await get_signed(http, server)).status == 200
+        # One token per second, shared by reads and writes.
+        assert (await put_signed(http, server, user_id="user-2")).status == 429
+        reply = await get_signed(http, server, user_id="user-3")
+        assert (reply.status, reply.code) == (429, "ThrottledClientException")
+        assert server.counters["reads_throttled"] == 1 and server.counters["throttled"] == 2
+        server.set_limits(rate_limit=None, fault_rate=1.0)
+        reply = await get_signed(http, server)
+        assert reply.status in (500, 503)
+        assert server.counters["reads_faulted"] == 1
+        server.set_limits(fault_rate=0.0)
+        reply = await get_signed(http, server, user_id="gone")
+        assert (reply.status, reply.code) == (404, "NotFoundException")
+        # Counted once authenticated and routed: the refused signature is not a read.
+        assert server.counters["reads"] == 4 and server.counters["reads_served"] == 1
+        assert dict(server.read_counts) == {("acc-1", "user-1"): 1}
+
+
+async def test_admin_user_endpoint_shows_a_users_state_and_counts(
+    http: aiohttp.ClientSession, server: MockChimeServer
+) -> None:
+    from async_updater.mock_server import initial_settings
+
+    await put_signed(http, server, "a/b", "u 1")
+    await get_signed(http, server, "a/b", "u 1")
+    query = {"account_id": "a/b", "user_id": "u 1"}
+    async with http.get(server.url + "/_mock/user", params=query) as response:
+        assert response.status == 200
+        data = await response.json()
+    assert data == {
+        "account_id": "a/b",
+        "user_id": "u 1",
+        "settings": GOOD_SETTINGS,
+        "initial": initial_settings("a/b", "u 1"),
+        "writes": 1,
+        "reads": 1,
+    }
+    async with http.get(server.url + "/_mock/user", params={"account_id": "a"}) as response:
+        assert response.status == 400
+    assert server.counters["requests"] == 2  # admin calls are not counted

@@ -280,3 +280,15 @@ def test_cli_reference_mentions_every_run_option() -> None:
     options = [s for a in run._actions for s in a.option_strings if s.startswith("--")]
     missing = [o for o in options if o != "--help" and f"`{o}" not in text]
     assert not missing
+
+
+def test_preview_run_undo_example_holds_commands_the_cli_accepts() -> None:
+    # A text block until the pipeline reads before writing; then it becomes a console block
+    # that the test above runs.
+    (block,) = [b for b in blocks() if b.file == "preview-run-undo.txt"]
+    found = [line[2:] for line in block.body.splitlines() if line.startswith("$ ")]
+    assert [shlex.split(c)[1] for c in found] == ["run", "run", "run", "undo", "run"]
+    for command in found:
+        argv = shlex.split(command)
+        assert argv[0] == "async-updater"
+        build_parser().parse_args(argv[1:])

@@ -95,7 +95,7 @@ def test_a_safety_stop_exits_3_with_one_line_and_the_summary_with_the_resume_com
     assert out.startswith("== summary (safety stop)\n")
     assert f"stopped    {STOP_TEXT}\n" in out
     lines = out.splitlines()
-    at = lines.index("next       to finish the run (users already updated are skipped):")
+    at = lines.index("next       to finish the run (users already done are skipped):")
     command = shlex.split(lines[at + 1])
     assert command[:3] == ["async-updater", "run", str(users_csv)]
     assert command[-1] == "--resume" and "stop-after-50" in command

@@ -235,3 +235,61 @@ async def test_a_success_does_not_keep_the_date_header(transport: AiohttpTranspo
         m.put(URL, status=204, headers={"Date": "Fri, 15 Jan 2027 08:15:00 GMT"})
         r = await transport.send("PUT", PATH, {}, b"{}")
     assert (r.status, r.date) == (204, None)
+
+
+# -- bodies of reads ------------------------------------------------------------------------------
+
+
+async def test_a_reads_2xx_answer_comes_back_with_its_body_over_a_real_socket() -> None:
+    from async_updater.transport import MAX_READ_BODY
+
+    from .fault_servers import FaultServer, Reply
+
+    state = b'{"UserSettings": {"Telephony": {"InboundCalling": true}}}'
+    big = b"x" * (3 * 65536 + 7)  # several socket reads
+
+    def decide(request: object) -> Reply:
+        path = getattr(request, "path", "")
+        if path.endswith("/big"):
+            return Reply(200, big)
+        if path.endswith("/huge"):
+            return Reply(200, b"y" * (MAX_READ_BODY + 1))
+        return Reply(200, state, {"x-amzn-RequestId": "rid-get"})
+
+    async with FaultServer(decide) as server:
+        t = AiohttpTransport(server.url, concurrency=2, timeout=10.0)
+        try:
+            r = await t.send("GET", "/accounts/a/users/u/settings", {}, b"")
+            assert (r.status, r.request_id, r.body, r.error_code) == (200, "rid-get", state, "")
+            r = await t.send("GET", "/big", {}, b"")
+            assert r.body == big
+            r = await t.send("GET", "/huge", {}, b"")
+            assert (r.status, r.body, r.error_code) == (200, b"", "ResponseTooLarge")
+            assert r.message == f"the answer to the read is larger than {MAX_READ_BODY} bytes"
+            # A write's success keeps no body, even when the server sends one.
+            r = await t.send("PUT", "/accounts/a/users/u/settings", {}, b"{}")
+            assert (r.status, r.body) == (200, b"")
+            # The connection is still usable after each of them.
+            r = await t.send("GET", "/accounts/a/users/u/settings", {}, b"")
+            assert r.body == state
+        finally:
+            await t.close()
+
+
+async def test_an_error_answer_to_a_read_is_read_like_a_writes_and_keeps_no_body(
+    transport: AiohttpTransport,
+) -> None:
+    with aioresponses() as m:
+        m.get(
+            URL,
+            status=404,
+            headers={"x-amzn-ErrorType": "NotFoundException"},
+            body=b'{"Message": "User u was not found."}',
+        )
+        r = await transport.send("GET", PATH, {}, b"")
+    assert (r.status, r.error_code, r.message, r.body) == (
+        404,
+        "NotFoundException",
+        "User u was not found.",
+        b"",
+    )
