@@ -447,6 +447,8 @@ def cognito_files(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
         (["--service", "execute-api"], "--aws-operation and --service cannot"),
         (["--operation", "x"], "--aws-operation and --operation cannot"),
         (["--body-template", "b.json"], "--aws-operation and --body-template cannot"),
+        (["--read-path-template", "/v1/{username}"], "--aws-operation and --read-path-template"),
+        (["--read-field", "email=/email"], "--aws-operation and --read-field cannot"),
     ],
 )
 def test_conflicting_options_are_one_line_usage_errors(
@@ -460,6 +462,42 @@ def test_conflicting_options_are_one_line_usage_errors(
         "run", users, "--aws-operation", COGNITO, "--params-template", params, *extra
     )
     assert code == 2 and expected in one_line_error(err)
+
+
+@pytest.mark.parametrize("option", ["--read-before", "--skip-unchanged"])
+def test_a_model_operation_cannot_read_before_so_the_run_exits_2_naming_the_option(
+    run: Run,  # noqa: F811
+    cognito_files: tuple[Path, Path],
+    clean_aws: Path,
+    option: str,
+) -> None:
+    users, params = cognito_files
+    code, _, err = run(
+        "run", users, "--aws-operation", COGNITO, "--params-template", params, "--dry-run", option
+    )
+    assert code == 2
+    assert one_line_error(err).startswith(
+        f"{option}: operation 'aws cognito-idp:AdminUpdateUserAttributes params:"
+    )
+    assert "cannot read a user's state" in one_line_error(err)
+    assert not (users.parent / "users.report.csv").exists()
+
+
+def test_undo_of_a_model_operation_exits_2_as_it_has_no_before_state(
+    run: Run,  # noqa: F811
+    cognito_files: tuple[Path, Path],
+) -> None:
+    users, params = cognito_files
+    undo = users.parent / "undo.csv"
+    code, _, err = run(
+        "undo", users.parent / "users.report.csv", "--out", undo,
+        "--aws-operation", COGNITO, "--params-template", params,
+    )  # fmt: skip
+    assert code == 2
+    assert one_line_error(err).startswith(
+        "undo: operation 'aws cognito-idp:AdminUpdateUserAttributes params:"
+    )
+    assert not undo.exists()
 
 
 def test_params_template_needs_aws_operation_and_back(

@@ -160,6 +160,52 @@ def test_mock_server_subcommand_takes_the_mock_options_and_serves_until_its_dura
     assert re.fullmatch(r"mock chime server listening on http://127\.0\.0\.1:\d+\n", out), out
 
 
+def test_mock_server_subcommand_passes_the_clock_date_and_api_options_to_the_mock() -> None:
+    import select
+    import time
+    import urllib.request
+
+    from async_updater.signing import Credentials, SigV4Signer
+
+    from .processes import BIN
+
+    args = ["--port", "0", "--clock-offset", "900", "--no-date", "--api", "cognito"]
+    proc = subprocess.Popen(
+        [str(BIN / "async-updater"), "mock-server", *args, "--duration", "60"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 20)
+        line = proc.stdout.readline() if ready else ""
+        url = line.split("listening on ", 1)[1].strip()
+        with urllib.request.urlopen(url + "/_mock/state", timeout=10) as response:
+            limits = json.loads(response.read())["limits"]
+            assert response.headers.get("Date") is None  # --no-date
+        assert (limits["clock_offset_s"], limits["send_date"]) == (900.0, False)
+        # --api cognito: an AdminUpdateUserAttributes signed for cognito-idp at the server's
+        # time (--clock-offset) is applied.
+        body = b'{"UserPoolId": "p", "Username": "u", "UserAttributes": []}'
+        target = "AWSCognitoIdentityProviderService.AdminUpdateUserAttributes"
+        signer = SigV4Signer(
+            host=url.removeprefix("http://"), region="us-east-1", service="cognito-idp"
+        )
+        headers = signer.sign(
+            "POST", "/", body, "application/x-amz-json-1.1", Credentials("AKIDMOCK", "mock-secret"),
+            time.time() + 900, headers=(("X-Amz-Target", target),),
+        )  # fmt: skip
+        request = urllib.request.Request(url + "/", data=body, headers=headers, method="POST")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200
+        with urllib.request.urlopen(url + "/_mock/applied", timeout=10) as response:
+            assert json.loads(response.read()) == [["p", "u", {}, 1]]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
 def test_mock_server_subcommand_refuses_a_non_loopback_host(run: Run) -> None:
     with pytest.raises(SystemExit) as info:
         run("mock-server", "--host", "0.0.0.0")

@@ -624,6 +624,32 @@ async def test_the_clock_offset_and_the_date_header_change_at_run_time(
             assert next(iter(bad)) in (await response.json())["Message"]
 
 
+async def test_a_read_is_judged_by_the_servers_clock_and_answered_with_its_date(
+    http: aiohttp.ClientSession, ahead: MockChimeServer
+) -> None:
+    from async_updater.mock_server import initial_settings
+
+    signer = SigV4Signer(host=ahead.url.split("//")[1], region="us-east-1", service="chime")
+    path = settings_path("acc-1", "user-1")
+    answers = []
+    for when in (WALL, WALL + AHEAD):  # the client's clock, then the corrected one
+        headers = signer.sign(
+            "GET", path, b"", "application/json", SigningCredentials(AKID, SECRET), now=when
+        )
+        async with http.get(yarl.URL(ahead.url + path, encoded=True), headers=headers) as response:
+            answers.append(await answer(response))
+    skewed, read = answers
+    assert skewed.status == 403
+    assert json.loads(skewed.body)["Message"].startswith("Signature expired: ")
+    assert ahead.counters["clock_skew"] == 1
+    assert read.status == 200
+    assert json.loads(read.body) == {
+        "UserSettings": {"Telephony": initial_settings("acc-1", "user-1")}
+    }
+    assert [skewed.dates, read.dates] == [["Fri, 15 Jan 2027 08:15:00 GMT"]] * 2
+    assert dict(ahead.read_counts) == {("acc-1", "user-1"): 1}
+
+
 def test_mock_config_refuses_a_clock_offset_that_is_not_a_number() -> None:
     with pytest.raises(ValueError, match="clock_offset_s must be a number of seconds"):
         MockConfig(clock_offset_s=math.nan)

@@ -3,6 +3,7 @@ sends it, signed for cognito-idp, throttled with 400 TooManyRequestsException.""
 
 from __future__ import annotations
 
+import email.utils
 import json
 import time
 from collections.abc import Iterator
@@ -141,3 +142,29 @@ def test_an_unknown_api_is_a_config_error_naming_the_field() -> None:
     assert MockConfig(api=MockApi.COGNITO).service == "cognito-idp"
     assert MockConfig(api=MockApi.COGNITO, service="custom").service == "custom"
     assert MockConfig().service == "chime"
+
+
+def test_cognito_mode_judges_the_request_time_by_the_servers_clock_and_stamps_its_date() -> None:
+    body = json.dumps(
+        {"UserPoolId": "p", "Username": "u", "UserAttributes": [{"Name": "email", "Value": "e"}]}
+    ).encode()
+    with cognito_mock(clock_offset_s=900.0) as server:
+        signer = SigV4Signer(
+            host=server.url.removeprefix("http://"), region="us-east-1", service="cognito-idp"
+        )
+        replies = []
+        for skew in (0.0, 900.0):  # the client's own clock, then one corrected by the offset
+            headers = signer.sign(
+                "POST", "/", body, "application/x-amz-json-1.1", Credentials(AK, SK),
+                time.time() + skew, headers=(("X-Amz-Target", TARGET),),
+            )  # fmt: skip
+            replies.append(urllib3.request("POST", server.url + "/", body=body, headers=headers))
+        skewed, applied = replies
+        assert skewed.status == 403
+        assert json.loads(skewed.data)["Message"].startswith("Signature expired: ")
+        assert server.counters["clock_skew"] == 1
+        assert applied.status == 200
+        assert server.attributes == {("p", "u"): {"email": "e"}}
+        for reply in replies:
+            date = email.utils.parsedate_to_datetime(reply.headers["Date"]).timestamp()
+            assert date == pytest.approx(time.time() + 900.0, abs=5)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 
 import aiohttp
@@ -228,6 +229,36 @@ async def test_an_error_answer_keeps_the_servers_date_header_and_a_success_does_
     assert skewed.date == "Fri, 15 Jan 2027 08:15:00 GMT"
     assert accepted.status == 400  # past the signature check: this body is not the real shape
     assert accepted.date == "Fri, 15 Jan 2027 08:15:00 GMT"
+
+
+async def test_a_read_refused_for_its_time_keeps_the_date_a_served_one_its_body() -> None:
+    from async_updater.mock_server import initial_settings
+
+    wall = 1_800_000_000.0
+    config = MockConfig(credentials={"AKIDT": "secret-t"}, clock_offset_s=900.0)
+    async with MockChimeServer(config, wall_clock=lambda: wall) as server:
+        transport = AiohttpTransport(server.url, concurrency=2)
+        signer = SigV4Signer(host=server.url.split("//")[1], region="us-east-1", service="chime")
+        path = "/accounts/a/users/u/settings"
+        try:
+            answers = []
+            for when in (wall, wall + 900.0):
+                headers = signer.sign(
+                    "GET", path, b"", "application/json", Credentials("AKIDT", "secret-t"),
+                    now=when,
+                )  # fmt: skip
+                answers.append(await transport.send("GET", path, headers, b""))
+        finally:
+            await transport.close()
+    skewed, read = answers
+    assert (skewed.status, skewed.error_code, skewed.body) == (
+        403,
+        "InvalidSignatureException",
+        b"",
+    )
+    assert skewed.date == "Fri, 15 Jan 2027 08:15:00 GMT"
+    assert (read.status, read.error_code, read.date) == (200, "", None)
+    assert json.loads(read.body) == {"UserSettings": {"Telephony": initial_settings("a", "u")}}
 
 
 async def test_a_success_does_not_keep_the_date_header(transport: AiohttpTransport) -> None:
