@@ -6,22 +6,43 @@ The public API is what ``__all__`` lists; everything else may change without not
 
 from typing import TYPE_CHECKING, Any
 
+from .aws_operation import ModelOperation, ResolvedEndpoint, resolve_endpoint
+from .before import BeforeStore, MemoryBeforeStore
 from .config import DEFAULT_ENDPOINT, LimitScope, UpdaterConfig
 from .errors import (
     ConfigError,
     CredentialsError,
     InputError,
     ReportError,
+    ReportLocked,
     RowError,
+    SafetyStop,
+    StateError,
     UpdaterError,
 )
-from .model import REPORT_COLUMNS, Record, Result, RowRecord, RunSummary, Status, UserRecord
-from .operation import ChimeUpdateUserSettings, HttpRequest, Operation
+from .model import (
+    REPORT_COLUMNS,
+    Plan,
+    Record,
+    Result,
+    RowRecord,
+    RunSummary,
+    Status,
+    UserRecord,
+)
+from .operation import (
+    ChimeGetUserSettings,
+    ChimeUpdateUserSettings,
+    HttpRequest,
+    Operation,
+    StateReader,
+)
 from .pipeline import Updater, update_users
 from .ratelimit import ControllerSettings, Pacer, RateController
 from .report import CsvReport, JsonlReport, MemoryReport, ReportSink, open_report, read_report
+from .safety import MaxFailures, StopCause, StopReason
 from .signing import BotocoreCredentials, CredentialProvider, Credentials, StaticCredentials
-from .source import CsvSource, Shard, count_data_lines, read_records
+from .source import CsvSource, Shard, ShardBasis, count_data_lines, read_records
 from .stats import Timeline, TimelinePoint
 
 if TYPE_CHECKING:
@@ -43,7 +64,9 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "DEFAULT_ENDPOINT",
     "REPORT_COLUMNS",
+    "BeforeStore",
     "BotocoreCredentials",
+    "ChimeGetUserSettings",
     "ChimeUpdateUserSettings",
     "ConfigError",
     "ControllerSettings",
@@ -56,22 +79,34 @@ __all__ = [
     "InputError",
     "JsonlReport",
     "LimitScope",
+    "MaxFailures",
+    "MemoryBeforeStore",
     "MemoryReport",
     "MockChimeServer",
     "MockConfig",
+    "ModelOperation",
     "Operation",
     "Pacer",
+    "Plan",
     "RateController",
     "Record",
     "ReportError",
+    "ReportLocked",
     "ReportSink",
+    "ResolvedEndpoint",
     "Result",
     "RowError",
     "RowRecord",
     "RunSummary",
+    "SafetyStop",
     "Shard",
+    "ShardBasis",
+    "StateError",
+    "StateReader",
     "StaticCredentials",
     "Status",
+    "StopCause",
+    "StopReason",
     "Timeline",
     "TimelinePoint",
     "Updater",
@@ -83,5 +118,6 @@ __all__ = [
     "open_report",
     "read_records",
     "read_report",
+    "resolve_endpoint",
     "update_users",
 ]

@@ -8,10 +8,12 @@ from enum import Enum
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
+from .operation import Operation
 from .ratelimit.concurrency import DEFAULT_MAX_CONCURRENCY
 from .ratelimit.controller import ControllerSettings
+from .safety import DEFAULT_MAX_FAILURES, DEFAULT_REJECTIONS_IN_A_ROW, MaxFailures
 
-__all__ = ["DEFAULT_ENDPOINT", "LimitScope", "UpdaterConfig"]
+__all__ = ["DEFAULT_ENDPOINT", "LimitScope", "UpdaterConfig", "check_read_support"]
 
 DEFAULT_ENDPOINT = "https://service.chime.aws.amazon.com"
 
@@ -30,7 +32,16 @@ class LimitScope(str, Enum):
 class UpdaterConfig:
     """How to run. ``rate`` is an optional ceiling in requests/s per limit scope: without one
     the controller discovers the server's limit. ``concurrency`` is a ceiling on requests in
-    flight (default ``DEFAULT_MAX_CONCURRENCY``); below it the cap follows what the rate needs."""
+    flight (default ``DEFAULT_MAX_CONCURRENCY``); below it the cap follows what the rate needs.
+    ``max_failures`` is the failure budget (None: no budget); ``rejections_in_a_row``
+    credentials rejections with no success between them stop the run (see ``safety``).
+
+    ``read_before``: read each user's state (the operation's ``reader``) before writing, and
+    report it in ``before``; the read is signed, limited and retried like a write, in the same
+    scope. ``skip_unchanged`` (sets ``read_before``): a user already as asked is not written and
+    ends ``unchanged``. ``dry_run`` with ``read_before`` is a plan: reads only, each row
+    ``planned`` or ``unchanged``. Whether the operation can read is checked against it by
+    ``check_read_support``."""
 
     endpoint_url: str = DEFAULT_ENDPOINT
     region: str = "us-east-1"
@@ -48,9 +59,16 @@ class UpdaterConfig:
     max_cooldown: float = 60.0
     queue_size: int = 1024
     dry_run: bool = False
+    max_failures: MaxFailures | None = DEFAULT_MAX_FAILURES
+    rejections_in_a_row: int = DEFAULT_REJECTIONS_IN_A_ROW
+    read_before: bool = False
+    skip_unchanged: bool = False
     controller: ControllerSettings = field(default_factory=ControllerSettings)
 
     def __post_init__(self) -> None:
+        if self.skip_unchanged:
+            # Deciding "unchanged" needs the state: one flag is enough to ask for both.
+            object.__setattr__(self, "read_before", True)
         parts = urlsplit(self.endpoint_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(
@@ -73,6 +91,13 @@ class UpdaterConfig:
         _positive("backoff_cap", self.backoff_cap)
         _positive("max_cooldown", self.max_cooldown)
         _at_least("queue_size", self.queue_size, 1)
+        _at_least("rejections_in_a_row", self.rejections_in_a_row, 1)
+        if isinstance(self.max_failures, str):  # as --max-failures takes it: "50" or "10%"
+            object.__setattr__(self, "max_failures", MaxFailures.parse(self.max_failures))
+        elif self.max_failures is not None and not isinstance(self.max_failures, MaxFailures):
+            raise ConfigError(
+                f"--max-failures: {self.max_failures!r} is not a MaxFailures, a string or None"
+            )
         try:
             object.__setattr__(self, "limit_scope", LimitScope(self.limit_scope))
         except ValueError:
@@ -84,6 +109,12 @@ class UpdaterConfig:
     def max_concurrency(self) -> int:
         """The ceiling on requests in flight."""
         return DEFAULT_MAX_CONCURRENCY if self.concurrency is None else self.concurrency
+
+    @property
+    def sends(self) -> bool:
+        """Whether a run sends any request (and so needs credentials): all but a plain dry run;
+        a dry run with ``read_before`` sends the reads."""
+        return not self.dry_run or self.read_before
 
     @property
     def host(self) -> str:
@@ -106,3 +137,15 @@ def _positive(name: str, value: float) -> None:
 def _at_least(name: str, value: int, low: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < low:
         raise ConfigError(f"{name}: must be a whole number >= {low}, not {value!r}")
+
+
+def check_read_support(config: UpdaterConfig, operation: Operation) -> None:
+    """``ConfigError`` naming the option if ``config`` asks to read users' state and
+    ``operation`` cannot (its ``reader`` is None)."""
+    if not config.read_before or operation.reader is not None:
+        return
+    option = "--skip-unchanged" if config.skip_unchanged else "--read-before"
+    raise ConfigError(
+        f"{option}: operation {operation.name!r} cannot read a user's state (it has no reader; "
+        "a generic operation needs --read-path-template and --read-field)"
+    )

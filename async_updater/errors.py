@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .safety import StopReason
+
 __all__ = [
     "ConfigError",
     "CredentialsError",
     "InputError",
     "ReportError",
+    "ReportLocked",
     "RowError",
+    "SafetyStop",
+    "StateError",
     "UpdaterError",
 ]
 
@@ -34,6 +42,26 @@ class ReportError(UpdaterError):
     """The report cannot be written or, when resuming, read back."""
 
 
+class ReportLocked(ReportError):
+    """Another run holds the report (``holder`` says which: pid, host, since when)."""
+
+    def __init__(self, message: str, holder: str = "") -> None:
+        super().__init__(message)
+        self.holder = holder
+
+
+class SafetyStop(UpdaterError):
+    """The run stopped early because going on would only do harm (credentials rejected, failure
+    budget spent, a clock that cannot be corrected). Requests in flight were finished and the
+    report flushed: it is partial and resumable. ``reason`` says why, with the server's answer."""
+
+    exit_code = 3
+
+    def __init__(self, reason: StopReason) -> None:
+        super().__init__(reason.text)
+        self.reason = reason
+
+
 class RowError(Exception):
     """One input row is invalid. Raised by an operation's row parser, never escapes the source."""
 
@@ -43,3 +71,15 @@ class RowError(Exception):
         super().__init__(f"{field}: {reason}" if field else reason)
         self.field = field
         self.reason = reason
+
+
+class StateError(Exception):
+    """A user's state cannot be used: a read's answer is not the shape the operation expects, or
+    a before-state cannot be turned back into an input row. Per row, like ``RowError``: the row
+    fails (``code`` goes into the report after ``Read:``), the run goes on."""
+
+    __slots__ = ("code",)
+
+    def __init__(self, message: str, code: str = "InvalidState") -> None:
+        super().__init__(message)
+        self.code = code

@@ -10,7 +10,7 @@ from pathlib import Path
 from .errors import ReportError
 from .keyindex import KeyIndex
 from .model import REPORT_COLUMNS, Status
-from .report import detect_format, meta_path, read_report
+from .report import detect_format, meta_path, read_report, recorded_split, split_text
 
 __all__ = ["merge_reports"]
 
@@ -45,11 +45,11 @@ def merge_reports(
         if not m
     ]
     _check_same(paths, metas, fmt)
-    shards = {m.get("shard") for m in metas if m}
-    counts = {int(str(s).split("/")[1]) for s in shards if s}
+    splits = {split for m in metas if m and (split := recorded_split(m))}
+    counts = {_shard_count(shard) for shard, _ in splits}
     if len(counts) == 1:
         n = counts.pop()
-        have = {int(str(s).split("/")[0]) for s in shards if s}
+        have = {int(shard.split("/")[0]) for shard, _ in splits}
         missing = sorted(set(range(n)) - have)
         if missing:
             warnings.append(
@@ -103,22 +103,24 @@ def _check_same(paths: list[Path], metas: list[dict[str, object]], fmt: str) -> 
         values = {str(m.get(key)) for m in metas if m}
         if len(values) > 1:
             raise ReportError(f"merge-reports: the reports were made from different {what}s")
-    known = [(path, m.get("shard")) for path, m in zip(paths, metas, strict=True) if m]
-    kinds = {_shard_count(shard) for _, shard in known}
+    known = [(path, m) for path, m in zip(paths, metas, strict=True) if m]
+    # One split means one shard count and one basis: shards of 0/2 by user and 1/2 by account
+    # would each miss some users and hold others twice.
+    kinds = {_kind(recorded_split(m)) for _, m in known}
     if len(kinds) > 1:
-        made = ", ".join(f"{path} ({_shard_text(shard)})" for path, shard in known)
+        made = ", ".join(f"{path} ({split_text(m)})" for path, m in known)
         raise ReportError(
             f"merge-reports: the reports were not made with one --shard K/N split: {made}"
         )
-    shards = [str(shard) for _, shard in known if shard]
+    shards = [split[0] for _, m in known if (split := recorded_split(m))]
     for i, shard in enumerate(shards):
         if shard in shards[:i]:
             raise ReportError(f"merge-reports: shard {shard} is given twice")
 
 
-def _shard_count(shard: object) -> int:
-    return int(str(shard).split("/")[1]) if shard else 0
+def _shard_count(shard: str) -> int:
+    return int(shard.split("/")[1])
 
 
-def _shard_text(shard: object) -> str:
-    return f"--shard {shard}" if shard else "no --shard"
+def _kind(split: tuple[str, str] | None) -> tuple[int, str]:
+    return (_shard_count(split[0]), split[1]) if split else (0, "")

@@ -1,4 +1,5 @@
-"""A local stand-in for Amazon Chime ``UpdateUserSettings``, strict enough to catch client bugs.
+"""A local stand-in for Amazon Chime ``UpdateUserSettings`` and ``GetUserSettings``, strict
+enough to catch client bugs.
 
 It verifies AWS SigV4 with its own implementation (written from the AWS specification, sharing
 no code with the client's signer, so a bug in one is not mirrored by the other), throttles with
@@ -8,9 +9,24 @@ that nothing was lost or applied twice.
 
 Every request to ``PUT /accounts/{accountId}/users/{userId}/settings`` is handled in this order:
 authentication (401/403), route (404/405), token bucket (429), injected fault (500/503), unknown
-user (404), body validation (400), apply (204). The injected latency is spent after the decision
-and before the response is sent, whatever the response is. ``/_mock/...`` admin endpoints need no
-signature and are not counted.
+user (404), body validation (400), apply (204). A ``GET`` on the same path (``GetUserSettings``)
+goes through the same steps, the same bucket and the same faults, and is answered 200 with the
+user's settings. A user never written holds ``initial_settings(account, user)``, a state derived
+from the ids, so a test can predict it and check a round trip. The injected latency is spent
+after the decision and before the response is sent, whatever the response is. ``/_mock/...``
+admin endpoints need no signature and are not counted.
+
+The server keeps its own clock, ``clock_offset_s`` ahead of the wall clock (behind if negative),
+as a real server's clock is ahead of a laptop that slept: X-Amz-Date is judged against it, and
+every response carries an RFC 7231 ``Date`` header read from it (or, with ``send_date=False``,
+no ``Date`` at all).
+
+With ``api=MockApi.COGNITO`` (``--api cognito``) it answers Cognito ``AdminUpdateUserAttributes``
+instead, in the awsJson1.1 protocol: ``POST /`` with ``X-Amz-Target:
+AWSCognitoIdentityProviderService.AdminUpdateUserAttributes``, signed for ``cognito-idp``. The
+same order applies (the ids come from the body); throttling is a 400 ``TooManyRequestsException``
+(``__type`` in a JSON body), as Cognito answers; the attributes applied are recorded per
+(UserPoolId, Username) in ``attributes``, and the pool is the account of ``limit_scope="account"``.
 
 Run standalone with ``python -m async_updater.mock_server --port 8080``; it binds loopback only.
 """
@@ -34,12 +50,14 @@ import time
 import uuid
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field, replace
+from email.utils import formatdate
 from enum import Enum
 from types import MappingProxyType
 from typing import Any, Final
 from urllib.parse import quote, unquote
 
-from aiohttp import web
+from aiohttp import hdrs, web
+from aiohttp.web_response import StreamResponse
 from multidict import MultiMapping
 
 from .errors import ConfigError
@@ -47,11 +65,13 @@ from .errors import ConfigError
 __all__ = [
     "AuthFailure",
     "Event",
+    "MockApi",
     "MockChimeServer",
     "MockConfig",
     "SigV4Verifier",
     "canonical_query",
     "canonical_uri",
+    "initial_settings",
     "main",
     "verify_sigv4",
 ]
@@ -66,10 +86,26 @@ _FORBIDDEN: Final = "ForbiddenException"
 _EXPIRED_TOKEN: Final = "ExpiredTokenException"
 _ADMIN_PREFIX: Final = "/_mock/"
 _SETTINGS_KEYS: Final = ("InboundCalling", "OutboundCalling", "SMS")
-_LIMIT_KEYS: Final = frozenset({"rate_limit", "burst", "fault_rate", "retry_after"})
+_LIMIT_KEYS: Final = frozenset(
+    {"rate_limit", "burst", "fault_rate", "retry_after", "clock_offset_s", "send_date"}
+)
 # Derived keys and parsed dates repeat for almost every request; the bound only guards against a
 # client that sends endless distinct values.
 _CACHE_LIMIT: Final = 1024
+
+
+class MockApi(str, Enum):
+    """Which API the mock answers."""
+
+    CHIME = "chime"  # restJson1 Chime UpdateUserSettings
+    COGNITO = "cognito"  # awsJson1.1 Cognito AdminUpdateUserAttributes
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_COGNITO_TARGET: Final = "AWSCognitoIdentityProviderService.AdminUpdateUserAttributes"
+_AMZ_JSON_11: Final = "application/x-amz-json-1.1"
 
 
 def _default_credentials() -> Mapping[str, str]:
@@ -94,6 +130,10 @@ class MockConfig:
     that passed authentication and the bucket which are answered 500 or 503 (half each).
     ``verify_fraction`` is the share whose signature is recomputed; every request still goes
     through the cheap checks (key, scope, date, token). All randomness comes from ``seed``.
+    ``clock_offset_s``: how far the server's clock is ahead of the wall clock (negative:
+    behind); X-Amz-Date is judged against it and every ``Date`` header read from it.
+    ``send_date=False`` sends no ``Date`` header at all (a server that gives no way to correct
+    a client's clock).
     """
 
     credentials: Mapping[str, str] = field(default_factory=_default_credentials)
@@ -111,11 +151,23 @@ class MockConfig:
     fault_rate: float = 0.0
     not_found: frozenset[str] = frozenset()
     max_clock_skew_s: float = 300.0
+    clock_offset_s: float = 0.0
+    send_date: bool = True
     verify_fraction: float = 1.0
     record_events: bool = False
     seed: int = 0
+    api: MockApi = MockApi.CHIME
 
     def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "api", MockApi(self.api))
+        except ValueError:
+            raise ConfigError(
+                f"api must be one of {', '.join(a.value for a in MockApi)}, got {self.api!r}"
+            ) from None
+        if self.api is MockApi.COGNITO and self.service == "chime":
+            # The default signing name is Chime's; a Cognito API is signed for cognito-idp.
+            object.__setattr__(self, "service", "cognito-idp")
         # Freeze what callers passed so a config shared between servers cannot change under them.
         object.__setattr__(self, "credentials", MappingProxyType(dict(self.credentials)))
         object.__setattr__(self, "session_tokens", MappingProxyType(dict(self.session_tokens)))
@@ -155,6 +207,12 @@ class MockConfig:
             raise ConfigError(f"fault_rate must be between 0 and 1, got {self.fault_rate!r}")
         if not (_finite(self.max_clock_skew_s) and self.max_clock_skew_s > 0):
             raise ConfigError(f"max_clock_skew_s must be > 0, got {self.max_clock_skew_s!r}")
+        if not _finite(self.clock_offset_s):
+            raise ConfigError(
+                f"clock_offset_s must be a number of seconds, got {self.clock_offset_s!r}"
+            )
+        if not isinstance(self.send_date, bool):
+            raise ConfigError(f"send_date must be true or false, got {self.send_date!r}")
         if not (_finite(self.verify_fraction) and 0 <= self.verify_fraction <= 1):
             raise ConfigError(
                 f"verify_fraction must be between 0 and 1, got {self.verify_fraction!r}"
@@ -203,6 +261,7 @@ _EXPIRED: Final = AuthFailure(
     403, _EXPIRED_TOKEN, "The security token included in the request is expired"
 )
 _MISMATCH: Final = AuthFailure(403, _INVALID_SIGNATURE, SIGNATURE_MISMATCH)
+_SKEW_MESSAGES: Final = ("Signature expired:", "Signature not yet current:")
 
 
 def canonical_uri(path: str) -> str:
@@ -391,12 +450,21 @@ class SigV4Verifier:
                 _INVALID_SIGNATURE,
                 f"Credential should be scoped to correct service: {self._service!r}.",
             )
-        if abs(now - sent_at) > self._max_skew:
+        # Worded as AWS's JSON services word it: "Signature expired" for a request time too
+        # far in the past, "Signature not yet current" for one too far in the future.
+        if now - sent_at > self._max_skew:
             return AuthFailure(
                 403,
                 _INVALID_SIGNATURE,
                 f"Signature expired: {amz_date} is more than {self._max_skew:g} s away from "
                 f"the server time {_format_amz_date(now)}.",
+            )
+        if sent_at - now > self._max_skew:
+            return AuthFailure(
+                403,
+                _INVALID_SIGNATURE,
+                f"Signature not yet current: {amz_date} is more than {self._max_skew:g} s "
+                f"away from the server time {_format_amz_date(now)}.",
             )
         names = signed_headers.split(";")
         if "host" not in names or "x-amz-date" not in names:
@@ -548,6 +616,18 @@ def _parse_settings(body: bytes) -> dict[str, bool] | str:
     return {key: telephony[key] for key in _SETTINGS_KEYS}
 
 
+def initial_settings(account_id: str, user_id: str) -> dict[str, bool]:
+    """The settings of a user the server has never written: three bits of a SHA-256 of the ids,
+    the same in every run, so tests and the demo know each user's state before a run."""
+    key = f"{len(account_id)}:{account_id}\x00{user_id}".encode("utf-8", "surrogatepass")
+    bits = hashlib.sha256(key).digest()[0]
+    return {
+        "InboundCalling": bool(bits & 1),
+        "OutboundCalling": bool(bits & 2),
+        "SMS": bool(bits & 4),
+    }
+
+
 def _parse_route(raw_path: str) -> tuple[str, str] | None:
     """(account id, user id) from ``/accounts/{a}/users/{u}/settings``, each segment decoded on
     its own so an encoded ``/`` stays inside its id; None for any other path.
@@ -582,7 +662,8 @@ class MockChimeServer:
     """An aiohttp server answering Chime ``UpdateUserSettings`` as configured (see module doc).
 
     The public attributes are the record of what happened; ``reset`` clears them. ``wall_clock``
-    is used only to check X-Amz-Date freshness; all rate and latency timing uses the loop clock.
+    plus ``clock_offset_s`` is the server's time (``server_time``): it judges X-Amz-Date and
+    stamps the ``Date`` header; all rate and latency timing uses the loop clock.
     """
 
     def __init__(
@@ -616,16 +697,28 @@ class MockChimeServer:
         self._throttle_headers: dict[str, str] = {}
         self.url = ""
         self.applied: dict[tuple[str, str], dict[str, bool]] = {}
+        # Cognito mode: (UserPoolId, Username) -> attributes, as applied so far.
+        self.attributes: dict[tuple[str, str], dict[str, str]] = {}
         self.apply_counts: collections.Counter[tuple[str, str]] = collections.Counter()
+        # Reads answered 200, per user: "each user was read exactly once" is checked on this
+        # (throttled or faulted reads count in counters["reads_throttled"/"reads_faulted"]).
+        self.read_counts: collections.Counter[tuple[str, str]] = collections.Counter()
         self.counters: collections.Counter[str] = collections.Counter()
         self.timeline: dict[int, dict[str, float]] = {}
         self.events: list[Event] = []
+        self._date_second = -1
+        self._date_text = ""
         self._limits_changed()
 
     @property
     def config(self) -> MockConfig:
         """The configuration in force, ``set_limits`` changes included."""
         return self._config
+
+    def settings(self, account_id: str, user_id: str) -> dict[str, bool]:
+        """The user's settings now: the last ones written, else ``initial_settings``."""
+        found = self.applied.get((account_id, user_id))
+        return dict(found) if found is not None else initial_settings(account_id, user_id)
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Bind ``host:port`` (port 0 picks a free one) and return the base URL.
@@ -637,7 +730,9 @@ class MockChimeServer:
         self._loop = asyncio.get_running_loop()
         self._t0 = self._loop.time()
         self._rebuild_buckets()
-        server = web.Server(self._handle, access_log=None)
+        server = web.Server(
+            self._handle, access_log=None, request_factory=self._request_factory(self._loop)
+        )
         runner = web.ServerRunner(server, shutdown_timeout=1.0)
         await runner.setup()
         try:
@@ -665,6 +760,41 @@ class MockChimeServer:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
 
+    def server_time(self) -> float:
+        """The server's clock (epoch seconds): the wall clock plus ``clock_offset_s``."""
+        return self._wall_clock() + self._config.clock_offset_s
+
+    def http_date(self) -> str | None:
+        """The ``Date`` header to send now (RFC 7231 IMF-fixdate from the server's clock), or
+        None when the config says to send none."""
+        if not self._config.send_date:
+            return None
+        now = self.server_time()
+        second = int(now)
+        if second != self._date_second:  # formatted once a second, not once a response
+            self._date_second = second
+            self._date_text = formatdate(second, usegmt=True)
+        return self._date_text
+
+    def _request_factory(self, loop: asyncio.AbstractEventLoop) -> Any:
+        """Requests whose responses carry the server's ``Date`` (aiohttp would stamp its own,
+        from the unskewed wall clock, on every response, admin ones included)."""
+        mock = self
+
+        class _Request(web.BaseRequest):
+            async def _prepare_hook(self, response: StreamResponse) -> None:
+                # Called after aiohttp set its headers and before they are written.
+                date = mock.http_date()
+                if date is None:
+                    response.headers.popall(hdrs.DATE, None)
+                else:
+                    response.headers[hdrs.DATE] = date
+
+        def factory(message: Any, payload: Any, protocol: Any, writer: Any, task: Any) -> Any:
+            return _Request(message, payload, protocol, writer, task, loop)
+
+        return factory
+
     def set_limits(
         self,
         *,
@@ -672,6 +802,8 @@ class MockChimeServer:
         burst: float | _Unset | None = _UNSET,
         fault_rate: float | _Unset = _UNSET,
         retry_after: float | _Unset | None = _UNSET,
+        clock_offset_s: float | _Unset = _UNSET,
+        send_date: bool | _Unset = _UNSET,
     ) -> None:
         """Change limits at run time; omitted arguments keep their value. A rate change applies
         from now on (tokens already earned are kept, up to the new burst); going from unlimited
@@ -685,6 +817,10 @@ class MockChimeServer:
             changes["fault_rate"] = fault_rate
         if not isinstance(retry_after, _Unset):
             changes["retry_after"] = retry_after
+        if not isinstance(clock_offset_s, _Unset):
+            changes["clock_offset_s"] = clock_offset_s
+        if not isinstance(send_date, _Unset):
+            changes["send_date"] = send_date
         if not changes:
             return
         old_rate = self._config.rate_limit
@@ -706,7 +842,9 @@ class MockChimeServer:
         """Forget what happened: clear applied users, counters, timeline and events, restart the
         timeline at second 0 and refill the buckets. Limits stay as they are."""
         self.applied.clear()
+        self.attributes.clear()
         self.apply_counts.clear()
+        self.read_counts.clear()
         self.counters.clear()
         self.timeline.clear()
         self.events.clear()
@@ -715,15 +853,18 @@ class MockChimeServer:
             self._rebuild_buckets()
 
     def state(self) -> dict[str, Any]:
-        """A JSON-able snapshot: counters, applied users, timeline (keys are seconds as strings)
-        and the limits in force."""
+        """A JSON-able snapshot: counters, applied users, read users, timeline (keys are seconds
+        as strings) and the limits in force."""
         counts = self.apply_counts.values()
+        reads = self.read_counts.values()
         cfg = self._config
         return {
             "counters": dict(self.counters),
-            "applied_users": len(self.applied),
+            "applied_users": len(self.applied) + len(self.attributes),
             "max_apply_count": max(counts, default=0),
             "reapplied_users": sum(1 for n in counts if n > 1),
+            "read_users": len(self.read_counts),
+            "max_read_count": max(reads, default=0),
             "timeline": {str(s): dict(v) for s, v in sorted(self.timeline.items())},
             "limits": {
                 "rate_limit": cfg.rate_limit,
@@ -731,6 +872,8 @@ class MockChimeServer:
                 "limit_scope": cfg.limit_scope,
                 "fault_rate": cfg.fault_rate,
                 "retry_after": cfg.retry_after,
+                "clock_offset_s": cfg.clock_offset_s,
+                "send_date": cfg.send_date,
             },
         }
 
@@ -779,13 +922,17 @@ class MockChimeServer:
         cfg = self._config
         full = self._verify_all or self._verify_rng.random() < cfg.verify_fraction
         failure = self._verifier.verify(
-            request.method, raw_path, request.headers, body, now=self._wall_clock(), full=full
+            request.method, raw_path, request.headers, body, now=self.server_time(), full=full
         )
         if failure is not None:
             counters["expired_token" if failure.code == _EXPIRED_TOKEN else "auth_failed"] += 1
+            if failure.message.startswith(_SKEW_MESSAGES):
+                counters["clock_skew"] += 1
             return await self._respond(
                 _error(failure.status, failure.code, failure.message), arrived, "", ""
             )
+        if cfg.api is MockApi.COGNITO:
+            return await self._handle_cognito(request, raw_path, body, arrived)
         try:
             ids = _parse_route(raw_path)
         except UnicodeDecodeError:
@@ -800,13 +947,16 @@ class MockChimeServer:
                 _error(404, "NotFoundException", "no such route"), arrived, "", ""
             )
         account_id, user_id = ids
-        if request.method != "PUT":
+        reading = request.method == "GET"
+        if request.method != "PUT" and not reading:
             counters["bad_method"] += 1
             response = _error(
                 405, "MethodNotAllowedException", f"{request.method} is not allowed here."
             )
-            response.headers["Allow"] = "PUT"
+            response.headers["Allow"] = "GET, PUT"
             return await self._respond(response, arrived, account_id, user_id)
+        if reading:
+            counters["reads"] += 1
 
         second = int(arrived - self._t0)
         slot = self.timeline.get(second)
@@ -817,11 +967,14 @@ class MockChimeServer:
                 "faults": 0.0,
                 "admitted": 0.0,
                 "allowed_rate": 0.0,
+                "reads": 0.0,
             }
         slot["allowed_rate"] = cfg.rate_limit or 0.0
         bucket = self._bucket_for(account_id, arrived)
         if bucket is not None and not bucket.take(arrived):
             counters["throttled"] += 1
+            if reading:
+                counters["reads_throttled"] += 1
             slot["throttled"] += 1
             response = _error(429, "ThrottledClientException", "Rate exceeded")
             if self._throttle_headers:
@@ -832,6 +985,8 @@ class MockChimeServer:
 
         if cfg.fault_rate and self._fault_rng.random() < cfg.fault_rate:
             counters["faults"] += 1
+            if reading:
+                counters["reads_faulted"] += 1
             slot["faults"] += 1
             if self._fault_rng.random() < 0.5:
                 response = _error(
@@ -846,6 +1001,18 @@ class MockChimeServer:
             counters["not_found"] += 1
             response = _error(404, "NotFoundException", f"User {user_id!r} was not found.")
             return await self._respond(response, arrived, account_id, user_id)
+        if reading:
+            # GetUserSettings: a body sent with it is ignored, as a real API would.
+            self.read_counts[(account_id, user_id)] += 1
+            counters["reads_served"] += 1
+            slot["reads"] += 1
+            document = {"UserSettings": {"Telephony": self.settings(account_id, user_id)}}
+            response = web.Response(
+                status=200,
+                body=json.dumps(document).encode(),
+                headers={"x-amzn-RequestId": str(uuid.uuid4()), "Content-Type": "application/json"},
+            )
+            return await self._respond(response, arrived, account_id, user_id)
         settings = _parse_settings(body)
         if isinstance(settings, str):
             counters["bad_request"] += 1
@@ -859,6 +1026,76 @@ class MockChimeServer:
         slot["accepted"] += 1
         response = web.Response(status=204, headers={"x-amzn-RequestId": str(uuid.uuid4())})
         return await self._respond(response, arrived, account_id, user_id)
+
+    async def _handle_cognito(
+        self, request: web.BaseRequest, raw_path: str, body: bytes, arrived: float
+    ) -> web.StreamResponse:
+        """Cognito ``AdminUpdateUserAttributes`` (awsJson1.1), after authentication."""
+        counters = self.counters
+        cfg = self._config
+        if request.method != "POST" or raw_path.partition("?")[0] != "/":
+            counters["no_route"] += 1
+            return await self._respond(
+                _json_error(404, "UnknownOperationException", "no such route"), arrived, "", ""
+            )
+        if request.headers.get("X-Amz-Target") != _COGNITO_TARGET:
+            counters["no_route"] += 1
+            response = _json_error(
+                400, "UnknownOperationException", f"this mock answers only {_COGNITO_TARGET}"
+            )
+            return await self._respond(response, arrived, "", "")
+        if request.headers.get("Content-Type") != _AMZ_JSON_11:
+            counters["bad_request"] += 1
+            response = _json_error(
+                400, "SerializationException", f"Content-Type must be {_AMZ_JSON_11}"
+            )
+            return await self._respond(response, arrived, "", "")
+        parsed = _parse_cognito_update(body)
+        if isinstance(parsed, str):
+            counters["bad_request"] += 1
+            response = _json_error(400, "InvalidParameterException", parsed)
+            return await self._respond(response, arrived, "", "")
+        pool, username, attributes = parsed
+        second = int(arrived - self._t0)
+        slot = self.timeline.setdefault(
+            second,
+            {"accepted": 0.0, "throttled": 0.0, "faults": 0.0, "admitted": 0.0},
+        )
+        slot["allowed_rate"] = cfg.rate_limit or 0.0
+        bucket = self._bucket_for(pool, arrived)
+        if bucket is not None and not bucket.take(arrived):
+            counters["throttled"] += 1
+            slot["throttled"] += 1
+            # Cognito throttles with a 400, not a 429: the code alone says what happened.
+            response = _json_error(400, "TooManyRequestsException", "Rate exceeded")
+            if self._throttle_headers:
+                response.headers.update(self._throttle_headers)
+            return await self._respond(response, arrived, pool, username)
+        counters["admitted"] += 1
+        slot["admitted"] += 1
+        if cfg.fault_rate and self._fault_rng.random() < cfg.fault_rate:
+            counters["faults"] += 1
+            slot["faults"] += 1
+            if self._fault_rng.random() < 0.5:
+                response = _json_error(500, "InternalErrorException", "Internal error.")
+            else:
+                response = _json_error(503, "ServiceUnavailableException", "Unavailable.")
+            return await self._respond(response, arrived, pool, username)
+        if username in cfg.not_found:
+            counters["not_found"] += 1
+            response = _json_error(400, "UserNotFoundException", "User does not exist.")
+            return await self._respond(response, arrived, pool, username)
+        key = (pool, username)
+        self.attributes[key] = {**self.attributes.get(key, {}), **attributes}
+        self.apply_counts[key] += 1
+        counters["accepted"] += 1
+        slot["accepted"] += 1
+        response = web.Response(
+            status=200,
+            body=b"{}",
+            headers={"x-amzn-RequestId": str(uuid.uuid4()), "Content-Type": _AMZ_JSON_11},
+        )
+        return await self._respond(response, arrived, pool, username)
 
     async def _respond(
         self, response: web.Response, arrived: float, account_id: str, user_id: str
@@ -888,11 +1125,32 @@ class MockChimeServer:
         if path == "/_mock/applied":
             if method != "GET":
                 return _admin_error(405, f"{path} takes GET")
+            applied: Mapping[tuple[str, str], Any] = (
+                self.attributes if self._config.api is MockApi.COGNITO else self.applied
+            )
             return web.json_response(
                 [
                     [account_id, user_id, settings, self.apply_counts[(account_id, user_id)]]
-                    for (account_id, user_id), settings in self.applied.items()
+                    for (account_id, user_id), settings in applied.items()
                 ]
+            )
+        if path == "/_mock/user":
+            if method != "GET":
+                return _admin_error(405, f"{path} takes GET")
+            query = request.rel_url.query
+            account_id, user_id = query.get("account_id"), query.get("user_id")
+            if account_id is None or user_id is None:
+                return _admin_error(400, f"{path} needs ?account_id=...&user_id=...")
+            key = (account_id, user_id)
+            return web.json_response(
+                {
+                    "account_id": account_id,
+                    "user_id": user_id,
+                    "settings": self.settings(account_id, user_id),
+                    "initial": initial_settings(account_id, user_id),
+                    "writes": self.apply_counts.get(key, 0),
+                    "reads": self.read_counts.get(key, 0),
+                }
             )
         if path == "/_mock/events":
             if method != "GET":
@@ -944,6 +1202,46 @@ def _error(status: int, code: str, message: str) -> web.Response:
     )
 
 
+def _json_error(status: int, code: str, message: str) -> web.Response:
+    """An awsJson1.1 error: the code in the body's ``__type``, as Cognito answers."""
+    return web.Response(
+        status=status,
+        body=json.dumps({"__type": code, "message": message}).encode(),
+        headers={"x-amzn-RequestId": str(uuid.uuid4()), "Content-Type": _AMZ_JSON_11},
+    )
+
+
+def _parse_cognito_update(body: bytes) -> tuple[str, str, dict[str, str]] | str:
+    """(UserPoolId, Username, {Name: Value}) from an AdminUpdateUserAttributes body, or why the
+    body is not that."""
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return "The request body is not valid JSON."
+    if not isinstance(document, dict):
+        return "The request body must be a JSON object."
+    unknown = set(document) - {"UserPoolId", "Username", "UserAttributes", "ClientMetadata"}
+    if unknown:
+        return f"Unknown member(s): {', '.join(sorted(unknown))}."
+    pool, username = document.get("UserPoolId"), document.get("Username")
+    if not isinstance(pool, str) or not pool or not isinstance(username, str) or not username:
+        return "UserPoolId and Username must be non-empty strings."
+    items = document.get("UserAttributes")
+    if not isinstance(items, list):
+        return "UserAttributes must be a list."
+    attributes: dict[str, str] = {}
+    for item in items:
+        if (
+            not isinstance(item, dict)
+            or not set(item) <= {"Name", "Value"}
+            or not isinstance(item.get("Name"), str)
+            or not isinstance(item.get("Value", ""), str)
+        ):
+            return "Each of UserAttributes must be {Name: string, Value: string}."
+        attributes[item["Name"]] = item.get("Value", "")
+    return pool, username, attributes
+
+
 def _admin_error(status: int, message: str) -> web.Response:
     code = {400: "BadRequestException", 405: "MethodNotAllowedException"}.get(
         status, "NotFoundException"
@@ -954,7 +1252,8 @@ def _admin_error(status: int, message: str) -> web.Response:
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m async_updater.mock_server",
-        description="Serve a mock Amazon Chime UpdateUserSettings API on a loopback address.",
+        description="Serve a mock Amazon Chime UpdateUserSettings and GetUserSettings API on a "
+        "loopback address.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind")
     parser.add_argument("--port", type=int, default=8080, help="port (0 picks a free one)")
@@ -982,11 +1281,28 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--secret-key", default="mock-secret")
     parser.add_argument("--verify-fraction", type=float, default=1.0)
     parser.add_argument(
+        "--clock-offset",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="run the server's clock this far ahead of the wall clock (negative: behind)",
+    )
+    parser.add_argument(
+        "--no-date", action="store_true", help="send no Date header (nothing to correct a clock by)"
+    )
+    parser.add_argument(
         "--record-events",
         action="store_true",
         help="record every handled request (GET /_mock/events returns them)",
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--api",
+        choices=[a.value for a in MockApi],
+        default=MockApi.CHIME.value,
+        help="chime: Chime UpdateUserSettings (default); cognito: Cognito "
+        "AdminUpdateUserAttributes in awsJson1.1, throttling with 400 TooManyRequestsException",
+    )
     parser.add_argument("--duration", type=float, help="exit after this many seconds")
     return parser
 
@@ -1042,8 +1358,11 @@ def main(argv: list[str] | None = None) -> int:
             fault_rate=args.fault_rate,
             not_found=frozenset(args.not_found),
             verify_fraction=args.verify_fraction,
+            clock_offset_s=args.clock_offset,
+            send_date=not args.no_date,
             record_events=args.record_events,
             seed=args.seed,
+            api=MockApi(args.api),
         )
     except ValueError as exc:
         parser.error(str(exc))

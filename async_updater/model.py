@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 __all__ = [
     "REPORT_COLUMNS",
+    "Plan",
     "Record",
     "Result",
     "RowRecord",
@@ -27,13 +28,19 @@ REPORT_COLUMNS: tuple[str, ...] = (
     "attempts",
     "latency_ms",
     "request_id",
+    "before",
 )
+"""The report's columns. ``before`` came last, so reports written before it existed (the first
+nine columns only) are still read; see ``report.read_report``."""
 
 
 class Status(str, Enum):
-    """Final status of one input row in the report."""
+    """Final status of one input row in the report. ``UNCHANGED``: the user's state, read before
+    writing, already was what the row asks for, so nothing was written (``--skip-unchanged``, or
+    a dry run with ``--read-before``). ``UPDATED`` and ``UNCHANGED`` are both success."""
 
     UPDATED = "updated"
+    UNCHANGED = "unchanged"
     FAILED = "failed"
     INVALID = "invalid"
     PLANNED = "planned"
@@ -94,6 +101,12 @@ class Result:
     latency_ms: float | None = None
     request_id: str = ""
     line: int = 0
+    before: str = ""
+    """The user's state as read before writing: JSON of the row's fields (``state.state_json``),
+    or empty when nothing was read (no ``--read-before``, or the read failed)."""
+    changes: tuple[str, ...] = ()
+    """The fields whose value the row changes (or would change, in a plan), known only when the
+    state was read; not a report column: the run's summary counts them (``state.Plan``)."""
 
     def row(self) -> tuple[str, ...]:
         """The result as report cells, in ``REPORT_COLUMNS`` order."""
@@ -107,7 +120,31 @@ class Result:
             str(self.attempts),
             "" if self.latency_ms is None else f"{self.latency_ms:.1f}",
             self.request_id,
+            self.before,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What reading before writing found: of ``compared`` users whose state was read and
+    compared with their row, ``changing`` differ from it; ``fields`` counts, per field, the users
+    it differs for (most first). Built by ``state.plan_of`` / ``state.PlanTally``."""
+
+    changing: int
+    compared: int
+    fields: tuple[tuple[str, int], ...] = ()
+
+    def text(self, *, dry_run: bool) -> str:
+        """``812 of 3000 users would change (sms: 812 users, inbound_calling: 40 users)``."""
+        verb = "would change" if dry_run else "changed"
+        head = f"{self.changing} of {self.compared} users {verb}"
+        if not self.fields:
+            return head
+        per_field = ", ".join(f"{name}: {n} user{'s' * (n != 1)}" for name, n in self.fields)
+        return f"{head} ({per_field})"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"changing": self.changing, "compared": self.compared, "fields": dict(self.fields)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +170,11 @@ class RunSummary:
     report_path: str | None = None
     skipped: int = 0  # users already updated by an earlier run (``--resume``), not sent again
     bound_by: str = ""  # the option that held the run back at the end, if not the server
+    # The one-line cause when a safety stop ended the run early (then ``interrupted`` too).
+    safety_stop: str | None = None
+    # Server time minus local time, when the server's Date corrected our clock (None: never).
+    clock_offset_s: float | None = None
+    plan: Plan | None = None  # None unless some user's state was read and compared (--read-before)
 
     @property
     def requests_per_s(self) -> float:
@@ -168,6 +210,11 @@ class RunSummary:
             ],
             "skipped_already_updated": self.skipped,
             "bound_by": self.bound_by or None,
+            "plan": None if self.plan is None else self.plan.as_dict(),
             "interrupted": self.interrupted,
+            "safety_stop": self.safety_stop,
+            "clock_offset_s": None
+            if self.clock_offset_s is None
+            else round(self.clock_offset_s, 3),
             "report_path": self.report_path,
         }

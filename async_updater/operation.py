@@ -8,19 +8,22 @@ implementation. Other operations plug in through the same protocol (see ``generi
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import quote
 
-from .errors import InputError, RowError
+from .errors import InputError, RowError, StateError
 from .model import Record, UserRecord
 
 __all__ = [
+    "ChimeGetUserSettings",
     "ChimeUpdateUserSettings",
     "HttpRequest",
     "Operation",
     "RowParser",
+    "StateReader",
+    "bool_cell",
     "encode_segment",
     "parse_bool",
     "validate_id",
@@ -36,12 +39,21 @@ _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 
 @dataclass(frozen=True, slots=True)
 class HttpRequest:
-    """What to send: ``path`` is already percent-encoded; ``body`` is the exact bytes."""
+    """What to send: ``path`` and ``query`` are already percent-encoded, as sent (the query
+    without its ``?``); ``body`` is the exact bytes; ``content_type`` empty sends none;
+    ``headers`` are extra headers to send and sign (e.g. ``X-Amz-Target``)."""
 
     method: str
     path: str
     body: bytes
     content_type: str = "application/json"
+    query: str = ""
+    headers: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def target(self) -> str:
+        """The request target: the path, then ``?query`` if there is one."""
+        return f"{self.path}?{self.query}" if self.query else self.path
 
 
 RowParser = Callable[[Sequence[str], int], Record]
@@ -49,8 +61,52 @@ RowParser = Callable[[Sequence[str], int], Record]
 ``RowError`` naming the field."""
 
 
+class StateReader(Protocol):
+    """How an operation reads a user's current state, so that a run can preview (plan), skip
+    users already as asked, record each user's ``before`` and undo.
+
+    A state is a dict of the row's fields with JSON values (``fields`` are its keys, in order):
+    ``parse`` makes one from a read's answer, ``desired`` from a record; two states compare
+    with ``state.states_equal``. ``restore_row`` turns a state back into an input row, so a
+    report's ``before`` column becomes an input file (``async-updater undo``).
+    """
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The keys of a state, in the order ``before`` shows them."""
+        ...
+
+    def request(self, record: Any) -> HttpRequest:
+        """The read for ``record`` (a GET with an empty body). Pure, like ``Operation.build``."""
+        ...
+
+    def parse(self, body: bytes) -> dict[str, Any]:
+        """The state in a successful (2xx) answer's body; ``StateError`` saying what is wrong
+        when the body does not have the expected shape."""
+        ...
+
+    def desired(self, record: Any) -> dict[str, Any]:
+        """The state ``record`` asks for (same keys as ``parse`` returns)."""
+        ...
+
+    @property
+    def restore_columns(self) -> tuple[str, ...]:
+        """The header of an input file whose rows ``restore_row`` makes."""
+        ...
+
+    def restore_row(self, account_id: str, user_id: str, state: Mapping[str, Any]) -> list[str]:
+        """The input row (cells in ``restore_columns`` order) that sets user ``account_id`` /
+        ``user_id`` (as the report names them) back to ``state``; ``StateError`` if ``state``
+        lacks a field or holds a value of the wrong type."""
+        ...
+
+
 class Operation(Protocol):
-    """One SigV4-signed REST operation, applied once per record."""
+    """One SigV4-signed REST operation, applied once per record.
+
+    ``reader`` is how to read a user's current state before writing, or None for an operation
+    that cannot (then ``--read-before``, ``--skip-unchanged`` and ``undo`` are refused for it).
+    """
 
     @property
     def name(self) -> str: ...
@@ -71,6 +127,11 @@ class Operation(Protocol):
 
     def build(self, record: Any) -> HttpRequest:
         """The request that applies ``record``. Must be pure: it is rebuilt for every attempt."""
+        ...
+
+    @property
+    def reader(self) -> StateReader | None:
+        """How to read a user's current state; None if this operation cannot."""
         ...
 
 
@@ -108,6 +169,11 @@ def encode_segment(value: str) -> str:
     return quote(value, safe="-_.~")
 
 
+def bool_cell(value: bool) -> str:
+    """A boolean as an input file spells it (what ``parse_bool`` reads back)."""
+    return "true" if value else "false"
+
+
 def check_header(
     header: Sequence[str], columns: Sequence[str], optional: Sequence[str] = ()
 ) -> dict[str, int]:
@@ -134,20 +200,94 @@ def check_header(
     return seen
 
 
-class ChimeUpdateUserSettings:
-    """Amazon Chime ``UpdateUserSettings``: PUT /accounts/{accountId}/users/{userId}/settings."""
+_CHIME_COLUMNS = ("account_id", "user_id", "inbound_calling", "outbound_calling", "sms")
+# State field -> key in Telephony, in the order ``before`` shows them.
+_CHIME_FIELDS = (
+    ("inbound_calling", "InboundCalling"),
+    ("outbound_calling", "OutboundCalling"),
+    ("sms", "SMS"),
+)
 
-    name = "chime-update-user-settings"
-    service = "chime"
-    columns = ("account_id", "user_id", "inbound_calling", "outbound_calling", "sms")
+
+def _chime_path(account_id: str, user_id: str) -> str:
+    return f"/accounts/{encode_segment(account_id)}/users/{encode_segment(user_id)}/settings"
+
+
+class ChimeGetUserSettings:
+    """Amazon Chime ``GetUserSettings``: GET /accounts/{accountId}/users/{userId}/settings,
+    answered ``{"UserSettings": {"Telephony": {"InboundCalling": bool, ...}}}``. Keys the
+    state does not use (other settings a newer API may add) are ignored."""
+
+    fields = tuple(f for f, _ in _CHIME_FIELDS)
+    restore_columns = _CHIME_COLUMNS
 
     __slots__ = ()
 
-    # The body depends on three booleans only: build the eight variants once.
+    def request(self, record: UserRecord) -> HttpRequest:
+        return HttpRequest("GET", _chime_path(record.account_id, record.user_id), b"")
+
+    def parse(self, body: bytes) -> dict[str, Any]:
+        try:
+            document = json.loads(body)
+        except ValueError:
+            raise StateError(f"the answer is not JSON: {_shown(body)}") from None
+        settings = document.get("UserSettings") if isinstance(document, dict) else None
+        telephony = settings.get("Telephony") if isinstance(settings, dict) else None
+        if not isinstance(telephony, dict):
+            raise StateError("the answer has no UserSettings.Telephony object: " + _shown(body))
+        state: dict[str, Any] = {}
+        for field, key in _CHIME_FIELDS:
+            value = telephony.get(key)
+            # type() rather than isinstance: a JSON 1 is not a boolean.
+            if type(value) is not bool:
+                what = "is missing" if key not in telephony else f"is {json.dumps(value)}"
+                raise StateError(f"UserSettings.Telephony.{key} {what}, not a boolean")
+            state[field] = value
+        return state
+
+    def desired(self, record: UserRecord) -> dict[str, Any]:
+        return {
+            "inbound_calling": record.inbound_calling,
+            "outbound_calling": record.outbound_calling,
+            "sms": record.sms,
+        }
+
+    def restore_row(self, account_id: str, user_id: str, state: Mapping[str, Any]) -> list[str]:
+        cells = [account_id, user_id]
+        for field in self.fields:
+            value = state.get(field)
+            if type(value) is not bool:
+                what = "is missing" if field not in state else f"is {json.dumps(value)}"
+                raise StateError(f"{field} {what}, not a boolean")
+            cells.append(bool_cell(value))
+        return cells
+
+
+_CHIME_READER = ChimeGetUserSettings()
+
+
+def _shown(body: bytes, limit: int = 120) -> str:
+    text = body.decode("utf-8", "replace")
+    text = " ".join(text.split()) or "(empty)"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class ChimeUpdateUserSettings:
+    """Amazon Chime ``UpdateUserSettings``: PUT /accounts/{accountId}/users/{userId}/settings.
+    Reads with ``GetUserSettings`` (``ChimeGetUserSettings``)."""
+
+    name = "chime-update-user-settings"
+    service = "chime"
+    columns = _CHIME_COLUMNS
+    reader = _CHIME_READER
+
+    __slots__ = ()
+
+    # The body depends on three booleans only: build the eight variants once, byte for byte as
+    # botocore's rest-json serializer writes them (json.dumps with its default separators).
     _BODIES: dict[tuple[bool, bool, bool], bytes] = {
         (i, o, s): json.dumps(
-            {"UserSettings": {"Telephony": {"InboundCalling": i, "OutboundCalling": o, "SMS": s}}},
-            separators=(",", ":"),
+            {"UserSettings": {"Telephony": {"InboundCalling": i, "OutboundCalling": o, "SMS": s}}}
         ).encode()
         for i in (False, True)
         for o in (False, True)
@@ -176,7 +316,6 @@ class ChimeUpdateUserSettings:
     def build(self, record: UserRecord) -> HttpRequest:
         return HttpRequest(
             "PUT",
-            f"/accounts/{encode_segment(record.account_id)}"
-            f"/users/{encode_segment(record.user_id)}/settings",
+            _chime_path(record.account_id, record.user_id),
             self._BODIES[(record.inbound_calling, record.outbound_calling, record.sms)],
         )

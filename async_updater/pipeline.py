@@ -20,12 +20,13 @@ import pickle
 import random
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from time import perf_counter
 from typing import Any
 
+from .before import BeforeStore
 from .config import LimitScope, UpdaterConfig
-from .errors import CredentialsError, RowError, UpdaterError
+from .errors import CredentialsError, ReportError, RowError, SafetyStop, StateError, UpdaterError
 from .keyindex import KeyIndex
 from .model import Record, Result, RunSummary, Status
 from .operation import ChimeUpdateUserSettings, HttpRequest, Operation
@@ -45,7 +46,9 @@ from .retry import (
     decide,
     full_jitter_backoff,
 )
+from .safety import ClockOffset, SafetyPolicy, is_clock_skew
 from .signing import CredentialProvider, Credentials, SigV4Signer, resolve_credentials
+from .state import NextStep, after_read, read_failure
 from .stats import RunStats
 from .transport import AiohttpTransport, Response, Transport, TransportError
 
@@ -57,17 +60,41 @@ _YIELD_EVERY = 256
 
 
 class _Item:
-    """A record on its way: the request is built once, signed again for every attempt."""
+    """A record on its way: the request is built once, signed again for every attempt.
 
-    __slots__ = ("attempts", "record", "refreshed", "request", "scope", "timer")
+    With ``--read-before`` it goes through two phases, each with its own attempts: the read
+    (``request`` is the read, ``write`` waits), then the write."""
+
+    __slots__ = (
+        "attempts",
+        "base",
+        "before",
+        "captured",
+        "changes",
+        "offset_generation",
+        "reading",
+        "record",
+        "refreshed",
+        "request",
+        "scope",
+        "timer",
+        "write",
+    )
 
     def __init__(self, record: Record, request: HttpRequest, scope: Scope[_Item]) -> None:
         self.record = record
         self.request = request
+        self.write = request
         self.scope = scope
         self.attempts = 0
+        self.base = 0  # attempts made before the current phase
         self.refreshed = False
         self.timer: Cancellable | None = None
+        self.reading = False
+        self.before = ""  # the state read, as the report's JSON
+        self.changes: tuple[str, ...] = ()
+        self.captured: str | None = None  # the state an earlier run captured (a resume)
+        self.offset_generation = 0  # the clock correction the last attempt was signed with
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +142,9 @@ class Updater:
         # Outlives runs, so credentials used by an earlier run (or before a refresh) stay known.
         self._redactor = Redactor()
         self._budget = RetryBudget(self.config.retry_budget)
+        # Server time minus ours, from the server's Date when it rejects our clock: one offset
+        # for every request, kept across runs.
+        self.clock_offset = ClockOffset()
         self._run: _Run | None = None
         self.stats = RunStats(time.monotonic())
         self.on_notice: Callable[[str], None] | None = None
@@ -128,8 +158,8 @@ class Updater:
         await self.close()
 
     async def open(self) -> None:
-        """Resolve credentials (unless given, or a dry run) and open the HTTP session."""
-        if self._credentials is None and not self.config.dry_run:
+        """Resolve credentials (unless given, or nothing is sent) and open the HTTP session."""
+        if self._credentials is None and self.config.sends:
             self._credentials = await resolve_credentials(self.config.profile)
         if self._transport is None:
             self._transport = AiohttpTransport(
@@ -185,15 +215,23 @@ class Updater:
         return self._run is not None and self._run.stopping
 
     async def results(
-        self, records: Records, *, skip: KeyIndex | None = None
+        self,
+        records: Records,
+        *,
+        skip: KeyIndex | None = None,
+        befores: BeforeStore | None = None,
     ) -> AsyncIterator[Result]:
         """Yield one ``Result`` per record as it completes (``Result`` items in ``records``,
         e.g. invalid rows from ``CsvSource``, pass straight through). Users in ``skip`` are
-        neither sent nor reported. Raises ``CredentialsError`` if credentials cannot be
-        refreshed mid-run, after everything finished has been yielded."""
+        neither sent nor reported. ``befores`` (with ``read_before``) keeps each state read
+        before its write is sent, and gives the states an earlier run captured.
+
+        Raises, after everything finished has been yielded: ``SafetyStop`` when a safety rule
+        stopped the run (credentials rejected, failure budget spent, a clock that cannot be
+        corrected), ``CredentialsError`` if credentials cannot be refreshed mid-run."""
         if self._run is not None and not self._run.finished:
             raise RuntimeError("this Updater is already running")
-        if self._transport is None and not self.config.dry_run:
+        if self._transport is None and self.config.sends:
             raise RuntimeError("use 'async with Updater(...)' or call open() first")
         self.stats = RunStats(self._clock.now())
         run = self._run = _Run(
@@ -210,6 +248,8 @@ class Updater:
             stats=self.stats,
             notice=self.notice,
             rand=self._rand,
+            befores=befores,
+            clock_offset=self.clock_offset,
         )
         run.start()
         try:
@@ -224,11 +264,16 @@ class Updater:
             raise run.fatal
 
     async def run(
-        self, records: Records, sink: ReportSink | None = None, *, skip: KeyIndex | None = None
+        self,
+        records: Records,
+        sink: ReportSink | None = None,
+        *,
+        skip: KeyIndex | None = None,
+        befores: BeforeStore | None = None,
     ) -> RunSummary:
         """Process every record, writing each result to ``sink`` (flushed as results arrive)."""
         try:
-            async for result in self.results(records, skip=skip):
+            async for result in self.results(records, skip=skip, befores=befores):
                 if sink is not None:
                     sink.write(result)
                     if self._run is not None and self._run.out.empty():
@@ -270,6 +315,8 @@ class _Run:
         stats: RunStats,
         notice: Callable[..., None],
         rand: Callable[[], float],
+        befores: BeforeStore | None = None,
+        clock_offset: ClockOffset | None = None,
     ) -> None:
         self.cfg = config
         self.records = records
@@ -284,12 +331,18 @@ class _Run:
         self.stats = stats
         self.notice = notice
         self.rand = rand
+        self.befores = befores
+        self.reader = operation.reader if config.read_before else None
+        self.clock_offset = clock_offset or ClockOffset()
+        self.safety = SafetyPolicy(
+            max_failures=config.max_failures, rejections_in_a_row=config.rejections_in_a_row
+        )
         self.per_account = config.limit_scope is LimitScope.ACCOUNT
         # One limit per account: a busy account's further rows are parked on disk, so the
         # reader can reach the other accounts' rows (an export sorted by account lists one
         # account's thousands of users first). One global limit has nothing to reach.
         overflow: Overflow[_Item, Scope[_Item]] | None = None
-        if self.per_account and not config.dry_run:
+        if self.per_account and config.sends:
             overflow = Overflow(_dump, self._load)
         self.scheduler: Scheduler[_Item] = Scheduler(
             clock,
@@ -422,13 +475,13 @@ class _Run:
         except RowError as exc:
             await self._emit(_invalid(record, str(exc)))
             return True
-        if self.cfg.dry_run:
+        if self.cfg.dry_run and self.reader is None:
             await self._emit(
                 Result(
                     record.account_id,
                     record.user_id,
                     Status.PLANNED,
-                    message=f"{request.method} {request.path}",
+                    message=f"{request.method} {request.target}",
                     line=record.line,
                 )
             )
@@ -439,8 +492,14 @@ class _Run:
             await self._wait_for_room()
             if self.stopping:
                 return False
+        item = _Item(record, request, scope)
+        if self.reader is not None:
+            item.reading = True
+            item.request = self.reader.request(record)
+            if self.befores is not None:
+                item.captured = self.befores.captured(record.account_id, record.user_id)
         self.outstanding += 1
-        scheduler.put(_Item(record, request, scope), scope)
+        scheduler.put(item, scope)
         return True
 
     async def _wait_for_room(self) -> None:
@@ -457,8 +516,13 @@ class _Run:
                 scheduler.pressure -= 1
 
     def _load(self, blob: bytes, scope: Scope[_Item]) -> _Item:
-        record = pickle.loads(blob)
-        return _Item(record, self.operation.build(record), scope)
+        record, captured = pickle.loads(blob)
+        item = _Item(record, self.operation.build(record), scope)
+        if self.reader is not None:
+            item.reading = True
+            item.request = self.reader.request(record)
+            item.captured = captured
+        return item
 
     def _maybe_finish(self) -> None:
         if self.feeder_done and self.outstanding == 0:
@@ -530,8 +594,17 @@ class _Run:
             credentials = await self.credentials.current()
             self.redactor.remember(credentials)
             request = item.request
+            offset = self.clock_offset
+            item.offset_generation = offset.generation
             headers = self.signer.sign(
-                request.method, request.path, request.body, request.content_type, credentials
+                request.method,
+                request.path,
+                request.body,
+                request.content_type,
+                credentials,
+                offset.now(time.time()) if offset.corrected else None,
+                query=request.query,
+                headers=request.headers,  # returned among the signed headers, so sent with them
             )
             stats = self.stats
             sent_at = self.clock.now()
@@ -543,7 +616,7 @@ class _Run:
             started = perf_counter()  # the loop's clock may tick in whole ms (uvloop)
             try:
                 response = await self.transport.send(
-                    request.method, request.path, headers, request.body
+                    request.method, request.target, headers, request.body
                 )
             except TransportError as exc:
                 response = Response(0, "", exc.code, str(exc))
@@ -569,6 +642,9 @@ class _Run:
             stats.throttles += 1
             point.throttled += 1
             outcome = Outcome.THROTTLED
+        elif response.status == 401 or response.status == 403:
+            point.errors += 1
+            outcome = Outcome.UNKNOWN  # refused at the door: whether it took a token is unknown
         elif response.status:
             point.accepted += 1
             if kind is ErrorClass.TRANSIENT or kind is ErrorClass.OVERLOADED:
@@ -596,9 +672,16 @@ class _Run:
         return kind
 
     async def _settle(self, item: _Item, kind: ErrorClass, sent: _Sent) -> None:
+        response = sent.response
+        if is_clock_skew(response.status or None, response.error_code, response.message):
+            self._skewed(item, sent)
+            return
+        if kind is ErrorClass.SUCCESS and item.reading:
+            await self._after_read(item, sent)
+            return
         decision = decide(
             kind,
-            attempts=item.attempts,
+            attempts=item.attempts - item.base,
             max_attempts=self.cfg.max_attempts,
             refreshed=item.refreshed,
             budget_left=self.budget.left,
@@ -637,9 +720,81 @@ class _Run:
             self.stats.retries += 1
             self._retry(item, decision.delay)
 
+    def _skewed(self, item: _Item, sent: _Sent) -> None:
+        """The server rejected the request's time: correct the run's clock from its ``Date``
+        and send again, or stop (nothing to correct by) leaving the row for a resume."""
+        response = sent.response
+        offset = self.clock_offset
+        reason = offset.on_skew(
+            response.date,
+            time.time(),
+            signed_with=item.offset_generation,
+            status=response.status or None,
+            code=response.error_code,
+            message=response.message,
+        )
+        if reason is not None:
+            self._drop(item)
+            self._fail(SafetyStop(reason))
+            return
+        self.stats.clock_offset_s = offset.seconds
+        self.notice(
+            f"the server's clock is {offset.seconds:+.1f} s from ours (its Date header); "
+            "signing with its time",
+            key="clock",
+            every=30.0,
+        )
+        self.scheduler.put_front(item, item.scope)
+
+    async def _after_read(self, item: _Item, sent: _Sent) -> None:
+        """The user's state is in: write, or end the row unchanged or planned."""
+        assert self.reader is not None
+        self.budget.on_success()
+        record = item.record
+        try:
+            outcome = after_read(
+                self.reader,
+                record,
+                sent.response,
+                dry_run=self.cfg.dry_run,
+                skip_unchanged=self.cfg.skip_unchanged,
+                captured=item.captured,
+            )
+        except StateError as exc:
+            failed = self._result(item, Status.FAILED, sent, _NO_DECISION)
+            await self._complete(item, read_failure(failed, exc, captured=item.captured))
+            return
+        item.before, item.changes = outcome.before, outcome.changes
+        if outcome.step is NextStep.WRITE:
+            if self.befores is not None:
+                try:
+                    # Kept before the write is sent: after a crash, the resume still knows
+                    # what the user had, not what this run wrote.
+                    self.befores.record(record.account_id, record.user_id, outcome.before)
+                    self.befores.flush()
+                except ReportError as exc:
+                    self._drop(item)
+                    self._fail(exc)
+                    self.stop(cancel_in_flight=True)
+                    return
+            item.reading = False
+            item.request = item.write
+            item.base = item.attempts
+            item.refreshed = False
+            self.scheduler.put_front(item, item.scope)
+            return
+        status = Status.UNCHANGED if outcome.step is NextStep.UNCHANGED else Status.PLANNED
+        result = self._result(item, status, sent, _NO_DECISION)
+        await self._complete(item, replace(result, error_code="", message=outcome.message))
+
     async def _complete(self, item: _Item, result: Result) -> None:
+        if item.reading and result.status is Status.FAILED:
+            result = read_failure(result, captured=item.captured)
         await self._emit(result)
         self._release(item)
+        reason = self.safety.on_result(result)
+        if reason is not None:
+            self._fail(SafetyStop(reason))
 
     async def _refresh_credentials(self, rejected: Credentials) -> None:
         """Refresh once for all the requests that were signed with ``rejected``: up to
@@ -686,11 +841,17 @@ class _Run:
             sent.latency * 1000.0,
             response.request_id,
             record.line,
+            item.before,
+            item.changes if status is not Status.FAILED else (),
         )
 
 
+_NO_DECISION = Decision(Action.SUCCEED)
+
+
 def _dump(item: _Item) -> bytes:
-    return pickle.dumps(item.record, pickle.HIGHEST_PROTOCOL)
+    """A parked item is a record that was never sent: its request is rebuilt when it is back."""
+    return pickle.dumps((item.record, item.captured), pickle.HIGHEST_PROTOCOL)
 
 
 def _invalid(record: Any, message: str) -> Result:

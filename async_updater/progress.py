@@ -39,8 +39,9 @@ def progress_figures(
         "eta": "ETA " + _eta(done, total, (now.done - last.done) / dt),
         "rate": f"{(now.requests - last.requests) / dt:.0f} req/s (allowed {allowed_rate:.0f}/s)",
         "in_flight": f"in flight {stats.in_flight}",
-        "counts": f"updated {c.get('updated', 0)}  failed {c.get('failed', 0)}  "
-        f"invalid {c.get('invalid', 0)}",
+        "counts": f"updated {c.get('updated', 0)}  "
+        + (f"unchanged {c['unchanged']}  " if c.get("unchanged") else "")
+        + f"failed {c.get('failed', 0)}  invalid {c.get('invalid', 0)}",
         "recent": f"last {dt:.0f}s: throttled {now.throttles - last.throttles}, "
         f"retries {now.retries - last.retries}",
     }

@@ -22,23 +22,40 @@ __all__ = [
     "parse_retry_after",
 ]
 
+
+def _botocore_throttling_codes() -> frozenset[str]:
+    """The error codes botocore's standard and adaptive retry modes treat as throttling,
+    whatever the HTTP status (Cognito, for one, throttles with a 400 TooManyRequestsException).
+    botocore keeps the list on ``ThrottledRetryableChecker``; ``tests/test_retry.py`` fails if
+    it moves, rather than this module silently falling back to its own list only."""
+    try:
+        from botocore.retries.standard import ThrottledRetryableChecker
+
+        return frozenset(ThrottledRetryableChecker()._throttled_error_codes)
+    except (ImportError, AttributeError):
+        return frozenset()
+
+
 # Chime answers ThrottledClientException; the rest are the codes other AWS services use for the
-# same thing (botocore's list), so a generic operation behaves too.
-THROTTLING_CODES = frozenset(
-    {
-        "ThrottledClientException",
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottledException",
-        "TooManyRequestsException",
-        "ProvisionedThroughputExceededException",
-        "RequestLimitExceeded",
-        "BandwidthLimitExceeded",
-        "LimitExceededException",
-        "RequestThrottled",
-        "SlowDown",
-    }
+# same thing, so a generic or model operation behaves too. Union with botocore's own list.
+THROTTLING_CODES = (
+    frozenset(
+        {
+            "ThrottledClientException",
+            "Throttling",
+            "ThrottlingException",
+            "ThrottledException",
+            "RequestThrottledException",
+            "TooManyRequestsException",
+            "ProvisionedThroughputExceededException",
+            "RequestLimitExceeded",
+            "BandwidthLimitExceeded",
+            "LimitExceededException",
+            "RequestThrottled",
+            "SlowDown",
+        }
+    )
+    | _botocore_throttling_codes()
 )
 EXPIRED_CREDENTIAL_CODES = frozenset(
     {"ExpiredToken", "ExpiredTokenException", "RequestExpired", "TokenRefreshRequired"}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -24,11 +25,18 @@ __all__ = [
     "Credentials",
     "SigV4Signer",
     "StaticCredentials",
+    "canonical_query",
     "resolve_credentials",
 ]
 
 _PATH_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~/%")
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+# Headers the signer itself sets, and those botocore sends without signing (``SigV4Auth``'s
+# SIGNED_HEADERS_BLACKLIST: proxies and HTTP clients may change them on the way).
+_RESERVED_HEADERS = frozenset(
+    {"host", "content-type", "x-amz-date", "x-amz-security-token", "authorization"}
+)
+_UNSIGNED_HEADERS = frozenset({"expect", "transfer-encoding", "user-agent", "x-amzn-trace-id"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,8 +157,10 @@ class SigV4Signer:
     __slots__ = (
         "_amz_date",
         "_body_hashes",
+        "_content_type",
         "_date_second",
         "_datestamp",
+        "_fixed_headers",
         "_macs",
         "_scope",
         "_to_sign",
@@ -168,6 +178,8 @@ class SigV4Signer:
         self._datestamp = ""
         self._scope = ""
         self._to_sign = ""  # the string to sign up to the canonical request's hash
+        self._content_type = ""
+        self._fixed_headers = ""
         self._macs: dict[tuple[str, str], hmac.HMAC] = {}
         self._body_hashes: dict[bytes, str] = {}
 
@@ -179,25 +191,32 @@ class SigV4Signer:
         content_type: str,
         credentials: Credentials,
         now: float | None = None,
+        *,
+        query: str = "",
+        headers: Sequence[tuple[str, str]] = (),
     ) -> dict[str, str]:
-        """Headers for ``method path`` with ``body``, signed at wall time ``now`` (default: now)."""
+        """Headers for ``method path?query`` with ``body``, signed at wall time ``now`` (default:
+        now). ``query`` is the query string as sent (percent-encoded, no ``?``); ``headers`` are
+        extra headers to send and sign (e.g. ``X-Amz-Target``), returned with the others. An
+        empty ``content_type`` sends and signs none, as botocore does for a bodiless request."""
+        if query or headers or not content_type:
+            return self._sign_general(
+                method, path, body, content_type, credentials, now, query, headers
+            )
         second = int(time.time() if now is None else now)
         if second != self._date_second:
             self._set_date(second)
+        if content_type != self._content_type:
+            self._set_content_type(content_type)
         amz_date = self._amz_date
         scope = self._scope
         token = credentials.token
         if token:
             signed = "content-type;host;x-amz-date;x-amz-security-token"
-            canonical_headers = (
-                f"content-type:{_trim(content_type)}\nhost:{self.host}\n"
-                f"x-amz-date:{amz_date}\nx-amz-security-token:{_trim(token)}\n"
-            )
+            canonical_headers = f"{self._fixed_headers}x-amz-security-token:{_trim(token)}\n"
         else:
             signed = "content-type;host;x-amz-date"
-            canonical_headers = (
-                f"content-type:{_trim(content_type)}\nhost:{self.host}\nx-amz-date:{amz_date}\n"
-            )
+            canonical_headers = self._fixed_headers
         canonical_request = (
             f"{method}\n{_canonical_path(path)}\n\n{canonical_headers}\n{signed}\n"
             f"{self._payload_hash(body)}"
@@ -207,7 +226,7 @@ class SigV4Signer:
             (self._to_sign + hashlib.sha256(canonical_request.encode()).hexdigest()).encode()
         )
         signature = mac.hexdigest()
-        headers = {
+        out = {
             "Host": self.host,
             "Content-Type": content_type,
             "X-Amz-Date": amz_date,
@@ -217,11 +236,77 @@ class SigV4Signer:
             ),
         }
         if token:
-            headers["X-Amz-Security-Token"] = token
-        return headers
+            out["X-Amz-Security-Token"] = token
+        return out
+
+    def _sign_general(
+        self,
+        method: str,
+        path: str,
+        body: bytes,
+        content_type: str,
+        credentials: Credentials,
+        now: float | None,
+        query: str,
+        headers: Sequence[tuple[str, str]],
+    ) -> dict[str, str]:
+        """Any query string and extra headers: the canonical request as ``SigV4Auth`` builds
+        it (query pairs sorted as sent; header names lower-cased and sorted, values trimmed; the
+        headers botocore never signs are sent but not signed). A name given twice is refused."""
+        second = int(time.time() if now is None else now)
+        if second != self._date_second:
+            self._set_date(second)
+        amz_date = self._amz_date
+        token = credentials.token
+        out: dict[str, str] = {"Host": self.host}
+        canonical = {"host": self.host, "x-amz-date": amz_date}
+        if content_type:
+            out["Content-Type"] = content_type
+            canonical["content-type"] = _trim(content_type)
+        out["X-Amz-Date"] = amz_date
+        seen: set[str] = set()
+        for name, value in headers:
+            lower = name.lower()
+            if lower in _RESERVED_HEADERS:
+                raise ValueError(f"header {name!r} is set by the signer, not by the request")
+            if lower in seen:
+                raise ValueError(f"header {name!r} is given twice")
+            seen.add(lower)
+            out[name] = value
+            if lower not in _UNSIGNED_HEADERS:
+                # All Unicode whitespace, as botocore's ``str.split()`` does, not only spaces.
+                canonical[lower] = " ".join(value.split())
+        if token:
+            out["X-Amz-Security-Token"] = token
+            canonical["x-amz-security-token"] = _trim(token)
+        names = sorted(canonical)
+        signed = ";".join(names)
+        canonical_headers = "".join(f"{n}:{canonical[n]}\n" for n in names)
+        canonical_request = (
+            f"{method}\n{_canonical_path(path)}\n{canonical_query(query)}\n"
+            f"{canonical_headers}\n{signed}\n{self._payload_hash(body)}"
+        )
+        mac = self._signing_mac(credentials.secret_key)
+        mac.update(
+            (self._to_sign + hashlib.sha256(canonical_request.encode()).hexdigest()).encode()
+        )
+        out["Authorization"] = (
+            f"AWS4-HMAC-SHA256 Credential={credentials.access_key}/{self._scope}, "
+            f"SignedHeaders={signed}, Signature={mac.hexdigest()}"
+        )
+        return out
+
+    def _set_content_type(self, content_type: str) -> None:
+        """The canonical headers before the token: the same for every request of one second
+        and content type, so built once for them rather than for every signature."""
+        self._content_type = content_type
+        self._fixed_headers = (
+            f"content-type:{_trim(content_type)}\nhost:{self.host}\nx-amz-date:{self._amz_date}\n"
+        )
 
     def _set_date(self, second: int) -> None:
         self._date_second = second
+        self._content_type = ""  # the fixed headers hold the date: build them again
         self._amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(second))
         self._datestamp = self._amz_date[:8]
         self._scope = f"{self._datestamp}/{self.region}/{self.service}/aws4_request"
@@ -256,6 +341,17 @@ class SigV4Signer:
 def _trim(value: str) -> str:
     """SigV4 header value canonicalisation: trim and collapse runs of spaces."""
     return value if " " not in value and "\t" not in value else " ".join(value.split())
+
+
+def canonical_query(query: str) -> str:
+    """botocore's canonical query string for a query as sent: ``key=value`` pairs (a missing
+    ``=`` is an empty value) sorted by key, then value, without decoding or re-encoding."""
+    if not query:
+        return ""
+    if "&" not in query:
+        return query if "=" in query else query + "="
+    pairs = sorted(pair.partition("=")[::2] for pair in query.split("&"))
+    return "&".join(f"{key}={value}" for key, value in pairs)
 
 
 def _canonical_path(path: str) -> str:

@@ -12,16 +12,18 @@ import csv
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from hashlib import blake2b
 from pathlib import Path
 from typing import IO
 
+from .config import LimitScope
 from .errors import ConfigError, InputError, RowError
 from .keyindex import KeyIndex
 from .model import Record, Result, Status
 from .operation import ChimeUpdateUserSettings, Operation
 
-__all__ = ["CsvSource", "Shard", "count_data_lines", "read_records"]
+__all__ = ["CsvSource", "Shard", "ShardBasis", "count_data_lines", "read_records"]
 
 MAX_FIELD = 1 << 20
 MAX_ROW = MAX_FIELD  # characters in one row, quoted newlines included
@@ -32,23 +34,47 @@ MAX_REPORTED_CELL = 256
 csv.field_size_limit(max(csv.field_size_limit(), MAX_FIELD + 1))
 
 
+class ShardBasis(str, Enum):
+    """What ``--shard`` hashes to give a row its shard.
+
+    ``USER`` (account id and user id) spreads the rows evenly over the shards whatever the number
+    of accounts: right when one limit covers everything (``--limit-scope global``). ``ACCOUNT``
+    keeps each account's rows in one shard, so an account's own limit (``--limit-scope
+    account``) is never split between processes that do not know of each other. Either way a
+    user's rows, duplicates included, land in one shard.
+    """
+
+    USER = "user"
+    ACCOUNT = "account"
+
+    @classmethod
+    def for_scope(cls, scope: LimitScope | str) -> ShardBasis:
+        """The basis that fits a limit scope: by account for ``account``, else by user."""
+        return cls.ACCOUNT if LimitScope(scope) is LimitScope.ACCOUNT else cls.USER
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass(frozen=True, slots=True)
 class Shard:
-    """Shard ``index`` of ``count``: the rows whose account id hashes to ``index``.
+    """Shard ``index`` of ``count``: the rows whose key hashes to ``index``.
 
-    The hash is BLAKE2b of the account id, so it is the same in every process and Python
-    version, and one account's rows (and its rate limit) never span two shards.
+    The key is the account id and the user id (``basis=USER``, the default) or the account id
+    alone (``ACCOUNT``), hashed with BLAKE2b, so every process and Python version agrees.
     """
 
     index: int
     count: int
+    basis: ShardBasis = ShardBasis.USER
 
     def __post_init__(self) -> None:
         if self.count < 1 or not 0 <= self.index < self.count:
             raise ConfigError(f"--shard: need 0 <= K < N, got {self.index}/{self.count}")
+        object.__setattr__(self, "basis", ShardBasis(self.basis))
 
     @classmethod
-    def parse(cls, text: str) -> Shard:
+    def parse(cls, text: str, basis: ShardBasis = ShardBasis.USER) -> Shard:
         k, sep, n = text.partition("/")
         try:
             if not sep:
@@ -56,10 +82,16 @@ class Shard:
             index, count = int(k), int(n)
         except ValueError:
             raise ConfigError(f"--shard: {text!r} is not K/N, e.g. 0/4 (K counts from 0)") from None
-        return cls(index, count)  # ConfigError (a ValueError) names what is out of range
+        return cls(index, count, basis)  # ConfigError (a ValueError) names what is out of range
 
-    def owns(self, account_id: str) -> bool:
-        digest = blake2b(account_id.encode("utf-8", "surrogateescape"), digest_size=8).digest()
+    def owns(self, account_id: str, user_id: str) -> bool:
+        """Whether the row of this account and user (as the report names them) is this shard's."""
+        key = account_id.encode("utf-8", "surrogateescape")
+        if self.basis is ShardBasis.USER:
+            # A NUL cannot be in an id (control characters are refused), so the pair is
+            # unambiguous; an invalid row that has one still lands in exactly one shard.
+            key += b"\0" + user_id.encode("utf-8", "surrogateescape")
+        digest = blake2b(key, digest_size=8).digest()
         return int.from_bytes(digest, "big") % self.count == self.index
 
     def __str__(self) -> str:
@@ -133,8 +165,8 @@ class CsvSource:
                 except StopIteration:
                     return
                 except (_RowTooLong, csv.Error) as exc:
-                    # The account is unknown: the row goes to the shard of an empty one, so
-                    # that exactly one shard reports it.
+                    # The account and user are unknown: the row goes to the shard of empty
+                    # ones, so that exactly one shard reports it.
                     if isinstance(exc, _RowTooLong):
                         quoted = lines.row_quotes % 2 == 1
                         lines.skip_quoted()
@@ -146,7 +178,7 @@ class CsvSource:
                             )
                     else:
                         reason = f"cannot parse the row ({exc})"
-                    if line <= self._header_line or (shard is not None and not shard.owns("")):
+                    if line <= self._header_line or (shard is not None and not shard.owns("", "")):
                         continue
                     self.rows += 1
                     self.invalid += 1
@@ -157,7 +189,9 @@ class CsvSource:
                 if not cells or not (cells[0].strip() or any(c.strip() for c in cells)):
                     continue  # a blank line (or one of only commas, as spreadsheets export)
                 account = _cell(cells, ia)
-                if shard is not None and not shard.owns(account):
+                # Both cells are stripped, as the ids are, so a duplicate row (same account and
+                # user) goes to the shard of the row it duplicates and is caught there.
+                if shard is not None and not shard.owns(account, _cell(cells, iu)):
                     continue
                 self.rows += 1
                 try:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .model import Result, RunSummary, Status
+from .state import PlanTally
 
 __all__ = [
     "LatencyHistogram",
@@ -148,11 +149,13 @@ class RunStats:
     """Counters of a run in progress. ``summary()`` freezes them into a ``RunSummary``."""
 
     __slots__ = (
+        "clock_offset_s",
         "cooldowns",
         "counts",
         "errors",
         "in_flight",
         "latencies",
+        "plan",
         "requests",
         "retries",
         "server_errors",
@@ -175,6 +178,9 @@ class RunStats:
         self.latencies = LatencyHistogram()
         self.errors: dict[str, list[Any]] = {}  # code -> [count, first message]
         self.timeline = Timeline(started)
+        # Set by the pipeline when the server's Date corrects the signing clock.
+        self.clock_offset_s: float | None = None
+        self.plan = PlanTally()
 
     @property
     def done(self) -> int:
@@ -184,6 +190,8 @@ class RunStats:
         self.counts[result.status.value] += 1
         if result.status is Status.FAILED or result.status is Status.INVALID:
             count_error(self.errors, result.error_code or result.status.value, result.message)
+        elif result.before:
+            self.plan.add(result)
 
     def summary(
         self,
@@ -218,4 +226,6 @@ class RunStats:
             report_path=report_path,
             skipped=self.skipped,
             bound_by=bound_by,
+            clock_offset_s=self.clock_offset_s,
+            plan=self.plan.plan(),
         )

@@ -16,14 +16,24 @@ from .stats import LatencyHistogram, count_error, top_errors
 __all__ = ["ReportSummary", "format_report_summary", "format_summary", "summarize_report"]
 
 
-def format_summary(s: RunSummary, *, next_command: list[str] | None = None) -> str:
-    """The end-of-run table as plain text (it reads the same in a log file as on a terminal)."""
-    counts = "  ".join(f"{k} {v}" for k, v in s.counts.items() if v or k != "planned")
+# Shown in the counts only when some row has them (a run without --read-before or --dry-run
+# has none, and its summary reads as it always did).
+_SHOWN_IF_ANY = frozenset({Status.PLANNED.value, Status.UNCHANGED.value})
+
+
+def format_summary(
+    s: RunSummary, *, next_command: list[str] | None = None, dry_run: bool = False
+) -> str:
+    """The end-of-run table as plain text (it reads the same in a log file as on a terminal).
+    With a plan (``--read-before``), a ``plan`` line says how many users change (``dry_run``:
+    would change) and which fields for how many."""
+    counts = "  ".join(f"{k} {v}" for k, v in s.counts.items() if v or k not in _SHOWN_IF_ANY)
     rows = [
         (
             "rows",
             f"{s.rows}   {counts}" + (f"   (+{s.skipped} already updated)" if s.skipped else ""),
         ),
+        *([("plan", s.plan.text(dry_run=dry_run))] if s.plan is not None else []),
         ("elapsed", f"{s.elapsed_s:.2f} s"),
         (
             "requests",
@@ -37,15 +47,21 @@ def format_summary(s: RunSummary, *, next_command: list[str] | None = None) -> s
         ),
         ("latency", _latency(s.latency_p50_ms, s.latency_p95_ms, s.latency_p99_ms)),
     ]
+    if s.clock_offset_s is not None:
+        rows.append(("clock", f"offset {s.clock_offset_s:+.1f} s (from the server's Date)"))
     rows += [("error", f"{code} x{n}: {example}") for code, n, example in s.top_errors]
     if s.report_path:
         rows.append(("report", s.report_path))
-    lines = ["== summary" + (" (interrupted)" if s.interrupted else "")]
+    state = " (safety stop)" if s.safety_stop else " (interrupted)" if s.interrupted else ""
+    lines = ["== summary" + state]
     lines += [f"{name:<10} {value}" for name, value in rows]
+    if s.safety_stop:
+        lines.append(f"{'stopped':<10} {s.safety_stop}")
     failed = s.counts.get(Status.FAILED.value, 0)
-    if next_command and (s.interrupted or failed):
-        what = "finish the run" if s.interrupted else f"retry the {failed} failed rows"
-        lines.append(f"next       to {what} (users already updated are skipped):")
+    unfinished = s.interrupted or bool(s.safety_stop)
+    if next_command and (unfinished or failed):
+        what = "finish the run" if unfinished else f"retry the {failed} failed rows"
+        lines.append(f"next       to {what} (users already done are skipped):")
         lines.append("           " + shlex.join(next_command))
     return "\n".join(lines)
 
@@ -72,12 +88,15 @@ class ReportSummary:
     latency_p50_ms: float | None = None
     latency_p95_ms: float | None = None
     latency_p99_ms: float | None = None
+    with_before: int = 0  # rows that hold the state read before writing
+    updated_with_before: int = 0  # of them, ``updated``: what ``undo`` restores
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "report_path": self.path,
             "rows": self.rows,
             "counts": {s.value: self.counts.get(s.value, 0) for s in Status},
+            "before_states": {"rows": self.with_before, "updated": self.updated_with_before},
             "requests": self.attempts,
             "latency_ms": {
                 "p50": self.latency_p50_ms,
@@ -105,6 +124,9 @@ def summarize_report(path: str | os.PathLike[str]) -> ReportSummary:
                 latencies.add(float(row.latency_ms))
         if row.status in (Status.FAILED.value, Status.INVALID.value):
             count_error(out.errors, row.error_code or row.status, row.message)
+        if row.before:
+            out.with_before += 1
+            out.updated_with_before += row.status == Status.UPDATED.value
     out.latency_p50_ms = latencies.percentile(50)
     out.latency_p95_ms = latencies.percentile(95)
     out.latency_p99_ms = latencies.percentile(99)
@@ -115,7 +137,7 @@ def format_report_summary(r: ReportSummary) -> str:
     counts = "  ".join(
         f"{s.value} {r.counts.get(s.value, 0)}"
         for s in Status
-        if s.value in r.counts or s is not Status.PLANNED
+        if s.value in r.counts or s.value not in _SHOWN_IF_ANY
     )
     latency = _latency(r.latency_p50_ms, r.latency_p95_ms, r.latency_p99_ms)
     lines = [
@@ -124,5 +146,10 @@ def format_report_summary(r: ReportSummary) -> str:
         f"{'requests':<10} {r.attempts} (sum of attempts)",
         f"{'latency':<10} {latency} (last attempt of each row)",
     ]
+    if r.with_before:
+        lines.append(
+            f"{'before':<10} {r.with_before} rows hold the state read before writing; "
+            f"undo restores {r.updated_with_before} updated users"
+        )
     lines += [f"{'error':<10} {code} x{n}: {example}" for code, n, example in top_errors(r.errors)]
     return "\n".join(lines)

@@ -3,7 +3,9 @@
 ``Transport`` is a Protocol so tests and benchmarks can put anything behind it; the production
 ``AiohttpTransport`` keeps connections alive, caps them at ``--concurrency``, bounds every wait
 with timeouts, and turns an answer into a ``Response`` (status, request id, error code/message,
-Retry-After) without raising for HTTP errors.
+Retry-After) without raising for HTTP errors. How an error body is read is an ``ErrorParser``:
+by default the JSON shapes Chime and most REST APIs answer with; an operation built from a
+botocore model supplies its protocol's parser.
 """
 
 from __future__ import annotations
@@ -11,29 +13,47 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 import aiohttp
 from yarl import URL
 
-from .retry import parse_retry_after
+from .retry import THROTTLING_CODES, parse_retry_after
 
-__all__ = ["AiohttpTransport", "Response", "Transport", "TransportError"]
+__all__ = [
+    "AiohttpTransport",
+    "ErrorParser",
+    "Response",
+    "Transport",
+    "TransportError",
+    "json_error_details",
+    "short_text",
+]
 
 _MAX_ERROR_BODY = 64 * 1024
+# A read's answer is one user's state: a few hundred bytes. The bound keeps a misdirected
+# endpoint (a web page, a listing) from costing memory per request in flight.
+MAX_READ_BODY = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
 class Response:
-    """What came back: ``error_code``/``message`` are empty for a success."""
+    """What came back: ``error_code``/``message`` are empty for a success. ``date`` is the
+    answer's ``Date`` header, kept for errors only (a clock-skew rejection is corrected by it).
+
+    ``body`` is the answer's body for a 2xx answer to a GET (a read), empty otherwise: no other
+    answer's body is kept. A 2xx read whose body is over ``MAX_READ_BODY`` bytes comes back
+    with an empty body and ``error_code`` ``ResponseTooLarge``."""
 
     status: int
     request_id: str = ""
     error_code: str = ""
     message: str = ""
     retry_after: float | None = None
+    date: str | None = None
+    body: bytes = b""
 
 
 class TransportError(Exception):
@@ -46,10 +66,16 @@ class TransportError(Exception):
         self.code = code
 
 
+ErrorParser = Callable[[int, Mapping[str, str], bytes], tuple[str, str]]
+"""Reads an error answer (status, case-insensitive headers, body) into (error code, message)."""
+
+
 class Transport(Protocol):
     async def send(
-        self, method: str, path: str, headers: Mapping[str, str], body: bytes
-    ) -> Response: ...
+        self, method: str, target: str, headers: Mapping[str, str], body: bytes
+    ) -> Response:
+        """Send one request; ``target`` is the encoded path, then ``?query`` if any."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -57,7 +83,7 @@ class Transport(Protocol):
 class AiohttpTransport:
     """Sends to ``endpoint_url`` over one ``aiohttp.ClientSession`` with keep-alive."""
 
-    __slots__ = ("_limit", "_prefix", "_root", "_session", "_timeout")
+    __slots__ = ("_error_parser", "_limit", "_prefix", "_root", "_session", "_timeout")
 
     def __init__(
         self,
@@ -66,7 +92,9 @@ class AiohttpTransport:
         concurrency: int,
         timeout: float = 30.0,
         connect_timeout: float = 5.0,
+        error_parser: ErrorParser | None = None,
     ) -> None:
+        self._error_parser = error_parser or json_error_details
         # Request URLs are the root with its path replaced: ``with_path`` reuses the parsed
         # host, where parsing the whole URL string again for every request costs 3x as much.
         self._root = URL(endpoint_url.rstrip("/"), encoded=True)
@@ -93,25 +121,43 @@ class AiohttpTransport:
         return self._session
 
     async def send(
-        self, method: str, path: str, headers: Mapping[str, str], body: bytes
+        self, method: str, target: str, headers: Mapping[str, str], body: bytes
     ) -> Response:
         session = self._session or self._open()
-        url = self._root.with_path(self._prefix + path, encoded=True)
+        if "?" in target:
+            path, _, query = target.partition("?")
+            root = self._root
+            url = URL.build(
+                scheme=root.scheme,
+                authority=root.raw_authority,
+                path=self._prefix + path,
+                query_string=query,
+                encoded=True,
+            )
+        else:
+            url = self._root.with_path(self._prefix + target, encoded=True)
         try:
             async with session.request(
                 method, url, data=body, headers=headers, allow_redirects=False
             ) as resp:
                 status = resp.status
-                request_id = resp.headers.get("x-amzn-RequestId", "")
+                # restXml services (and S3-style APIs) name it x-amz-request-id.
+                answer = resp.headers
+                request_id = answer.get("x-amzn-RequestId", "") or answer.get(
+                    "x-amz-request-id", ""
+                )
                 if status < 300:
+                    if method == "GET":
+                        return await _read_body(resp.content, status, request_id)
                     await resp.read()
                     return Response(status, request_id)
                 raw = await resp.content.read(_MAX_ERROR_BODY)
-                code, message = _error_details(resp.headers, raw, status)
+                code, message = self._error_parser(status, answer, raw)
                 retry_after = None
-                if status == 429 or status == 503:
-                    retry_after = parse_retry_after(resp.headers, time.time())
-                return Response(status, request_id, code, message, retry_after)
+                if status == 429 or status == 503 or code in THROTTLING_CODES:
+                    retry_after = parse_retry_after(answer, time.time())
+                date = answer.get("Date")
+                return Response(status, request_id, code, message, retry_after, date)
         except asyncio.TimeoutError:
             raise TransportError("Timeout", f"no answer within {self._timeout.total:g}s") from None
         except aiohttp.ClientConnectorDNSError as exc:
@@ -122,7 +168,7 @@ class AiohttpTransport:
             ) from None
         except (aiohttp.ClientError, OSError) as exc:
             raise TransportError(
-                "ConnectionError", _short(f"{type(exc).__name__}: {exc}")
+                "ConnectionError", short_text(f"{type(exc).__name__}: {exc}")
             ) from None
 
     async def close(self) -> None:
@@ -131,8 +177,28 @@ class AiohttpTransport:
             self._session = None
 
 
-def _error_details(headers: Mapping[str, str], raw: bytes, status: int) -> tuple[str, str]:
-    """Error code from ``x-amzn-ErrorType`` or the body's ``Code``/``__type``; the message."""
+async def _read_body(content: aiohttp.StreamReader, status: int, request_id: str) -> Response:
+    """A read's 2xx answer with its body, taken whole up to ``MAX_READ_BODY`` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = await content.read(MAX_READ_BODY + 1 - size)
+        if not chunk:
+            return Response(status, request_id, body=b"".join(chunks))
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_READ_BODY:
+            return Response(
+                status,
+                request_id,
+                "ResponseTooLarge",
+                f"the answer to the read is larger than {MAX_READ_BODY} bytes",
+            )
+
+
+def json_error_details(status: int, headers: Mapping[str, str], raw: bytes) -> tuple[str, str]:
+    """The default ``ErrorParser``: the code from ``x-amzn-ErrorType`` or the body's
+    ``Code``/``__type``, the body's ``Message``; ``HTTP<status>`` when there is no code."""
     code = headers.get("x-amzn-ErrorType", "")
     message = ""
     if raw:
@@ -151,9 +217,10 @@ def _error_details(headers: Mapping[str, str], raw: bytes, status: int) -> tuple
             message = raw.decode("utf-8", "replace")
     # "Code:http://internal.amazon.com/..." and "ns#Code" forms both name the code first/last.
     code = code.partition(":")[0].rpartition("#")[2].strip()
-    return code or f"HTTP{status}", _short(message) or f"HTTP {status} with no message"
+    return code or f"HTTP{status}", short_text(message) or f"HTTP {status} with no message"
 
 
-def _short(text: str, limit: int = 300) -> str:
+def short_text(text: str, limit: int = 300) -> str:
+    """``text`` on one line, whitespace collapsed, cut to ``limit`` characters."""
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."

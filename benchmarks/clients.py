@@ -29,6 +29,7 @@ from typing import Any
 
 CLIENTS = (
     "async_updater",
+    "async_updater-cognito",
     "aiobotocore-adaptive",
     "aiobotocore-legacy",
     "aiobotocore-standard",
@@ -96,8 +97,23 @@ def _wait_for_go() -> None:
     _T0[0] = time.monotonic()
 
 
-async def _run_async_updater(args: argparse.Namespace) -> dict[str, Any]:
+# The Cognito client's params template (its CSV: pool,username,email,team).
+COGNITO_TEMPLATE = {
+    "UserPoolId": "{pool}",
+    "Username": "{username}",
+    "UserAttributes": [
+        {"Name": "email", "Value": "{email}"},
+        {"Name": "custom:team", "Value": "{team}"},
+    ],
+}
+
+
+async def _run_async_updater(args: argparse.Namespace, *, cognito: bool = False) -> dict[str, Any]:
+    """async_updater through its library API: Chime's fast path, or (``cognito``) Cognito
+    AdminUpdateUserAttributes serialized by botocore from its model, as the CLI builds it."""
     from async_updater import CsvReport, CsvSource, Updater, UpdaterConfig
+    from async_updater.aws_operation import ModelOperation
+    from async_updater.transport import AiohttpTransport
 
     config = UpdaterConfig(
         endpoint_url=args.url,
@@ -105,8 +121,16 @@ async def _run_async_updater(args: argparse.Namespace) -> dict[str, Any]:
         concurrency=args.concurrency,
         max_attempts=args.attempts,
     )
+    operation = None
+    transport = None
+    if cognito:
+        operation = ModelOperation("cognito-idp:AdminUpdateUserAttributes", COGNITO_TEMPLATE)
+        transport = AiohttpTransport(
+            args.url, concurrency=args.concurrency, error_parser=operation.error_parser
+        )
     out: dict[str, Any] = {}
-    async with Updater(config) as updater:  # credentials from the environment, like the CLI
+    # Credentials from the environment, like the CLI.
+    async with Updater(config, operation=operation, transport=transport) as updater:
         _wait_for_go()
         cpu0, t0 = _cpu(), time.monotonic()
         sink = CsvReport(args.report) if args.report else None
@@ -127,7 +151,8 @@ async def _run_async_updater(args: argparse.Namespace) -> dict[str, Any]:
 
         sampler = asyncio.ensure_future(sample_rate())
         try:
-            run = asyncio.ensure_future(updater.run(CsvSource(args.csv), sink))
+            source = CsvSource(args.csv, operation) if operation else CsvSource(args.csv)
+            run = asyncio.ensure_future(updater.run(source, sink))
             done, _ = await asyncio.wait({run}, timeout=args.time_limit)
             if not done:
                 timed_out = True
@@ -137,6 +162,8 @@ async def _run_async_updater(args: argparse.Namespace) -> dict[str, Any]:
             sampler.cancel()
             if sink is not None:
                 sink.close()
+            if transport is not None:
+                await transport.close()
         wall, cpu = time.monotonic() - t0, _cpu() - cpu0
         counts = {k: v for k, v in summary.counts.items() if v}
         out.update(
@@ -304,8 +331,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cpu_start = _cpu()
     kind = args.kind
-    if kind == "async_updater":
-        result = _run_loop(lambda: _run_async_updater(args), args.loop)
+    if kind.startswith("async_updater"):
+        cognito = kind == "async_updater-cognito"
+        result = _run_loop(lambda: _run_async_updater(args, cognito=cognito), args.loop)
     elif kind.startswith("aiobotocore-"):
         mode = kind.partition("-")[2]
         result = _run_loop(lambda: _run_aiobotocore(args, mode), args.loop)

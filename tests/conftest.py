@@ -5,9 +5,12 @@ from __future__ import annotations
 import heapq
 import itertools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
+
+from .redis_server import RedisServer, RedisUnavailable, redis_server_binary
 
 # Nothing in the suite may reach real AWS or an instance metadata service.
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
@@ -58,6 +61,30 @@ class FakeClock:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+# -- a real Redis ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A started, empty ``redis-server`` on a free 127.0.0.1 port (``.url``), stopped after the
+    test. ``.kill()`` is ``kill -9``; ``.restart()`` brings it back, empty, on the same port.
+    Skips when redis-server is not installed, except under CI, where that fails."""
+    try:
+        binary = redis_server_binary()
+    except RedisUnavailable as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"{exc} (CI must run the Redis tests)")
+        pytest.skip(str(exc))
+    with RedisServer(tmp_path / "redis", binary=binary) as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The URL (``redis://127.0.0.1:PORT/0``) of the test's own ``redis_server``."""
+    return redis_server.url
 
 
 # -- aioresponses on aiohttp >= 3.14 ---------------------------------------------------------

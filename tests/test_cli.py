@@ -3,11 +3,13 @@ and nothing touched when the run cannot start, dry runs, the report and summary 
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import csv
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import threading
@@ -18,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from async_updater.cli import main
+from async_updater.cli import NOT_RESUMED, build_parser, main, resume_command
 from async_updater.mock_server import MockChimeServer, MockConfig
 from async_updater.model import REPORT_COLUMNS
 from async_updater.sample import generate_users
@@ -38,6 +40,7 @@ DESIGN_RUN_OPTIONS = (
     "--resume",
     "--dry-run",
     "--no-progress",
+    "--max-failures",
 )
 
 
@@ -140,11 +143,73 @@ def one_line_error(err: str) -> str:
 # -- help ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", ["run", "demo", "report", "merge-reports", "plot"])
+@pytest.mark.parametrize(
+    "command", ["run", "demo", "report", "merge-reports", "undo", "plot", "operations"]
+)
 def test_help_of_every_subcommand_exits_0(command: str, run: Run) -> None:
     with pytest.raises(SystemExit) as info:
         run(command, "--help")
     assert info.value.code == 0
+
+
+def test_mock_server_subcommand_takes_the_mock_options_and_serves_until_its_duration(
+    run: Run,
+) -> None:
+    code, out, _ = run("mock-server", "--port", "0", "--rate-limit", "50", "--duration", "0.2")
+    assert code == 0
+    assert re.fullmatch(r"mock chime server listening on http://127\.0\.0\.1:\d+\n", out), out
+
+
+def test_mock_server_subcommand_passes_the_clock_date_and_api_options_to_the_mock() -> None:
+    import select
+    import time
+    import urllib.request
+
+    from async_updater.signing import Credentials, SigV4Signer
+
+    from .processes import BIN
+
+    args = ["--port", "0", "--clock-offset", "900", "--no-date", "--api", "cognito"]
+    proc = subprocess.Popen(
+        [str(BIN / "async-updater"), "mock-server", *args, "--duration", "60"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 20)
+        line = proc.stdout.readline() if ready else ""
+        url = line.split("listening on ", 1)[1].strip()
+        with urllib.request.urlopen(url + "/_mock/state", timeout=10) as response:
+            limits = json.loads(response.read())["limits"]
+            assert response.headers.get("Date") is None  # --no-date
+        assert (limits["clock_offset_s"], limits["send_date"]) == (900.0, False)
+        # --api cognito: an AdminUpdateUserAttributes signed for cognito-idp at the server's
+        # time (--clock-offset) is applied.
+        body = b'{"UserPoolId": "p", "Username": "u", "UserAttributes": []}'
+        target = "AWSCognitoIdentityProviderService.AdminUpdateUserAttributes"
+        signer = SigV4Signer(
+            host=url.removeprefix("http://"), region="us-east-1", service="cognito-idp"
+        )
+        headers = signer.sign(
+            "POST", "/", body, "application/x-amz-json-1.1", Credentials("AKIDMOCK", "mock-secret"),
+            time.time() + 900, headers=(("X-Amz-Target", target),),
+        )  # fmt: skip
+        request = urllib.request.Request(url + "/", data=body, headers=headers, method="POST")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200
+        with urllib.request.urlopen(url + "/_mock/applied", timeout=10) as response:
+            assert json.loads(response.read()) == [["p", "u", {}, 1]]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_mock_server_subcommand_refuses_a_non_loopback_host(run: Run) -> None:
+    with pytest.raises(SystemExit) as info:
+        run("mock-server", "--host", "0.0.0.0")
+    assert info.value.code == 2
 
 
 def test_run_help_mentions_every_option_of_the_design_and_the_exit_codes(
@@ -156,7 +221,14 @@ def test_run_help_mentions_every_option_of_the_design_and_the_exit_codes(
     missing = [opt for opt in DESIGN_RUN_OPTIONS if opt not in text]
     assert missing == []
     assert "csv" in text and "jsonl" in text
-    for code in ("0 all updated", "1 some failed or invalid", "2 usage error", "130 interrupted"):
+    for code in (
+        "0 all updated",
+        "1 some failed or invalid",
+        "2 usage error",
+        "report locked by another run",
+        "3 safety stop",
+        "130 interrupted",
+    ):
         assert code in " ".join(text.split())
 
 
@@ -248,6 +320,15 @@ def run_args(tmp_path: Path, server: MockChimeServer) -> list[object]:
         (["--timeout", "0"], "--timeout: must be a number > 0, not 0.0"),
         (["--shard", "3/3"], "--shard: need 0 <= K < N, got 3/3"),
         (["--shard", "x"], "--shard: 'x' is not K/N, e.g. 0/4 (K counts from 0)"),
+        (
+            ["--max-failures", "lots"],
+            "--max-failures: 'lots' is neither a number of rows (e.g. 50) nor a percentage "
+            "(e.g. 10%)",
+        ),
+        (
+            ["--max-failures", "120%"],
+            "--max-failures: a percentage must be between 0% and 100%, not 120.0%",
+        ),
         (
             ["--endpoint-url", "ftp://example.com"],
             "--endpoint-url: 'ftp://example.com' is not an http(s) URL with a host",
@@ -442,7 +523,13 @@ def test_summary_json_holds_the_counts_and_the_report_path(
     )  # fmt: skip
     assert code == 1
     data = json.loads(summary.read_text())
-    assert data["counts"] == {"updated": 10, "failed": 0, "invalid": 1, "planned": 0}
+    assert data["counts"] == {
+        "updated": 10,
+        "unchanged": 0,
+        "failed": 0,
+        "invalid": 1,
+        "planned": 0,
+    }
     assert (data["rows"], data["requests"], data["report_path"]) == (11, 10, str(report))
     assert data["interrupted"] is False
     assert data["skipped_already_updated"] == 0
@@ -558,3 +645,157 @@ def test_unwritable_summary_or_timeline_exits_2_before_anything_is_sent(
     assert (code, one_line_error(err)) == (2, message.format(option=option, path=path))
     assert server.counters["requests"] == 0
     assert not report.exists()
+
+
+# -- the resume command -------------------------------------------------------------------------
+
+
+def run_parser() -> argparse.ArgumentParser:
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    parser: argparse.ArgumentParser = sub.choices["run"]
+    return parser
+
+
+def other_value(action: argparse.Action) -> list[str]:
+    """Arguments giving ``action`` a value other than its default (a space and a quote in
+    free text, so the shell quoting is exercised too)."""
+    option = next(o for o in action.option_strings if o.startswith("--"))
+    if action.nargs == 0:
+        return [option]
+    if action.choices:
+        return [option, next(str(c) for c in action.choices if c != action.default)]
+    if action.type is int:
+        return [option, str((action.default or 0) + 7)]
+    if action.type is float:
+        return [option, str((action.default or 0.0) + 2.5)]
+    return [option, f"it's {action.dest} value"]
+
+
+def test_every_run_option_round_trips_through_the_resume_command() -> None:
+    parser = build_parser()
+    actions = [a for a in run_parser()._actions if a.option_strings and a.dest != "help"]
+    given = ["run", "my users.csv", *(arg for a in actions for arg in other_value(a))]
+    args = parser.parse_args(given)
+    cmd = resume_command(args, Path("out dir/r.csv"))
+    assert cmd[:2] == ["async-updater", "run"]
+    # What the shell hands back after the printed (quoted) command is pasted.
+    back = parser.parse_args(shlex.split(shlex.join(cmd))[1:])
+    resumed = {n for n in NOT_RESUMED if n != "resume"}
+    for action in actions:
+        name = action.dest
+        if name == "report":
+            assert back.report == "out dir/r.csv"
+        elif name == "resume":
+            assert back.resume is True
+        elif name in resumed:
+            assert getattr(back, name) == action.default, name
+        else:
+            assert getattr(back, name) == getattr(args, name) != action.default, name
+    assert back.input == "my users.csv"
+    # The one-shot options are the ones named, each for its stated reason.
+    assert resumed == {"overwrite", "dry_run", "timeline", "summary_json"}
+
+
+def test_the_resume_command_of_a_run_with_defaults_names_only_input_report_and_resume() -> None:
+    args = build_parser().parse_args(["run", "users.csv"])
+    assert resume_command(args, Path("users.report.csv")) == [
+        *("async-updater", "run", "users.csv", "--report", "users.report.csv", "--resume")
+    ]
+
+
+def test_resume_command_keeps_a_value_that_starts_with_a_dash_attached_to_its_option() -> None:
+    parser = build_parser()
+    args = parser.parse_args(["run", "u.csv", "--method=-weird", "--dry-run", "--overwrite"])
+    cmd = resume_command(args, Path("r.csv"))
+    assert "--method=-weird" in cmd
+    assert "--dry-run" not in cmd and "--overwrite" not in cmd
+    assert parser.parse_args(cmd[1:]).method == "-weird"
+
+
+# -- read before write: options --------------------------------------------------------------
+
+
+def test_run_help_explains_preview_run_and_undo(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for phrase in (
+        "--read-before",
+        "--skip-unchanged",
+        "--read-path-template",
+        "--read-field",
+        "'run --dry-run --read-before' reads every user",
+        "'undo REPORT --out UNDO.csv' writes the input that restores every updated user",
+        "async-updater undo migration.csv --out undo.csv async-updater run undo.csv",
+        "0 all updated (or unchanged)",
+    ):
+        assert phrase in text, phrase
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            ["--skip-unchanged", "--service", "execute-api", "--path-template", "/v1/u/{user_id}"],
+            "--skip-unchanged: operation 'generic PUT execute-api /v1/u/{user_id} body:",
+        ),
+        (
+            ["--read-before", "--service", "execute-api", "--path-template", "/v1/u/{user_id}"],
+            "--read-before: operation 'generic PUT",
+        ),
+        (["--read-field", "sms=/sms"], "--read-field: only used with --path-template"),
+        (
+            ["--read-path-template", "/v1/u/{user_id}"],
+            "--read-path-template: only used with --path-template",
+        ),
+    ],
+    ids=["skip-unchanged", "read-before", "read-field", "read-path-template"],
+)
+def test_reading_options_that_cannot_work_exit_2_with_one_line_and_send_nothing(
+    tmp_path: Path,
+    run: Run,
+    server: MockChimeServer,
+    aws: dict[str, str],
+    options: list[str],
+    message: str,
+) -> None:
+    code, out, err = run(*run_args(tmp_path, server), *options)
+    assert (code, out) == (2, "")
+    assert one_line_error(err).startswith(message)
+    assert server.counters["requests"] == 0
+    assert not (tmp_path / "r.csv").exists()
+
+
+def test_resume_command_carries_the_reading_options() -> None:
+    from async_updater.cli import build_parser, resume_command
+
+    args = build_parser().parse_args(
+        [
+            *("run", "m.csv", "--skip-unchanged", "--service", "execute-api"),
+            *("--path-template", "/v1/{org}/{member}", "--body-template", "b.json"),
+            *("--read-path-template", "/v1/{org}/{member}"),
+            *("--read-field", "on=/on", "--read-field", "n=/n"),
+        ]
+    )
+    command = resume_command(args, Path("r.csv"))
+    assert command[:5] == ["async-updater", "run", "m.csv", "--report", "r.csv"]
+    assert command[-1] == "--resume"
+    rest = " ".join(command[5:-1])
+    assert "--skip-unchanged" in command and "--read-before" not in command
+    assert "--read-path-template /v1/{org}/{member}" in rest
+    assert "--read-field on=/on --read-field n=/n" in rest
+    again = build_parser().parse_args(command[1:])
+    assert again.skip_unchanged and again.read_field == ["on=/on", "n=/n"]
+
+
+@pytest.mark.parametrize("reading", [[], ["--read-before"]], ids=["plain", "read-before"])
+def test_a_fresh_run_replaces_the_before_journal_of_an_earlier_run_and_a_finished_one_removes_it(
+    tmp_path: Path, run: Run, server: MockChimeServer, aws: dict[str, str], reading: list[str]
+) -> None:
+    from async_updater.before import journal_path
+
+    report = tmp_path / "r.csv"
+    journal_path(report).write_text('{"account_id": "a", "user_id": "u", "before": {}}\n')
+    code, out, _ = run(*run_args(tmp_path, server), *reading)
+    assert code == 0, out
+    assert not journal_path(report).exists()

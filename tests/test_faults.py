@@ -6,17 +6,14 @@ than the server confirmed."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
+import io
 import os
 import random
-import select
+import shlex
 import signal
 import socket
 import subprocess
-import sys
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,9 +30,19 @@ from async_updater.pipeline import Updater
 from async_updater.report import MemoryReport, read_report
 from async_updater.sample import generate_users, write_users
 from async_updater.signing import Credentials, StaticCredentials
-from async_updater.source import CsvSource
 
 from .fault_servers import Action, Close, FaultServer, Hang, Reply, Request, Reset, Truncate, ok
+from .processes import (
+    CONCURRENCY,
+    MockProcess,
+    Run,
+    assert_finished,
+    expected_state,
+    mock_process,
+    one_error_line,
+    report_keys,
+    small_disk,
+)
 
 AK, SK = "AKIDFAULT", "fault-secret"
 CREDS = StaticCredentials(AK, SK)
@@ -372,55 +379,6 @@ async def test_credentials_that_cannot_be_refreshed_stop_the_cli_run_with_a_cred
 # -- the process: kill -9, Ctrl-C, SIGTERM --------------------------------------------------
 
 N_USERS = 6000
-CONCURRENCY = 32
-MOCK_KEY, MOCK_SECRET = "AKIDMOCK", "mock-secret"
-
-
-class MockProcess:
-    """``python -m async_updater.mock_server`` in its own process, read through /_mock/."""
-
-    def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "async_updater.mock_server", "--port", "0", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], 20)
-        line = self.proc.stdout.readline() if ready else ""
-        if "listening on " not in line:
-            self.close()
-            raise RuntimeError(f"the mock server did not start: {line!r}")
-        self.url = line.split("listening on ", 1)[1].strip()
-
-    def _call(self, path: str, body: bytes | None = None) -> Any:
-        req = urllib.request.Request(self.url + path, data=body, method="POST" if body else "GET")
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return json.loads(resp.read())
-
-    def reset(self) -> None:
-        self._call("/_mock/reset", b"{}")
-
-    def applied(self) -> dict[tuple[str, str], tuple[dict[str, bool], int]]:
-        return {(a, u): (settings, n) for a, u, settings, n in self._call("/_mock/applied")}
-
-    def close(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
-
-
-@contextlib.contextmanager
-def mock_process(*args: str) -> Iterator[MockProcess]:
-    server = MockProcess(*args)
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture(scope="module")
@@ -434,111 +392,6 @@ def fast_mock() -> Iterator[MockProcess]:
 def mock(fast_mock: MockProcess) -> MockProcess:
     fast_mock.reset()
     return fast_mock
-
-
-def expected_state(path: Path) -> dict[tuple[str, str], dict[str, bool]]:
-    out = {}
-    for item in CsvSource(path):
-        assert isinstance(item, UserRecord)
-        out[(item.account_id, item.user_id)] = {
-            "InboundCalling": item.inbound_calling,
-            "OutboundCalling": item.outbound_calling,
-            "SMS": item.sms,
-        }
-    return out
-
-
-class Run:
-    """One ``python -m async_updater run`` process with credentials from the environment."""
-
-    def __init__(self, tmp: Path, users_csv: Path, report: Path, url: str, *extra: str) -> None:
-        empty = tmp / "empty-aws-file"
-        empty.touch()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        env.update(
-            AWS_ACCESS_KEY_ID=MOCK_KEY,
-            AWS_SECRET_ACCESS_KEY=MOCK_SECRET,
-            AWS_EC2_METADATA_DISABLED="true",
-            AWS_SHARED_CREDENTIALS_FILE=str(empty),
-            AWS_CONFIG_FILE=str(empty),
-        )
-        n = len(list(tmp.glob("run-*.out")))
-        self.out_path, self.err_path = tmp / f"run-{n}.out", tmp / f"run-{n}.err"
-        self.report = report
-        with open(self.out_path, "w") as out, open(self.err_path, "w") as err:
-            self.proc = subprocess.Popen(
-                [
-                    *(sys.executable, "-m", "async_updater", "run", str(users_csv)),
-                    *("--endpoint-url", url, "--report", str(report), "--no-progress"),
-                    *("--rate", "2000", "--concurrency", str(CONCURRENCY), *extra),
-                ],
-                env=env,
-                stdout=out,
-                stderr=err,
-            )
-
-    def wait_for_rows(self, rows: int, limit: float = 60.0) -> None:
-        """Poll the report until it holds ``rows`` data rows (the process must still run)."""
-        deadline = time.monotonic() + limit
-        seen, offset = -1, 0  # the header line counts -1
-        while seen < rows:
-            assert self.proc.poll() is None, f"the run ended early: {self.stderr()}"
-            assert time.monotonic() < deadline, f"only {seen} rows after {limit} s"
-            if self.report.exists():
-                with open(self.report, "rb") as f:
-                    f.seek(offset)
-                    chunk = f.read()
-                offset += len(chunk)
-                seen += chunk.count(b"\n")
-            time.sleep(0.002)
-
-    async def await_rows(self, rows: int, limit: float = 30.0) -> None:
-        """``wait_for_rows`` for a test whose own loop serves the run."""
-        deadline = time.monotonic() + limit
-        while not self.report.exists() or len(list(read_report(self.report))) < rows:
-            assert self.proc.poll() is None, f"the run ended early: {self.stderr()}"
-            assert time.monotonic() < deadline, f"fewer than {rows} rows after {limit} s"
-            await asyncio.sleep(0.02)
-
-    async def await_exit(self, limit: float) -> int | None:
-        """The exit code, or None if the process still runs after ``limit`` seconds."""
-        deadline = time.monotonic() + limit
-        while self.proc.poll() is None and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        return self.proc.poll()
-
-    def finish(self, limit: float = 60.0) -> int:
-        try:
-            return self.proc.wait(timeout=limit)
-        finally:
-            self.kill()
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-
-    def stdout(self) -> str:
-        return self.out_path.read_text()
-
-    def stderr(self) -> str:
-        return self.err_path.read_text()
-
-
-def report_keys(report: Path, status: str = "updated") -> set[tuple[str, str]]:
-    return {(r.account_id, r.user_id) for r in read_report(report) if r.status == status}
-
-
-def assert_finished(report: Path, mock: MockProcess, expected: dict[Any, Any]) -> dict[Any, int]:
-    """The report holds one ``updated`` row per input user and the server holds the input;
-    returns the server's apply count per user."""
-    rows = list(read_report(report))
-    assert len(rows) == len(expected)
-    assert {(r.account_id, r.user_id) for r in rows} == set(expected)
-    assert {r.status for r in rows} == {"updated"}
-    applied = mock.applied()
-    assert {key: settings for key, (settings, _) in applied.items()} == expected
-    return {key: n for key, (_, n) in applied.items()}
 
 
 def test_kill_9_mid_run_and_mid_resume_then_resume_resends_at_most_the_requests_in_flight(
@@ -631,6 +484,41 @@ def test_a_signal_mid_run_exits_130_with_a_report_that_matches_the_server_then_r
     assert set(counts.values()) == {1}  # nobody applied twice
 
 
+def printed_resume_command(stdout: str) -> list[str]:
+    """The command the summary printed under ``next``, as the shell would split it."""
+    lines = stdout.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("next       to finish"))
+    return shlex.split(lines[at + 1])
+
+
+def test_the_resume_command_printed_after_sigint_run_exactly_as_printed_finishes_the_run(
+    tmp_path: Path, mock: MockProcess
+) -> None:
+    users_csv = tmp_path / "my users.csv"  # a space, so the printed command must quote it
+    generate_users(users_csv, 3000, 4, seed=16)
+    expected = expected_state(users_csv)
+    report = tmp_path / "the report's rows.jsonl"
+    options = [
+        *("--format", "jsonl", "--max-attempts", "5", "--limit-scope", "account"),
+        *("--timeout", "10", "--max-failures", "25", "--timeline", str(tmp_path / "t.jsonl")),
+    ]
+    run = Run(tmp_path, users_csv, report, mock.url, *options)
+    try:
+        run.wait_for_rows(500)
+        run.proc.send_signal(signal.SIGINT)
+        assert run.proc.wait(timeout=10) == 130, run.stderr()
+    finally:
+        run.kill()
+    command = printed_resume_command(run.stdout())
+    assert command[0] == "async-updater"
+    assert "--timeline" not in command  # one invocation's figures: not overwritten
+    resumed = Run.command(tmp_path, command, report)
+    assert resumed.finish() == 0, resumed.stderr()
+    counts = assert_finished(report, mock, expected)
+    assert set(counts.values()) == {1}
+    print(f"\nresume command run as printed: {shlex.join(command)}")
+
+
 def test_a_second_sigint_abandons_requests_in_flight_and_never_reports_them_updated(
     tmp_path: Path,
 ) -> None:
@@ -716,3 +604,68 @@ async def test_a_signal_while_the_server_hangs_abandons_the_hung_requests_after_
     rows = list(read_report(report))
     assert len(rows) == 300 and {r.status for r in rows} == {"updated"}
     assert answered == {f"u{i}" for i in range(300)}
+
+
+# -- the disk: ENOSPC ---------------------------------------------------------------------------
+
+DISK_FULL = "cannot write the report {report}: No space left on device"
+
+
+@pytest.mark.parametrize(
+    ("extra", "bound"),
+    [((), 0), (("--resume",), 0), (("--format", "jsonl"), CONCURRENCY)],
+    ids=["csv", "csv-resume", "jsonl"],
+)
+def test_a_report_on_a_full_disk_exits_2_with_one_line_and_sends_nothing_it_cannot_record(
+    tmp_path: Path, mock: MockProcess, extra: tuple[str, ...], bound: int
+) -> None:
+    users_csv = tmp_path / "users.csv"
+    generate_users(users_csv, 500, 4, seed=14)
+    report = tmp_path / "report.csv"
+    report.symlink_to("/dev/full")  # every write: ENOSPC
+    run = Run(tmp_path, users_csv, report, mock.url, *extra)
+    assert run.finish() == 2
+    assert one_error_line(run.stderr()) == DISK_FULL.format(report=report)
+    assert run.stdout() == ""
+    # A CSV report writes its header through before anything is sent; a JSON Lines report has
+    # none, so its first flush finds the disk full: at most the requests in flight then.
+    assert mock.counters().get("requests", 0) <= bound
+
+
+def test_a_disk_that_fills_mid_run_stops_it_and_nothing_more_is_sent_then_resume_finishes(
+    tmp_path: Path, mock: MockProcess
+) -> None:
+    users_csv = tmp_path / "users.csv"
+    generate_users(users_csv, N_USERS, 4, seed=15)
+    expected = expected_state(users_csv)
+    concurrency = 8
+    with small_disk(tmp_path / "disk", 64) as disk:
+        report = disk / "report.csv"
+        run = Run(tmp_path, users_csv, report, mock.url, "--concurrency", str(concurrency))
+        code = run.finish()
+        rows = list(read_report(report))
+        sent = mock.counters()["requests"]
+        assert code == 2, run.stderr()
+        assert one_error_line(run.stderr()) == DISK_FULL.format(report=report)
+        assert run.stdout() == ""
+        # Every request the server saw is a recorded row, a row lost in the write buffers when
+        # the disk filled, or a request in flight then: the run sent nothing after that.
+        shortest = min(len(r.text.encode()) for r in rows)
+        buffered = 2 * io.DEFAULT_BUFFER_SIZE // shortest
+        assert len(rows) <= sent <= len(rows) + buffered + concurrency
+        assert {r.status for r in rows} == {"updated"}
+        assert sent < N_USERS // 2
+        figures = (
+            f"\nENOSPC mid-run: report recorded {len(rows)} rows, server received {sent} "
+            f"requests (bound: recorded + {buffered} buffered + {concurrency} in flight); "
+            f"exit 2"
+        )
+
+        # Free space, resume: every user ends applied, the unrecorded ones once more at most.
+        subprocess.run(["mount", "-o", "remount,size=4m", str(disk)], check=True, timeout=30)
+        resumed = Run(tmp_path, users_csv, report, mock.url, "--resume")
+        assert resumed.finish() == 0, resumed.stderr()
+        counts = assert_finished(report, mock, expected)
+    twice = sum(1 for n in counts.values() if n > 1)
+    assert twice <= sent - len(rows)
+    print(figures + f"; after --resume 0 lost, {twice} users applied twice")

@@ -1,5 +1,7 @@
-"""Sharded runs (``--shard K/N``) and ``merge-reports``: shards split by account, and the merged
-report holds every input row exactly once; inconsistent inputs are refused, never half-merged."""
+"""Sharded runs (``--shard K/N``) and ``merge-reports``: shards split by user (one global limit)
+or by account (``--limit-scope account``), and the merged report holds every input row exactly
+once; inconsistent inputs (mixed splits among them) are refused, never half-merged; a resume
+with another split is refused."""
 
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ META: dict[str, Any] = {
     "input_sha256": "c" * 64,
     "operation": "chime-update-user-settings",
     "shard": None,
+    "shard_basis": None,
     "format": "csv",
 }
 # Rows the source reports invalid, with empty and non-empty accounts, and a duplicate.
@@ -103,9 +106,21 @@ def line_of(message: str) -> int:
     return int(match.group(1))
 
 
+@pytest.fixture(params=["global", "account"])
+def scope(request: pytest.FixtureRequest) -> str:
+    """The ``--limit-scope`` of the sharded runs: ``global`` splits by user, ``account`` by
+    account."""
+    value: str = request.param
+    return value
+
+
 @pytest.fixture
 def sharded(
-    tmp_path: Path, server: MockChimeServer, aws: None, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    server: MockChimeServer,
+    aws: None,
+    capsys: pytest.CaptureFixture[str],
+    scope: str,
 ) -> tuple[Path, list[Path], MockChimeServer]:
     """Three shard runs over 90 users in 7 accounts, plus invalid and duplicate rows."""
     users = tmp_path / "users.csv"
@@ -118,14 +133,15 @@ def sharded(
         report = tmp_path / f"shard{k}.csv"
         code, _, err = cli(
             capsys, "run", users, "--shard", f"{k}/3", "--endpoint-url", server.url,
-            "--report", report, "--no-progress", "--rate", "5000",
+            "--report", report, "--no-progress", "--rate", "5000", "--limit-scope", scope,
         )  # fmt: skip
         assert code in (0, 1), err  # 1 for the shards that drew an invalid row
         reports.append(report)
     return users, reports, server
 
 
-def test_shards_are_disjoint_by_account_and_cover_every_account(
+@pytest.mark.parametrize("scope", ["account"])
+def test_shards_by_account_keep_each_account_whole_and_cover_every_account(
     sharded: tuple[Path, list[Path], MockChimeServer],
 ) -> None:
     users, reports, _ = sharded
@@ -137,6 +153,24 @@ def test_shards_are_disjoint_by_account_and_cover_every_account(
     valid, _ = input_rows(users)
     assert set(owner) == {a for a, _ in valid}
     assert len(set(owner.values())) > 1  # 7 accounts really were split
+
+
+@pytest.mark.parametrize("scope", ["global"])
+def test_shards_by_user_split_accounts_and_hold_each_user_once(
+    sharded: tuple[Path, list[Path], MockChimeServer],
+) -> None:
+    users, reports, _ = sharded
+    owner: dict[tuple[str, str], int] = {}
+    shards_of_account: dict[str, set[int]] = {}
+    for k, report in enumerate(reports):
+        for row in report_rows(report):
+            if row.status == "updated":
+                assert owner.setdefault((row.account_id, row.user_id), k) == k
+                shards_of_account.setdefault(row.account_id, set()).add(k)
+    valid, _ = input_rows(users)
+    assert set(owner) == valid
+    # 7 accounts of about 13 users over 3 shards: every account is spread.
+    assert all(len(shards) > 1 for shards in shards_of_account.values())
 
 
 def test_merged_report_holds_every_input_row_exactly_once(
@@ -179,6 +213,7 @@ def test_merge_with_a_full_run_of_the_same_input_is_refused(
     tmp_path: Path,
     sharded: tuple[Path, list[Path], MockChimeServer],
     capsys: pytest.CaptureFixture[str],
+    scope: str,
 ) -> None:
     users, reports, server = sharded
     full = tmp_path / "full.csv"
@@ -187,11 +222,50 @@ def test_merge_with_a_full_run_of_the_same_input_is_refused(
     out = tmp_path / "m.csv"
     code, _, err = cli(capsys, "merge-reports", out, reports[0], full)
     assert code == 2
+    basis = "user" if scope == "global" else "account"
     assert err.strip() == (
         "async-updater: error: merge-reports: the reports were not made with one --shard K/N "
-        f"split: {reports[0]} (--shard 0/3), {full} (no --shard)"
+        f"split: {reports[0]} (--shard 0/3 split by {basis}), {full} (no --shard)"
     )
     assert not out.exists()
+
+
+def test_resume_with_another_shard_basis_is_refused_and_leaves_the_report_alone(
+    sharded: tuple[Path, list[Path], MockChimeServer],
+    capsys: pytest.CaptureFixture[str],
+    scope: str,
+) -> None:
+    users, reports, server = sharded
+    before = reports[1].read_bytes()
+    other, was, now = (
+        ("account", "user", "account") if scope == "global" else ("global", "account", "user")
+    )
+    code, _, err = cli(
+        capsys, "run", users, "--shard", "1/3", "--limit-scope", other, "--resume",
+        "--endpoint-url", server.url, "--report", reports[1], "--no-progress",
+    )  # fmt: skip
+    assert code == 2
+    assert err.strip() == (
+        f"async-updater: error: cannot resume: {reports[1]} was made with --shard 1/3 split by "
+        f"{was}, not --shard 1/3 split by {now}; resume with the same --shard and --limit-scope "
+        "(--limit-scope account splits by account, global by user)"
+    )
+    assert reports[1].read_bytes() == before
+
+
+def test_resume_with_the_same_shard_and_scope_sends_nothing_again(
+    sharded: tuple[Path, list[Path], MockChimeServer],
+    capsys: pytest.CaptureFixture[str],
+    scope: str,
+) -> None:
+    users, reports, server = sharded
+    sent = sum(server.apply_counts.values())
+    code, _, err = cli(
+        capsys, "run", users, "--shard", "1/3", "--limit-scope", scope, "--resume",
+        "--endpoint-url", server.url, "--report", reports[1], "--no-progress",
+    )  # fmt: skip
+    assert code in (0, 1), err
+    assert sum(server.apply_counts.values()) == sent
 
 
 def test_merge_with_the_output_first_by_mistake_leaves_the_shard_report_alone(
@@ -220,6 +294,8 @@ def make_report(
         sink.write(Result("acct", u, Status.UPDATED, http_status=204, attempts=1))
     sink.close()
     if meta is not None:
+        if meta.get("shard") and "shard_basis" not in meta:
+            meta = {**meta, "shard_basis": "user"}
         write_meta(path, {**META, "format": fmt, **meta})
     return path
 
@@ -262,7 +338,27 @@ def test_merge_refuses_different_shard_counts(tmp_path: Path) -> None:
     b = make_report(tmp_path / "b.csv", ["u2"], {"shard": "1/3"})
     assert refused([a, b], tmp_path / "m.csv") == (
         "merge-reports: the reports were not made with one --shard K/N split: "
-        f"{a} (--shard 0/2), {b} (--shard 1/3)"
+        f"{a} (--shard 0/2 split by user), {b} (--shard 1/3 split by user)"
+    )
+
+
+def test_merge_refuses_shards_split_by_user_and_by_account(tmp_path: Path) -> None:
+    a = make_report(tmp_path / "a.csv", ["u1"], {"shard": "0/2", "shard_basis": "user"})
+    b = make_report(tmp_path / "b.csv", ["u2"], {"shard": "1/2", "shard_basis": "account"})
+    assert refused([a, b], tmp_path / "m.csv") == (
+        "merge-reports: the reports were not made with one --shard K/N split: "
+        f"{a} (--shard 0/2 split by user), {b} (--shard 1/2 split by account)"
+    )
+
+
+def test_a_report_from_before_shard_bases_counts_as_split_by_account(tmp_path: Path) -> None:
+    old = make_report(tmp_path / "old.csv", ["u1"], {"shard": "0/2", "shard_basis": None})
+    by_account = make_report(tmp_path / "a.csv", ["u2"], {"shard": "1/2", "shard_basis": "account"})
+    by_user = make_report(tmp_path / "u.csv", ["u3"], {"shard": "1/2", "shard_basis": "user"})
+    assert merge_reports([old, by_account], tmp_path / "m.csv") == (2, [])
+    assert refused([old, by_user], tmp_path / "m2.csv") == (
+        "merge-reports: the reports were not made with one --shard K/N split: "
+        f"{old} (--shard 0/2 split by account), {by_user} (--shard 1/2 split by user)"
     )
 
 
@@ -301,8 +397,8 @@ def test_merge_refuses_a_missing_input(tmp_path: Path) -> None:
 def test_merge_refuses_a_corrupt_report_without_leaving_a_partial_output(tmp_path: Path) -> None:
     a = make_report(tmp_path / "a.csv", ["u1"], {"shard": "0/2"})
     b = make_report(tmp_path / "b.csv", ["u2", "u3"], {"shard": "1/2"})
-    b.write_text(b.read_text().replace("acct,u2,updated,204,,,1,,", "acct,u2"))
-    assert refused([a, b], tmp_path / "m.csv") == f"{b}: line 2 has 2 fields, not 9"
+    b.write_text(b.read_text().replace("acct,u2,updated,204,,,1,,,", "acct,u2"))
+    assert refused([a, b], tmp_path / "m.csv") == f"{b}: line 2 has 2 fields, not 10"
 
 
 def test_merge_of_reports_without_meta_warns_that_it_cannot_check_them(tmp_path: Path) -> None:
@@ -325,3 +421,28 @@ def test_merge_of_jsonl_shards_writes_jsonl(tmp_path: Path) -> None:
     assert not meta_path(out).exists()
     shutil.copy(out, tmp_path / "again.jsonl")  # the merged report can itself be read back
     assert len(list(read_report(tmp_path / "again.jsonl"))) == 3
+
+
+def test_merge_keeps_before_states_and_brings_an_old_shard_into_the_current_layout(
+    tmp_path: Path,
+) -> None:
+    from async_updater.model import REPORT_COLUMNS
+
+    before = '{"inbound_calling": true, "outbound_calling": false, "sms": true}'
+    new = tmp_path / "new.csv"
+    sink = open_report(new, "csv")
+    sink.write(Result("acct", "u1", Status.UPDATED, 204, attempts=1, before=before))
+    sink.write(Result("acct", "u2", Status.UNCHANGED, attempts=1, before=before))
+    sink.close()
+    write_meta(new, {**META, "shard": "0/2"})
+    old = tmp_path / "old.csv"
+    old.write_text(",".join(REPORT_COLUMNS[:9]) + "\nacct,u3,updated,204,,,1,,\n")
+    write_meta(old, {**META, "shard": "1/2"})
+    out = tmp_path / "merged.csv"
+    assert merge_reports([new, old], out) == (3, [])
+    assert out.read_text().splitlines()[0] == ",".join(REPORT_COLUMNS)
+    assert [(r.user_id, r.status, r.before) for r in read_report(out)] == [
+        ("u1", "updated", before),
+        ("u2", "unchanged", before),
+        ("u3", "updated", ""),
+    ]

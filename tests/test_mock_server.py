@@ -4,10 +4,13 @@ faults, rejects and records exactly as configured."""
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
+import math
 import os
 import sys
 import time
+import urllib.request
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +37,10 @@ from async_updater.mock_server import (
     main,
     verify_sigv4,
 )
+from async_updater.signing import Credentials as SigningCredentials
+from async_updater.signing import SigV4Signer
+
+from .processes import mock_process
 
 AKID = "AKIDMOCK"
 SECRET = "mock-secret"
@@ -234,15 +241,21 @@ async def test_encoded_slash_signed_as_a_separator_is_rejected(
     assert reply.status == 403
 
 
-@pytest.mark.parametrize("offset", [600.0, -600.0])
-async def test_stale_or_future_date_is_403_signature_expired(
-    http: aiohttp.ClientSession, offset: float
+@pytest.mark.parametrize(
+    ("offset", "wording"),
+    [(600.0, "Signature expired: "), (-600.0, "Signature not yet current: ")],
+    ids=["stale", "future"],
+)
+async def test_stale_or_future_date_is_403_worded_as_aws_words_it(
+    http: aiohttp.ClientSession, offset: float, wording: str
 ) -> None:
     async with MockChimeServer(wall_clock=lambda: time.time() + offset) as server:
         reply = await put_signed(http, server)
+        assert server.counters["clock_skew"] == 1
     assert reply.status == 403
     assert reply.code == "InvalidSignatureException"
-    assert "expired" in reply.message.lower()
+    assert reply.message.startswith(wording)
+    assert "is more than 300 s away from the server time" in reply.message
 
 
 async def test_unknown_access_key_is_401(
@@ -339,9 +352,9 @@ async def test_other_paths_are_404_and_other_methods_405_after_auth(
     reply = await send(http, url, GOOD_BODY, sign(url))
     assert (reply.status, reply.code, reply.message) == (404, "NotFoundException", "no such route")
     url = server.url + settings_path("acc-1", "user-1")
-    reply = await send(http, url, b"", sign(url, b"", method="GET"), method="GET")
+    reply = await send(http, url, b"", sign(url, b"", method="DELETE"), method="DELETE")
     assert reply.status == 405
-    assert reply.headers["allow"] == "PUT"
+    assert reply.headers["allow"] == "GET, PUT"
     assert server.applied == {}
 
 
@@ -421,6 +434,8 @@ async def test_set_limits_changes_the_rate_mid_run(http: aiohttp.ClientSession) 
             "limit_scope": "global",
             "fault_rate": 0.0,
             "retry_after": None,
+            "clock_offset_s": 0.0,
+            "send_date": True,
         }
         assert max(slot["allowed_rate"] for slot in server.timeline.values()) == 2
 
@@ -506,6 +521,154 @@ async def test_latency_is_spent_before_every_response(http: aiohttp.ClientSessio
     assert [e.status for e in server.events] == [204, 403]
     # A lower bound only: the sleep is at least 25 ms, however slow the machine.
     assert all(e.responded - e.arrived >= 0.024 for e in server.events)
+
+
+# --- the server's clock ------------------------------------------------------------------------
+
+WALL = 1_800_000_000.0  # the wall clock, frozen on a whole second
+AHEAD = 900.0  # the server's clock runs 15 minutes ahead of it
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    dates: list[str]  # every Date header, in order
+    body: bytes
+
+
+async def answer(response: aiohttp.ClientResponse) -> Answer:
+    return Answer(response.status, response.headers.getall("Date", []), await response.read())
+
+
+async def put_signed_at(
+    http: aiohttp.ClientSession, server: MockChimeServer, when: float
+) -> Answer:
+    """A PUT signed by the client's signer at wall time ``when``."""
+    signer = SigV4Signer(host=server.url.split("//")[1], region="us-east-1", service="chime")
+    path = settings_path("acc-1", "user-1")
+    headers = signer.sign(
+        "PUT", path, GOOD_BODY, "application/json", SigningCredentials(AKID, SECRET), now=when
+    )
+    url = yarl.URL(server.url + path, encoded=True)
+    async with http.put(url, data=GOOD_BODY, headers=headers) as response:
+        return await answer(response)
+
+
+@pytest.fixture
+async def ahead() -> AsyncIterator[MockChimeServer]:
+    config = MockConfig(clock_offset_s=AHEAD)
+    async with MockChimeServer(config, wall_clock=lambda: WALL) as started:
+        yield started
+
+
+async def test_x_amz_date_is_judged_by_the_servers_skewed_clock(
+    http: aiohttp.ClientSession, ahead: MockChimeServer
+) -> None:
+    assert ahead.server_time() == WALL + AHEAD
+    behind = await put_signed_at(http, ahead, WALL)  # the client's clock: 15 minutes behind
+    assert behind.status == 403
+    body = json.loads(behind.body)
+    assert body["Message"] == (
+        "Signature expired: 20270115T080000Z is more than 300 s away from the server time "
+        "20270115T081500Z."
+    )
+    assert ahead.counters["clock_skew"] == 1
+    corrected = await put_signed_at(http, ahead, WALL + AHEAD)
+    assert corrected.status == 204
+    assert ahead.applied == {("acc-1", "user-1"): GOOD_SETTINGS}
+
+
+async def test_every_response_carries_one_date_header_from_the_servers_clock(
+    http: aiohttp.ClientSession, ahead: MockChimeServer
+) -> None:
+    want = "Fri, 15 Jan 2027 08:15:00 GMT"
+    assert email.utils.parsedate_to_datetime(want).timestamp() == WALL + AHEAD
+    responses = [
+        await put_signed_at(http, ahead, WALL + AHEAD),  # 204
+        await put_signed_at(http, ahead, WALL),  # 403 skew
+    ]
+    for path in ("/_mock/state", "/nowhere", "/_mock/nope"):
+        async with http.get(ahead.url + path) as response:
+            responses.append(await answer(response))
+    assert [r.status for r in responses] == [204, 403, 200, 401, 404]
+    assert [r.dates for r in responses] == [[want]] * 5
+
+
+async def test_send_date_false_sends_no_date_header_on_any_response(
+    http: aiohttp.ClientSession,
+) -> None:
+    config = MockConfig(clock_offset_s=AHEAD, send_date=False)
+    async with MockChimeServer(config, wall_clock=lambda: WALL) as server:
+        ok = await put_signed_at(http, server, WALL + AHEAD)
+        skewed = await put_signed_at(http, server, WALL)
+        async with http.get(server.url + "/_mock/state") as response:
+            admin = await answer(response)
+    assert (ok.status, skewed.status, admin.status) == (204, 403, 200)
+    assert [r.dates for r in (ok, skewed, admin)] == [[], [], []]
+
+
+async def test_the_clock_offset_and_the_date_header_change_at_run_time(
+    http: aiohttp.ClientSession, server: MockChimeServer
+) -> None:
+    server.set_limits(clock_offset_s=-60.0)
+    assert server.config.clock_offset_s == -60.0
+    change = {"clock_offset_s": 3600, "send_date": False}
+    async with http.post(server.url + "/_mock/limits", json=change) as response:
+        limits = await response.json()
+        assert "Date" not in response.headers
+    assert (limits["clock_offset_s"], limits["send_date"]) == (3600, False)
+    assert server.server_time() == pytest.approx(time.time() + 3600, abs=5)
+    for bad in ({"clock_offset_s": "soon"}, {"send_date": "yes"}):
+        async with http.post(server.url + "/_mock/limits", json=bad) as response:
+            assert response.status == 400
+            assert next(iter(bad)) in (await response.json())["Message"]
+
+
+async def test_a_read_is_judged_by_the_servers_clock_and_answered_with_its_date(
+    http: aiohttp.ClientSession, ahead: MockChimeServer
+) -> None:
+    from async_updater.mock_server import initial_settings
+
+    signer = SigV4Signer(host=ahead.url.split("//")[1], region="us-east-1", service="chime")
+    path = settings_path("acc-1", "user-1")
+    answers = []
+    for when in (WALL, WALL + AHEAD):  # the client's clock, then the corrected one
+        headers = signer.sign(
+            "GET", path, b"", "application/json", SigningCredentials(AKID, SECRET), now=when
+        )
+        async with http.get(yarl.URL(ahead.url + path, encoded=True), headers=headers) as response:
+            answers.append(await answer(response))
+    skewed, read = answers
+    assert skewed.status == 403
+    assert json.loads(skewed.body)["Message"].startswith("Signature expired: ")
+    assert ahead.counters["clock_skew"] == 1
+    assert read.status == 200
+    assert json.loads(read.body) == {
+        "UserSettings": {"Telephony": initial_settings("acc-1", "user-1")}
+    }
+    assert [skewed.dates, read.dates] == [["Fri, 15 Jan 2027 08:15:00 GMT"]] * 2
+    assert dict(ahead.read_counts) == {("acc-1", "user-1"): 1}
+
+
+def test_mock_config_refuses_a_clock_offset_that_is_not_a_number() -> None:
+    with pytest.raises(ValueError, match="clock_offset_s must be a number of seconds"):
+        MockConfig(clock_offset_s=math.nan)
+    with pytest.raises(ValueError, match="send_date must be true or false"):
+        MockConfig(send_date=1)  # type: ignore[arg-type]
+
+
+def test_standalone_server_takes_clock_offset_and_no_date_options() -> None:
+    with mock_process("--clock-offset", "900", "--no-date") as mock:
+        limits = mock.state()["limits"]
+        with urllib.request.urlopen(mock.url + "/_mock/state", timeout=10) as response:
+            date = response.headers.get("Date")
+    assert (limits["clock_offset_s"], limits["send_date"], date) == (900.0, False, None)
+    with (
+        mock_process("--clock-offset", "-120") as mock,
+        urllib.request.urlopen(mock.url + "/_mock/state", timeout=10) as response,
+    ):
+        served = email.utils.parsedate_to_datetime(response.headers["Date"]).timestamp()
+    assert served == pytest.approx(time.time() - 120, abs=5)
 
 
 # --- admin endpoints -----------------------------------------------------------------------------
@@ -835,3 +998,117 @@ async def test_record_events_flag_turns_recording_on_in_standalone_mode(
         if process.returncode is None:
             process.terminate()
             await process.wait()
+
+
+# --- GetUserSettings -----------------------------------------------------------------------------
+
+
+async def get_signed(
+    http: aiohttp.ClientSession,
+    server: MockChimeServer,
+    account_id: str = "acc-1",
+    user_id: str = "user-1",
+    **sign_args: Any,
+) -> Reply:
+    url = server.url + settings_path(account_id, user_id)
+    return await send(http, url, b"", sign(url, b"", method="GET", **sign_args), method="GET")
+
+
+def telephony(reply: Reply) -> dict[str, bool]:
+    document = json.loads(reply.body)
+    assert list(document) == ["UserSettings"] and list(document["UserSettings"]) == ["Telephony"]
+    found: dict[str, bool] = document["UserSettings"]["Telephony"]
+    return found
+
+
+async def test_a_user_never_written_reads_as_a_state_derived_from_its_ids(
+    http: aiohttp.ClientSession, server: MockChimeServer
+) -> None:
+    from async_updater.mock_server import initial_settings
+
+    ids = [("acc-1", f"user-{i}") for i in range(64)] + [("a/b", "ü s%")]
+    states = set()
+    for account_id, user_id in ids:
+        reply = await get_signed(http, server, account_id, user_id)
+        assert reply.status == 200
+        assert reply.headers["content-type"].startswith("application/json")
+        assert len(reply.headers["x-amzn-requestid"]) == 36
+        state = telephony(reply)
+        assert (
+            state == initial_settings(account_id, user_id) == server.settings(account_id, user_id)
+        )
+        states.add(tuple(state.values()))
+    assert len(states) == 8  # the three bits take every value over 64 users
+    # The same ids give the same state in another server: it depends on nothing else.
+    async with MockChimeServer(MockConfig(seed=99)) as other:
+        assert telephony(await get_signed(http, other, *ids[3])) == initial_settings(*ids[3])
+    assert server.applied == {}  # reading writes nothing
+
+
+async def test_a_put_changes_what_the_get_answers_and_both_are_counted_per_user(
+    http: aiohttp.ClientSession, server: MockChimeServer
+) -> None:
+    assert (await get_signed(http, server)).status == 200
+    assert (await put_signed(http, server)).status == 204
+    reply = await get_signed(http, server)
+    assert telephony(reply) == GOOD_SETTINGS
+    assert server.read_counts[("acc-1", "user-1")] == 2
+    assert server.apply_counts[("acc-1", "user-1")] == 1
+    counters = server.counters
+    assert (counters["requests"], counters["reads"], counters["reads_served"]) == (3, 2, 2)
+    assert counters["accepted"] == 1  # writes applied; reads are not "accepted" writes
+    [slot] = server.timeline.values()
+    assert (slot["reads"], slot["accepted"], slot["admitted"]) == (2, 1, 3)
+    state = server.state()
+    assert (state["read_users"], state["max_read_count"]) == (1, 2)
+    server.reset()
+    assert server.read_counts == {} and server.settings("acc-1", "user-1") != {}
+    assert server.settings("acc-1", "user-1") == telephony(await get_signed(http, server))
+
+
+async def test_reads_are_signed_checked_throttled_and_faulted_like_writes(
+    http: aiohttp.ClientSession,
+) -> None:
+    config = MockConfig(rate_limit=1.0, burst=1.0, not_found=frozenset({"gone"}))
+    async with MockChimeServer(config) as server:
+        assert (await get_signed(http, server, secret="wrong")).status == 403
+        assert (await get_signed(http, server)).status == 200
+        # One token per second, shared by reads and writes.
+        assert (await put_signed(http, server, user_id="user-2")).status == 429
+        reply = await get_signed(http, server, user_id="user-3")
+        assert (reply.status, reply.code) == (429, "ThrottledClientException")
+        assert server.counters["reads_throttled"] == 1 and server.counters["throttled"] == 2
+        server.set_limits(rate_limit=None, fault_rate=1.0)
+        reply = await get_signed(http, server)
+        assert reply.status in (500, 503)
+        assert server.counters["reads_faulted"] == 1
+        server.set_limits(fault_rate=0.0)
+        reply = await get_signed(http, server, user_id="gone")
+        assert (reply.status, reply.code) == (404, "NotFoundException")
+        # Counted once authenticated and routed: the refused signature is not a read.
+        assert server.counters["reads"] == 4 and server.counters["reads_served"] == 1
+        assert dict(server.read_counts) == {("acc-1", "user-1"): 1}
+
+
+async def test_admin_user_endpoint_shows_a_users_state_and_counts(
+    http: aiohttp.ClientSession, server: MockChimeServer
+) -> None:
+    from async_updater.mock_server import initial_settings
+
+    await put_signed(http, server, "a/b", "u 1")
+    await get_signed(http, server, "a/b", "u 1")
+    query = {"account_id": "a/b", "user_id": "u 1"}
+    async with http.get(server.url + "/_mock/user", params=query) as response:
+        assert response.status == 200
+        data = await response.json()
+    assert data == {
+        "account_id": "a/b",
+        "user_id": "u 1",
+        "settings": GOOD_SETTINGS,
+        "initial": initial_settings("a/b", "u 1"),
+        "writes": 1,
+        "reads": 1,
+    }
+    async with http.get(server.url + "/_mock/user", params={"account_id": "a"}) as response:
+        assert response.status == 400
+    assert server.counters["requests"] == 2  # admin calls are not counted

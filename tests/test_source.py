@@ -20,7 +20,8 @@ from async_updater.errors import ConfigError, InputError
 from async_updater.model import Result, Status, UserRecord
 from async_updater.operation import encode_segment
 from async_updater.report import CsvReport, read_report
-from async_updater.source import MAX_ROW, CsvSource, Shard
+from async_updater.sample import generate_users
+from async_updater.source import MAX_ROW, CsvSource, Shard, ShardBasis
 
 HEADER = "account_id,user_id,inbound_calling,outbound_calling,sms\n"
 EXPECTED = "account_id,user_id,inbound_calling,outbound_calling,sms"
@@ -380,9 +381,10 @@ def test_an_oversized_row_is_reported_by_exactly_one_shard(tmp_path: Path) -> No
         )
     )
     whole = [outcome(x) for x in CsvSource(path)]
-    parts = [[outcome(x) for x in CsvSource(path, shard=Shard(k, 3))] for k in range(3)]
-    assert sorted(m for part in parts for m in part) == sorted(whole)
-    assert sum(m.startswith("line 2: the row is longer") for part in parts for m in part) == 1
+    for basis in ShardBasis:
+        parts = [[outcome(x) for x in CsvSource(path, shard=Shard(k, 3, basis))] for k in range(3)]
+        assert sorted(m for part in parts for m in part) == sorted(whole)
+        assert sum(m.startswith("line 2: the row is longer") for part in parts for m in part) == 1
 
 
 # -- fuzzing ------------------------------------------------------------------------------------
@@ -457,8 +459,11 @@ def test_fuzz_every_csv_row_yields_one_outcome_on_the_line_it_starts(
         line += len(LINE_BREAK.findall(part))
     items = _collect(FUZZ_FILE)
     assert [item.line for item in items] == starts
-    sharded = sorted(item.line for k in range(3) for item in _collect(FUZZ_FILE, Shard(k, 3)))
-    assert sharded == starts
+    for basis in ShardBasis:
+        sharded = sorted(
+            item.line for k in range(3) for item in _collect(FUZZ_FILE, Shard(k, 3, basis))
+        )
+        assert sharded == starts
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -518,8 +523,82 @@ def test_bad_shard_names_what_is_wrong(text: str, message: str) -> None:
     assert str(info.value) == message
 
 
-def test_every_account_belongs_to_exactly_one_shard() -> None:
-    shards = [Shard.parse(f"{k}/4") for k in range(4)]
-    for account in ["", "a", "acct/1 %", "ünï", *(f"acct-{i}" for i in range(200))]:
-        assert sum(s.owns(account) for s in shards) == 1
-    assert Shard.parse("2/4") == Shard(2, 4) and str(Shard(2, 4)) == "2/4"
+def test_every_account_and_user_belongs_to_exactly_one_shard_on_either_basis() -> None:
+    ids = ["", "a", "acct/1 %", "ünï", "\udcff", *(f"acct-{i}" for i in range(200))]
+    for basis in ShardBasis:
+        shards = [Shard.parse(f"{k}/4", basis) for k in range(4)]
+        for account in ids:
+            for user in ("", "u", f"{account}-user"):
+                assert sum(s.owns(account, user) for s in shards) == 1
+    assert Shard.parse("2/4") == Shard(2, 4, ShardBasis.USER) and str(Shard(2, 4)) == "2/4"
+    assert Shard.parse("2/4", ShardBasis.ACCOUNT).basis is ShardBasis.ACCOUNT
+
+
+def test_the_limit_scope_picks_the_shard_basis() -> None:
+    assert ShardBasis.for_scope("global") is ShardBasis.USER
+    assert ShardBasis.for_scope("account") is ShardBasis.ACCOUNT
+
+
+def test_shard_assignment_is_stable_across_processes_and_versions() -> None:
+    # BLAKE2b of the ids, not Python's salted hash(): these must never change, or a --resume
+    # after an upgrade would find other users in its shard. By account, they are what every
+    # version before the user basis computed, so its reports still resume.
+    def owner(basis: ShardBasis, account: str, user: str) -> list[int]:
+        return [k for k in range(4) if Shard(k, 4, basis).owns(account, user)]
+
+    assert owner(ShardBasis.USER, "a1", "u1") == [3]
+    assert owner(ShardBasis.USER, "a1", "u2") == [0]
+    assert owner(ShardBasis.ACCOUNT, "a1", "u1") == owner(ShardBasis.ACCOUNT, "a1", "u2") == [3]
+
+
+def _rows_per_shard(path: Path, count: int, basis: ShardBasis) -> list[list[UserRecord]]:
+    shards = []
+    for k in range(count):
+        items = list(CsvSource(path, shard=Shard(k, count, basis)))
+        assert all(isinstance(item, UserRecord) for item in items)
+        shards.append([item for item in items if isinstance(item, UserRecord)])
+    return shards
+
+
+@pytest.mark.parametrize("accounts", [1, 16])
+def test_shards_by_user_are_even_whatever_the_number_of_accounts(
+    tmp_path: Path, accounts: int
+) -> None:
+    path = tmp_path / "users.csv"
+    users = generate_users(path, 8000, accounts, seed=accounts)
+    shards = _rows_per_shard(path, 4, ShardBasis.USER)
+    sizes = [len(shard) for shard in shards]
+    assert all(abs(size - users / 4) <= 0.05 * users / 4 for size in sizes), sizes
+    lines = sorted(record.line for shard in shards for record in shard)
+    assert lines == list(range(2, users + 2))  # every row in exactly one shard
+
+
+@pytest.mark.parametrize("accounts", [1, 16])
+def test_shards_by_account_keep_each_account_whole(tmp_path: Path, accounts: int) -> None:
+    path = tmp_path / "users.csv"
+    users = generate_users(path, 8000, accounts, seed=accounts)
+    shards = _rows_per_shard(path, 4, ShardBasis.ACCOUNT)
+    owner: dict[str, int] = {}
+    for k, shard in enumerate(shards):
+        for record in shard:
+            assert owner.setdefault(record.account_id, k) == k
+    assert len(owner) == accounts
+    lines = sorted(record.line for shard in shards for record in shard)
+    assert lines == list(range(2, users + 2))
+    if accounts == 1:  # why a global limit splits by user instead: one shard gets everything
+        assert sorted(len(shard) for shard in shards) == [0, 0, 0, users]
+
+
+@pytest.mark.parametrize("basis", list(ShardBasis))
+def test_a_duplicate_row_is_caught_in_the_shard_of_the_row_it_repeats(
+    tmp_path: Path, basis: ShardBasis
+) -> None:
+    path = tmp_path / "users.csv"
+    rows = [f"acct{i % 3},u{i},true,false,true\n" for i in range(40)]
+    # Each user again, with spaces around the ids (stripped, so the same user).
+    repeats = [f" acct{i % 3} , u{i} ,false,false,true\n" for i in range(40)]
+    path.write_bytes(h("".join(rows + repeats)))
+    whole = sorted(outcome(x) for x in CsvSource(path))
+    parts = [[outcome(x) for x in CsvSource(path, shard=Shard(k, 3, basis))] for k in range(3)]
+    assert sorted(m for part in parts for m in part) == whole
+    assert sum("duplicate of line" in m for m in whole) == 40

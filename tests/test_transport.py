@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 
 import aiohttp
 import pytest
 from aioresponses import CallbackResult
 
+from async_updater.mock_server import MockChimeServer, MockConfig
+from async_updater.signing import Credentials, SigV4Signer
 from async_updater.transport import AiohttpTransport, TransportError
 
 from .conftest import CompatClientResponse, aioresponses
@@ -201,3 +204,123 @@ async def test_request_on_the_wire_is_exactly_the_signed_headers_and_ours() -> N
         "",
         "",
     ]
+
+
+async def test_an_error_answer_keeps_the_servers_date_header_and_a_success_does_not() -> None:
+    wall = 1_800_000_000.0
+    config = MockConfig(credentials={"AKIDT": "secret-t"}, clock_offset_s=900.0)
+    async with MockChimeServer(config, wall_clock=lambda: wall) as server:
+        transport = AiohttpTransport(server.url, concurrency=2)
+        signer = SigV4Signer(host=server.url.split("//")[1], region="us-east-1", service="chime")
+        path, body = "/accounts/a/users/u/settings", b'{"UserSettings": {}}'
+        try:
+            answers = []
+            for when in (wall, wall + 900.0):  # the client's clock, then the corrected one
+                headers = signer.sign(
+                    "PUT", path, body, "application/json", Credentials("AKIDT", "secret-t"),
+                    now=when,
+                )  # fmt: skip
+                answers.append(await transport.send("PUT", path, headers, body))
+        finally:
+            await transport.close()
+    skewed, accepted = answers
+    assert (skewed.status, skewed.error_code) == (403, "InvalidSignatureException")
+    assert skewed.message.startswith("Signature expired: ")
+    assert skewed.date == "Fri, 15 Jan 2027 08:15:00 GMT"
+    assert accepted.status == 400  # past the signature check: this body is not the real shape
+    assert accepted.date == "Fri, 15 Jan 2027 08:15:00 GMT"
+
+
+async def test_a_read_refused_for_its_time_keeps_the_date_a_served_one_its_body() -> None:
+    from async_updater.mock_server import initial_settings
+
+    wall = 1_800_000_000.0
+    config = MockConfig(credentials={"AKIDT": "secret-t"}, clock_offset_s=900.0)
+    async with MockChimeServer(config, wall_clock=lambda: wall) as server:
+        transport = AiohttpTransport(server.url, concurrency=2)
+        signer = SigV4Signer(host=server.url.split("//")[1], region="us-east-1", service="chime")
+        path = "/accounts/a/users/u/settings"
+        try:
+            answers = []
+            for when in (wall, wall + 900.0):
+                headers = signer.sign(
+                    "GET", path, b"", "application/json", Credentials("AKIDT", "secret-t"),
+                    now=when,
+                )  # fmt: skip
+                answers.append(await transport.send("GET", path, headers, b""))
+        finally:
+            await transport.close()
+    skewed, read = answers
+    assert (skewed.status, skewed.error_code, skewed.body) == (
+        403,
+        "InvalidSignatureException",
+        b"",
+    )
+    assert skewed.date == "Fri, 15 Jan 2027 08:15:00 GMT"
+    assert (read.status, read.error_code, read.date) == (200, "", None)
+    assert json.loads(read.body) == {"UserSettings": {"Telephony": initial_settings("a", "u")}}
+
+
+async def test_a_success_does_not_keep_the_date_header(transport: AiohttpTransport) -> None:
+    with aioresponses() as m:
+        m.put(URL, status=204, headers={"Date": "Fri, 15 Jan 2027 08:15:00 GMT"})
+        r = await transport.send("PUT", PATH, {}, b"{}")
+    assert (r.status, r.date) == (204, None)
+
+
+# -- bodies of reads ------------------------------------------------------------------------------
+
+
+async def test_a_reads_2xx_answer_comes_back_with_its_body_over_a_real_socket() -> None:
+    from async_updater.transport import MAX_READ_BODY
+
+    from .fault_servers import FaultServer, Reply
+
+    state = b'{"UserSettings": {"Telephony": {"InboundCalling": true}}}'
+    big = b"x" * (3 * 65536 + 7)  # several socket reads
+
+    def decide(request: object) -> Reply:
+        path = getattr(request, "path", "")
+        if path.endswith("/big"):
+            return Reply(200, big)
+        if path.endswith("/huge"):
+            return Reply(200, b"y" * (MAX_READ_BODY + 1))
+        return Reply(200, state, {"x-amzn-RequestId": "rid-get"})
+
+    async with FaultServer(decide) as server:
+        t = AiohttpTransport(server.url, concurrency=2, timeout=10.0)
+        try:
+            r = await t.send("GET", "/accounts/a/users/u/settings", {}, b"")
+            assert (r.status, r.request_id, r.body, r.error_code) == (200, "rid-get", state, "")
+            r = await t.send("GET", "/big", {}, b"")
+            assert r.body == big
+            r = await t.send("GET", "/huge", {}, b"")
+            assert (r.status, r.body, r.error_code) == (200, b"", "ResponseTooLarge")
+            assert r.message == f"the answer to the read is larger than {MAX_READ_BODY} bytes"
+            # A write's success keeps no body, even when the server sends one.
+            r = await t.send("PUT", "/accounts/a/users/u/settings", {}, b"{}")
+            assert (r.status, r.body) == (200, b"")
+            # The connection is still usable after each of them.
+            r = await t.send("GET", "/accounts/a/users/u/settings", {}, b"")
+            assert r.body == state
+        finally:
+            await t.close()
+
+
+async def test_an_error_answer_to_a_read_is_read_like_a_writes_and_keeps_no_body(
+    transport: AiohttpTransport,
+) -> None:
+    with aioresponses() as m:
+        m.get(
+            URL,
+            status=404,
+            headers={"x-amzn-ErrorType": "NotFoundException"},
+            body=b'{"Message": "User u was not found."}',
+        )
+        r = await transport.send("GET", PATH, {}, b"")
+    assert (r.status, r.error_code, r.message, r.body) == (
+        404,
+        "NotFoundException",
+        "User u was not found.",
+        b"",
+    )
