@@ -761,8 +761,11 @@ class _Run:
                 captured=item.captured,
             )
         except StateError as exc:
-            failed = self._result(item, Status.FAILED, sent, _NO_DECISION)
-            await self._complete(item, read_failure(failed, exc, captured=item.captured))
+            failed = read_failure(
+                self._result(item, Status.FAILED, sent, _NO_DECISION), exc, captured=item.captured
+            )
+            item.reading = False  # the row's end is settled: a failed read
+            await self._complete(item, failed)
             return
         item.before, item.changes = outcome.before, outcome.changes
         if outcome.step is NextStep.WRITE:

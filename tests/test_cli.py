@@ -668,6 +668,14 @@ def other_value(action: argparse.Action) -> list[str]:
         return [option, str((action.default or 0) + 7)]
     if action.type is float:
         return [option, str((action.default or 0.0) + 2.5)]
+    if callable(action.type) and action.type is not str:
+        for candidate in ("17", "5%"):  # a value an option of its own type takes
+            try:
+                value = action.type(candidate)
+            except (ValueError, argparse.ArgumentTypeError):
+                continue
+            if value != action.default:
+                return [option, candidate]
     return [option, f"it's {action.dest} value"]
 
 

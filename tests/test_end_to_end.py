@@ -276,8 +276,12 @@ async def test_resume_skips_users_already_updated_and_keeps_one_row_per_input_ro
     generate_users(users, 200, 2, seed=5)
     report = tmp_path / "r.csv"
     async with MockChimeServer(mock_config(fault_rate=0.3)) as server:
-        # First run: many rows fail because attempts run out quickly.
-        await cli([str(users), "--report", str(report), "--max-attempts", "1"], server)
+        # First run: many rows fail because attempts run out quickly (no failure budget, or
+        # the run would stop itself at 10%).
+        await cli(
+            [str(users), "--report", str(report), "--max-attempts", "1", "--max-failures", "100%"],
+            server,
+        )
         first = {(r["account_id"], r["user_id"]): r["status"] for r in report_rows(report)}
         updated_before = {k for k, s in first.items() if s == "updated"}
         assert 0 < len(updated_before) < 200

@@ -1,10 +1,6 @@
 """Read before write, end to end against the mock server (which answers GetUserSettings with a
 state derived from each user's ids until a PUT changes it): preview, skip unchanged, undo, a
-failed read, and ``--resume`` keeping the before-state.
-
-These need the GET-before-PUT flow in the pipeline, which is not wired yet: each is marked
-``xfail(strict=True)``, so the suite stays green now and turns red the day the flow works,
-when the marks come off. What each expects is exact; see DESIGN.md / README (report contract).
+failed read, and ``--resume`` keeping the before-state. See the README's report contract.
 """
 
 from __future__ import annotations
@@ -15,8 +11,6 @@ import signal
 import time
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from async_updater.before import journal_path
 from async_updater.cli import build_parser, main, run_command
@@ -34,7 +28,6 @@ from .test_faults import Run, mock_process
 
 AK, SK = "AKIDREAD", "read-secret"
 CREDS = StaticCredentials(AK, SK)
-NEEDS_WIRING = pytest.mark.xfail(strict=True, reason="needs the pipeline wiring (lead)")
 KEYS = (
     ("inbound_calling", "InboundCalling"),
     ("outbound_calling", "OutboundCalling"),
@@ -103,7 +96,6 @@ def mock_config(**kw: Any) -> MockConfig:
 # -- (a) the round trip: run --read-before, undo, run UNDO.csv ------------------------------------
 
 
-@NEEDS_WIRING
 async def test_round_trip_of_3000_users_restores_every_state_and_reads_each_user_once(
     tmp_path: Path,
 ) -> None:
@@ -181,7 +173,6 @@ async def test_round_trip_of_3000_users_restores_every_state_and_reads_each_user
 # -- (b) --skip-unchanged -----------------------------------------------------------------------
 
 
-@NEEDS_WIRING
 async def test_skip_unchanged_writes_only_users_that_differ_and_a_second_run_writes_nothing(
     tmp_path: Path,
 ) -> None:
@@ -225,7 +216,6 @@ async def test_skip_unchanged_writes_only_users_that_differ_and_a_second_run_wri
 # -- (c) the plan: --dry-run --read-before -------------------------------------------------------
 
 
-@NEEDS_WIRING
 async def test_a_plan_reads_every_user_writes_nothing_and_plans_exactly_those_that_differ(
     tmp_path: Path,
 ) -> None:
@@ -271,7 +261,6 @@ async def test_a_plan_reads_every_user_writes_nothing_and_plans_exactly_those_th
 # -- (d) a failed read ----------------------------------------------------------------------------
 
 
-@NEEDS_WIRING
 async def test_a_read_answered_with_an_error_fails_the_row_with_a_read_code_and_sends_no_write(
     tmp_path: Path,
 ) -> None:
@@ -295,7 +284,6 @@ async def test_a_read_answered_with_an_error_fails_the_row_with_a_read_code_and_
     assert server.counters["reads"] == 51 and server.counters["accepted"] == 50
 
 
-@NEEDS_WIRING
 async def test_a_read_of_the_wrong_shape_or_throttled_to_the_end_fails_and_sends_no_write() -> None:
     telephony = {"InboundCalling": False, "OutboundCalling": False, "SMS": False}
     state = json.dumps({"UserSettings": {"Telephony": telephony}}).encode()
@@ -352,7 +340,6 @@ async def test_a_read_of_the_wrong_shape_or_throttled_to_the_end_fails_and_sends
 # -- (e) --resume keeps before --------------------------------------------------------------------
 
 
-@NEEDS_WIRING
 def test_resume_after_kill_9_keeps_each_users_first_before_never_the_runs_own_write(
     tmp_path: Path,
 ) -> None:
@@ -395,7 +382,6 @@ def test_resume_after_kill_9_keeps_each_users_first_before_never_the_runs_own_wr
 # -- the demo -------------------------------------------------------------------------------------
 
 
-@NEEDS_WIRING
 async def test_demo_previews_runs_and_undoes_and_the_server_ends_where_it_began(
     tmp_path: Path,
 ) -> None:

@@ -1,7 +1,7 @@
 """Safety stops end to end. What the CLI does with one (exit 3, the cause in one line, the
 summary with the resume command) is proved now, with a plugin operation that raises
-``SafetyStop``; the stops the pipeline itself must make (wrong secret, clock skew, no usable
-Date) are written against the mock server and marked xfail until the pipeline wires them."""
+``SafetyStop``; the stops the pipeline itself makes (wrong secret, clock skew, no usable
+Date) against the mock server."""
 
 from __future__ import annotations
 
@@ -107,9 +107,7 @@ def test_a_safety_stop_exits_3_with_one_line_and_the_summary_with_the_resume_com
     assert (data["safety_stop"], data["interrupted"]) == (STOP_TEXT, True)
 
 
-# -- what the pipeline must do (xfail until it is wired) ---------------------------------------
-
-WIRING = pytest.mark.xfail(strict=True, reason="needs the pipeline wiring (lead)")
+# -- what the pipeline does ---------------------------------------------------------------------
 
 
 def printed_resume_command(stdout: str) -> list[str]:
@@ -118,7 +116,6 @@ def printed_resume_command(stdout: str) -> list[str]:
     return shlex.split(lines[at + 1])
 
 
-@WIRING
 def test_a_wrong_secret_stops_20000_users_within_100_requests_then_the_resume_finishes(
     tmp_path: Path,
 ) -> None:
@@ -144,7 +141,6 @@ def test_a_wrong_secret_stops_20000_users_within_100_requests_then_the_resume_fi
     assert set(counts.values()) == {1}
 
 
-@WIRING
 def test_a_server_clock_15_minutes_ahead_is_corrected_from_its_date_and_every_user_updated(
     tmp_path: Path,
 ) -> None:
@@ -167,7 +163,6 @@ def test_a_server_clock_15_minutes_ahead_is_corrected_from_its_date_and_every_us
     assert clock[0].endswith(" s (from the server's Date)")
 
 
-@WIRING
 def test_a_skewed_server_without_a_date_header_is_a_safety_stop_naming_the_clock(
     tmp_path: Path,
 ) -> None:
