@@ -272,6 +272,17 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         help="one rate limiter for the whole run (default), or one per account",
     )
     p.add_argument(
+        "--shared-limit",
+        metavar="URL",
+        default=os.environ.get("ASYNC_UPDATER_SHARED_LIMIT") or None,
+        help=(
+            "share the limit through Redis (redis:// or rediss:// URL; default "
+            "$ASYNC_UPDATER_SHARED_LIMIT): every process with the same URL, endpoint and "
+            "limit scope paces as one client (rate, cuts, cool-downs, admission). Needs the "
+            "redis extra"
+        ),
+    )
+    p.add_argument(
         "--timeout",
         type=float,
         default=30.0,
@@ -568,6 +579,7 @@ def config_from_args(args: argparse.Namespace, operation: Operation) -> UpdaterC
         concurrency=args.concurrency,
         max_attempts=args.max_attempts,
         limit_scope=LimitScope(args.limit_scope),
+        shared_limit=args.shared_limit,
         timeout=args.timeout,
         dry_run=args.dry_run,
         max_failures=args.max_failures,

@@ -33,6 +33,9 @@ class UpdaterConfig:
     """How to run. ``rate`` is an optional ceiling in requests/s per limit scope: without one
     the controller discovers the server's limit. ``concurrency`` is a ceiling on requests in
     flight (default ``DEFAULT_MAX_CONCURRENCY``); below it the cap follows what the rate needs.
+    ``shared_limit`` (a ``redis://`` or ``rediss://`` URL) shares each limit scope's rate,
+    cool-downs and admission with every process that names the same URL, endpoint, service and
+    scope (``ratelimit.shared``).
     ``max_failures`` is the failure budget (None: no budget); ``rejections_in_a_row``
     credentials rejections with no success between them stop the run (see ``safety``).
 
@@ -63,6 +66,7 @@ class UpdaterConfig:
     rejections_in_a_row: int = DEFAULT_REJECTIONS_IN_A_ROW
     read_before: bool = False
     skip_unchanged: bool = False
+    shared_limit: str | None = None  # a redis:// URL: share the limit with other processes
     controller: ControllerSettings = field(default_factory=ControllerSettings)
 
     def __post_init__(self) -> None:

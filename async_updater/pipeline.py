@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import pickle
 import random
+import sys
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, replace
@@ -34,7 +35,8 @@ from .ratelimit.clock import Cancellable, Clock, LoopClock
 from .ratelimit.concurrency import InFlightLimit
 from .ratelimit.estimator import Outcome
 from .ratelimit.overflow import Overflow
-from .ratelimit.scheduler import Scheduler, Scope
+from .ratelimit.scheduler import Scheduler, Scope, local_pacer
+from .ratelimit.shared import SharedLimit
 from .redact import Redactor
 from .report import ReportSink
 from .retry import (
@@ -146,6 +148,7 @@ class Updater:
         # for every request, kept across runs.
         self.clock_offset = ClockOffset()
         self._run: _Run | None = None
+        self._shared: SharedLimit | None = None
         self.stats = RunStats(time.monotonic())
         self.on_notice: Callable[[str], None] | None = None
         self._last_notice: dict[str, float] = {}
@@ -161,6 +164,16 @@ class Updater:
         """Resolve credentials (unless given, or nothing is sent) and open the HTTP session."""
         if self._credentials is None and self.config.sends:
             self._credentials = await resolve_credentials(self.config.profile)
+        url = self.config.shared_limit
+        if url and self.config.sends and self._shared is None:
+            cfg = self.config
+            shared = SharedLimit(
+                url,
+                namespace=f"{self.operation.service}@{cfg.host}/{cfg.limit_scope.value}",
+                notice=self.on_notice_or_print,
+            )
+            await shared.connect()  # unreachable: SharedLimitError, before anything is sent
+            self._shared = shared
         if self._transport is None:
             self._transport = AiohttpTransport(
                 self.config.endpoint_url,
@@ -170,9 +183,19 @@ class Updater:
             )
 
     async def close(self) -> None:
+        shared, self._shared = self._shared, None
+        if shared is not None:
+            await shared.close()
         if self._transport is not None and self._own_transport:
             await self._transport.close()
             self._transport = None
+
+    def on_notice_or_print(self, message: str) -> None:
+        """A notice that must reach the operator even with no ``on_notice`` set."""
+        if self.on_notice is not None:
+            self.on_notice(message)
+        else:
+            print(f"async-updater: {message}", file=sys.stderr, flush=True)
 
     def notice(self, message: str, *, key: str = "", every: float = 0.0) -> None:
         """Tell the operator something (via ``on_notice``); with ``key``, at most once per
@@ -250,6 +273,7 @@ class Updater:
             rand=self._rand,
             befores=befores,
             clock_offset=self.clock_offset,
+            shared=self._shared,
         )
         run.start()
         try:
@@ -317,6 +341,7 @@ class _Run:
         rand: Callable[[], float],
         befores: BeforeStore | None = None,
         clock_offset: ClockOffset | None = None,
+        shared: SharedLimit | None = None,
     ) -> None:
         self.cfg = config
         self.records = records
@@ -351,6 +376,7 @@ class _Run:
             concurrency=InFlightLimit(config.max_concurrency),
             overflow=overflow,
             memory=config.queue_size,
+            pacers=shared.pacer if shared is not None else local_pacer,
         )
         self.out: asyncio.Queue[Any] = asyncio.Queue(maxsize=config.queue_size)
         self.outstanding = 0  # records taken in and not finished (parked ones included)

@@ -175,14 +175,18 @@ class RateController:
         "_rate",
         "_round_at",
         "_round_seq",
+        "accepted",
         "bounds",
         "cooldowns",
         "cuts",
         "estimate",
+        "external",
         "log",
         "mode",
         "rtt",
         "settings",
+        "share",
+        "throttled",
     )
 
     def __init__(
@@ -220,6 +224,14 @@ class RateController:
         self._ep_accepted = 0  # accepted answers since then
         self.cuts = 0
         self.cooldowns = 0
+        # The part of the scope's traffic this controller sees (1.0 unless the limit is shared
+        # with other processes: then its answers measure only its share of the limit).
+        self.share = 1.0
+        # With ``external``, samples of the limit come from ``on_sample`` (the answers of every
+        # process sharing the limit, tallied elsewhere), not from this process's own answers.
+        self.external = False
+        self.accepted = 0  # answers seen, of each kind (read by whoever tallies them)
+        self.throttled = 0
         if initial is not None:
             # What other scopes learned: start there as a provisional estimate. A limit of
             # its own shows soon enough (throttles measure a lower one, probes a higher one).
@@ -282,10 +294,13 @@ class RateController:
         self.log.set_gap(max(0.05, 4.0 / self._rate, 2.0 * self.rtt.srtt))
         sent_rate = self.log.rate_at_send(seq)
         for sample in self.log.answered(seq, outcome):
-            self._on_sample(sample, now)
+            if not self.external:
+                self._on_sample(sample, now, 1.0 / self.share)
         if outcome is Outcome.THROTTLED:
+            self.throttled += 1
             self._on_throttle(sent_at, sent_rate, now)
         elif outcome is Outcome.ACCEPTED:
+            self.accepted += 1
             self._ep_accepted += 1
             self._on_accept(seq, now)
         if self.mode is Mode.MEASURE:
@@ -315,7 +330,38 @@ class RateController:
 
     # -- transitions ----------------------------------------------------------------------
 
-    def _on_sample(self, sample: Sample, now: float) -> None:
+    def adopt(self, rate: float, now: float) -> None:
+        """Take over ``rate`` from elsewhere (the process that led a shared limit, or the share
+        this process had of it when the limit stops being shared): cruise there, as measured."""
+        rate = self._clamp(rate)
+        self.estimate.provisional(rate / self.settings.cruise_gain, now)
+        self.bounds = Bounds()
+        self.mode = Mode.CRUISE
+        self._rate = rate
+        self._cut_at = now
+        self._next_probe = max(self._quiet_until, now + self._probe_interval())
+
+    def on_round(self, accepted: float, span: float, now: float) -> None:
+        """``accepted`` answers in ``span`` seconds, none throttled, from elsewhere (the whole
+        fleet sharing the limit): in slow start, a round trip that used the rate."""
+        if self.mode is not Mode.STARTUP or now - self._round_at < self.settings.min_round_s:
+            return
+        if accepted >= 0.5 * self._rate * span:
+            self._round_seq = self.log.next_seq
+            self._round_at = now
+            self._rate = min(self._ceiling, self._rate * 2.0)
+            if self._rate >= self._ceiling:
+                self._cruise(now)
+
+    def on_sample(self, sample: Sample, now: float) -> None:
+        """A measure of the limit from elsewhere (``external``): the whole fleet's answers."""
+        self._on_sample(sample, now, 1.0)
+        if self.mode is Mode.MEASURE:
+            self._measuring(now)
+
+    def _on_sample(self, sample: Sample, now: float, scale: float) -> None:
+        if scale != 1.0:  # what this process saw is its share of what the server took
+            sample = Sample(sample.at, sample.accepted * scale, sample.span)
         before = self.estimate.value
         value = self.estimate.add(sample, now)
         if value is None or value == before or self.mode is not Mode.CRUISE:
@@ -346,7 +392,7 @@ class RateController:
                 # A round trip of requests sent at this rate came back accepted: double it,
                 # if it was used (a rate the input or the in-flight cap did not let us reach
                 # says nothing about the server).
-                sent = self.log.next_seq - self._round_seq
+                sent = (self.log.next_seq - self._round_seq) / self.share
                 used = sent >= 0.5 * self._rate * (now - self._round_at)
                 self._round_seq = self.log.next_seq
                 self._round_at = now
@@ -355,7 +401,7 @@ class RateController:
                 if self._rate >= self._ceiling:
                     self._cruise(now)
         elif self.mode is Mode.PROBE and self.bounds.hi == math.inf:
-            above = self._probe_sent - self._probe_base * (now - self._probe_since)
+            above = self._probe_sent / self.share - self._probe_base * (now - self._probe_since)
             if above > self._probe_base * self.settings.burst_allowance_s:
                 # More sent above the estimate than a burst explains: the limit rose.
                 self._probe_backoff = 1.0
@@ -378,12 +424,14 @@ class RateController:
         self._cut_at = now
         self.cuts += 1
 
-    def _measured_so_far(self) -> tuple[int, float]:
+    def _measured_so_far(self) -> tuple[float, float]:
         """Requests accepted from the throttle that began the measurement to the last answer
         read back, and the time that spans: the closed intervals plus the open one."""
         accepted, span = self.estimate.pooled(self._m_from)
+        if self.external:
+            return accepted, span
         more, extra = self.log.open_rate()
-        return accepted + more, span + extra
+        return accepted + more / self.share, span + extra
 
     def _measuring(self, now: float) -> None:
         """While measuring, stay just above the limit the answers show, so they keep measuring
@@ -494,7 +542,7 @@ class RateController:
         elapsed = now - self._probe_since
         if elapsed < hold:
             return
-        if self._probe_sent < 0.5 * self._rate * elapsed:
+        if self._probe_sent / self.share < 0.5 * self._rate * elapsed:
             self._cruise(now)  # the step was not used (no work, or the in-flight cap): no news
             return
         self.bounds.sustained(self._rate)

@@ -34,7 +34,7 @@ class Sample:
     the later sent at ``at``."""
 
     at: float
-    accepted: int
+    accepted: float  # a count, scaled when a process sees only its share of the traffic
     span: float
 
 
@@ -168,7 +168,7 @@ class LimitEstimate:
         cutoff = now - self._horizon
         while self._samples and self._samples[0].at < cutoff:
             self._samples.popleft()
-        accepted = 0
+        accepted = 0.0
         span = 0.0
         for s in reversed(self._samples):
             accepted += s.accepted
@@ -182,10 +182,10 @@ class LimitEstimate:
             self.updated_at = now
         return self.value
 
-    def pooled(self, since: float) -> tuple[int, float]:
+    def pooled(self, since: float) -> tuple[float, float]:
         """Accepted requests and time summed over the samples that began at or after
         ``since`` (send time)."""
-        accepted = 0
+        accepted = 0.0
         span = 0.0
         for s in reversed(self._samples):
             if s.at - s.span < since:

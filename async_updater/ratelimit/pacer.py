@@ -7,12 +7,36 @@ over the times it is given, like botocore's ``CubicCalculator``: no clock, no I/
 from __future__ import annotations
 
 import math
+from typing import Protocol
 
-__all__ = ["Pacer"]
+__all__ = ["Pacer", "Pacing"]
 
 # Refill is floating point: a token 1 - 1e-12 short must count as whole, or a wake-up computed
 # for "exactly when the token is there" finds it missing and the caller spins.
 _WHOLE = 1.0 - 1e-9
+
+
+class Pacing(Protocol):
+    """What the scheduler needs of a scope's pacer: ``Pacer`` here, or a pacer that takes its
+    tokens from a limit shared with other processes (``shared.SharedPacer``)."""
+
+    @property
+    def rate(self) -> float: ...
+
+    @property
+    def paused_until(self) -> float: ...
+
+    def delay(self, now: float) -> float: ...
+
+    def take(self, now: float) -> None: ...
+
+    def give_back(self) -> None: ...
+
+    def set_rate(self, rate: float, now: float) -> None: ...
+
+    def pause_until(self, when: float) -> bool: ...
+
+    def full(self, now: float) -> bool: ...
 
 
 class Pacer:

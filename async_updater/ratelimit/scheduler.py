@@ -23,11 +23,23 @@ from .concurrency import InFlightLimit
 from .controller import ControllerSettings, RateController
 from .estimator import RoundTrip
 from .overflow import Overflow
-from .pacer import Pacer
+from .pacer import Pacer, Pacing
 
 __all__ = ["Scheduler", "Scope"]
 
 T = TypeVar("T")
+
+PacerFactory = Callable[[str, RateController, Callable[[], None], float], Pacing]
+"""Makes a scope's pacer: (scope key, its controller, a callback that wakes the scheduler for
+this scope, now)."""
+
+
+def local_pacer(
+    key: str, controller: RateController, wake: Callable[[], None], now: float
+) -> Pacer:
+    """The default: a pacer of this process alone."""
+    return Pacer(controller.rate_at(now), now)
+
 
 _SWEEP_EVERY_S = 0.1
 SHARE_MAX = 32
@@ -38,7 +50,7 @@ class Scope(Generic[T]):
 
     __slots__ = ("controller", "held", "in_flight", "key", "pacer", "queue", "ready", "wake_at")
 
-    def __init__(self, key: str, pacer: Pacer, controller: RateController) -> None:
+    def __init__(self, key: str, pacer: Pacing, controller: RateController) -> None:
         self.key = key
         self.queue: deque[T] = deque()
         self.pacer = pacer
@@ -81,7 +93,9 @@ class Scheduler(Generic[T]):
         concurrency: InFlightLimit | None = None,
         overflow: Overflow[T, Scope[T]] | None = None,
         memory: int = 1024,
+        pacers: PacerFactory = local_pacer,
     ) -> None:
+        self._pacers = pacers
         self._clock = clock
         self.overflow = overflow
         self.memory = memory
@@ -118,7 +132,10 @@ class Scheduler(Generic[T]):
             now = self._clock.now()
             initial = self.prior
             controller = RateController(self._ceiling, initial=initial, settings=self._settings)
-            scope = Scope(key, Pacer(controller.rate_at(now), now), controller)
+            made: list[Scope[T]] = []  # the pacer may wake the scope it belongs to
+            pacer = self._pacers(key, controller, lambda: self.touch(made[0]), now)
+            scope = Scope(key, pacer, controller)
+            made.append(scope)
             self.scopes[key] = scope
             if self.on_scope is not None:
                 self.on_scope(scope)

@@ -1,0 +1,689 @@
+"""One limit shared by every process that names the same Redis URL and limit scope.
+
+- **Admission.** A token bucket in Redis (a Lua script, on Redis's own clock: ``TIME``), filled
+  at the shared rate. Each process takes its tokens in small batches, about 20 ms of its own
+  sending, so Redis is on the path of one request in a batch, not of every one.
+- **Cool-downs.** A process told to wait (``Retry-After``) writes the pause into the bucket, which
+  grants nothing until it ends, and publishes it: every process pauses on the message.
+- **The rate.** One process per scope leads (a key it holds with a time-to-live and renews). Its
+  rate controller decides the rate for all: one cut per round trip for the whole fleet, one
+  recovery. The leader's answers are only its share of the traffic, so what it measures is
+  divided by its share of the tokens granted. The others follow the bucket.
+- **Losing Redis loses nothing.** Unreachable at the start: ``SharedLimitError`` (one line).
+  Gone mid-run: each process goes on alone at its last known share of the rate, says so once,
+  and rejoins when Redis answers again.
+
+Needs the ``redis`` extra (``pip install 'async-updater[redis]'``): redis-py's ``redis.asyncio``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import math
+import os
+import socket
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import UpdaterError
+from .controller import RateController
+from .estimator import Sample
+from .pacer import Pacer
+
+__all__ = ["SharedLimit", "SharedLimitError", "SharedPacer"]
+
+BATCH_S = 0.02  # a batch of tokens covers about this much of a process's own sending
+LEASE_MS = 3000  # the leader's key lives this long unless renewed
+RENEW_S = 1.0  # how often the leader renews it (and the others try to take it)
+RETRY_S = 1.0  # how often a process cut off from Redis tries it again
+SLOT_S = 0.2  # answers of all processes are tallied per slot of this many seconds (Redis time)
+OVERLOADED = 0.05  # a slot with at least this share of its answers throttled measures the limit
+PUBLISH_EVERY_S = 0.05  # the leader writes a changed rate at most this often
+_STEP = 0.005  # a rate change under 0.5% is not worth a write
+
+# The bucket: tokens refill at ``rate`` up to ``burst_s`` of it (at least one); nothing is
+# granted before ``paused_until``. Times are Redis's, in microseconds.
+_TAKE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local want = tonumber(ARGV[1])
+local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts', 'rate', 'paused_until')
+local rate = tonumber(b[3]) or tonumber(ARGV[3])
+local tokens = tonumber(b[1]) or 1
+local ts = tonumber(b[2]) or now
+local paused = tonumber(b[4]) or 0
+local cap = math.max(1, rate * tonumber(ARGV[4]))
+local acc0, thr0 = tonumber(ARGV[5]), tonumber(ARGV[6])
+if now < paused then
+  if acc0 > 0 or thr0 > 0 then
+    local slot = ARGV[7] .. string.format('%.0f', math.floor(now / tonumber(ARGV[8])))
+    redis.call('HINCRBY', slot, 'a', acc0)
+    redis.call('HINCRBY', slot, 't', thr0)
+    redis.call('EXPIRE', slot, 60)
+  end
+  local p, n = string.format('%.0f', paused), string.format('%.0f', now)
+  return {0, paused - now, tostring(rate), p, n}
+end
+if now > ts then tokens = math.min(cap, tokens + (now - ts) * rate / 1000000) end
+local grant = math.min(want, math.floor(tokens))
+tokens = tokens - grant
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', string.format('%.0f', now))
+if grant > 0 then
+  redis.call('HINCRBY', KEYS[2], ARGV[2], grant)
+  redis.call('HINCRBY', KEYS[2], 'total', grant)
+end
+local acc, thr = tonumber(ARGV[5]), tonumber(ARGV[6])
+if acc > 0 or thr > 0 then
+  local slot = ARGV[7] .. string.format('%.0f', math.floor(now / tonumber(ARGV[8])))
+  redis.call('HINCRBY', slot, 'a', acc)
+  redis.call('HINCRBY', slot, 't', thr)
+  redis.call('EXPIRE', slot, 60)
+end
+local wait = 0
+if grant == 0 then wait = math.ceil((1 - tokens) * 1000000 / rate) end
+return {grant, wait, tostring(rate), string.format('%.0f', paused), string.format('%.0f', now)}
+"""
+
+_PAUSE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local untl = now + math.floor(tonumber(ARGV[1]) * 1000000)
+local paused = tonumber(redis.call('HGET', KEYS[1], 'paused_until')) or 0
+if untl > paused then
+  local u = string.format('%.0f', untl)
+  redis.call('HSET', KEYS[1], 'paused_until', u, 'tokens', '0', 'ts', u)
+  redis.call('PUBLISH', KEYS[2], 'pause ' .. u .. ' ' .. string.format('%.0f', now))
+  return untl
+end
+return paused
+"""
+
+# The leader's new rate: tokens earned so far were earned at the old one.
+_RATE = """
+if redis.call('GET', KEYS[3]) ~= ARGV[2] then return 0 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts', 'rate')
+local old = tonumber(b[3])
+if old ~= nil and b[1] ~= false then
+  local ts = tonumber(b[2])
+  if now > ts then
+    local cap = math.max(1, old * tonumber(ARGV[3]))
+    local tokens = math.min(cap, tonumber(b[1]) + (now - ts) * old / 1000000)
+    redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', string.format('%.0f', now))
+  end
+end
+redis.call('HSET', KEYS[1], 'rate', ARGV[1])
+return 1
+"""
+
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+
+class SharedLimitError(UpdaterError):
+    """The shared limit cannot be used (Redis unreachable at the start, a bad URL, or the
+    ``redis`` extra missing). One line; exit code 2."""
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+class SharedLimit:
+    """The Redis side of a shared limit for one run: the connection, the scripts, the pause
+    messages, and one ``SharedPacer`` per limit scope. ``connect`` first; ``close`` at the end.
+
+    ``namespace`` separates unrelated jobs on one Redis: processes share a limit when they name
+    the same URL, namespace and scope. ``notice`` tells the operator about Redis coming and
+    going.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        namespace: str,
+        notice: Callable[[str], None] | None = None,
+        burst_s: float = 0.02,
+    ) -> None:
+        self.url = url
+        self.namespace = namespace
+        self.notice = notice or (lambda message: None)
+        self.burst_s = burst_s
+        self.member = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.client: Any = None
+        self.pacers: dict[str, SharedPacer] = {}
+        self.online = False
+        self._scripts: dict[str, Any] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._listener: asyncio.Task[None] | None = None
+        self._pubsub: Any = None
+        self._closed = False
+
+    # -- life cycle ---------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Connect and check Redis answers, or raise ``SharedLimitError`` (one line)."""
+        try:
+            import redis.asyncio as aioredis
+        except ImportError:
+            raise SharedLimitError(
+                "--shared-limit needs the redis extra: pip install 'async-updater[redis]'"
+            ) from None
+        if not self.url.startswith(("redis://", "rediss://", "unix://")):
+            raise SharedLimitError(
+                f"--shared-limit: {self.url!r} is not a redis:// or rediss:// URL"
+            )
+        try:
+            self.client = aioredis.from_url(
+                self.url, socket_connect_timeout=2.0, socket_timeout=2.0, decode_responses=True
+            )
+            await self.client.ping()
+        except Exception as exc:  # any failure to reach it is the same to the operator
+            await self._drop_client()
+            raise SharedLimitError(
+                f"--shared-limit: cannot reach Redis at {_safe_url(self.url)} ({_describe(exc)})"
+            ) from None
+        for name, source in (
+            ("take", _TAKE),
+            ("pause", _PAUSE),
+            ("rate", _RATE),
+            ("renew", _RENEW),
+        ):
+            self._scripts[name] = self.client.register_script(source)
+        self.online = True
+        self._listener = asyncio.ensure_future(self._listen())
+
+    async def close(self) -> None:
+        self._closed = True
+        tasks = [*self._tasks, *([self._listener] if self._listener else [])]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        self._tasks.clear()
+        for pacer in self.pacers.values():
+            await pacer.resign()
+        await self._drop_client()
+
+    async def _drop_client(self) -> None:
+        client, self.client = self.client, None
+        if self._pubsub is not None:
+            with contextlib.suppress(Exception):
+                await self._pubsub.aclose()
+            self._pubsub = None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.aclose()
+
+    def spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- keys ---------------------------------------------------------------------------
+
+    def keys(self, scope: str) -> tuple[str, str, str, str, str]:
+        """(bucket, grants, leader, channel, slot prefix) of ``scope``."""
+        digest = hashlib.blake2b(scope.encode("utf-8", "surrogateescape"), digest_size=8)
+        base = f"async-updater:{self.namespace}:{digest.hexdigest()}"
+        return (
+            f"{base}:bucket",
+            f"{base}:grants",
+            f"{base}:leader",
+            f"{base}:events",
+            f"{base}:slot:",
+        )
+
+    # -- pacers -------------------------------------------------------------------------
+
+    def pacer(
+        self, key: str, controller: RateController, wake: Callable[[], None], now: float
+    ) -> SharedPacer:
+        """The scheduler's pacer factory for a shared limit."""
+        pacer = SharedPacer(self, key, controller, wake, now)
+        self.pacers[self.keys(key)[3]] = pacer
+        return pacer
+
+    async def call(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        if self.client is None:
+            raise ConnectionError("not connected")
+        return await self._scripts[name](keys=keys, args=args)
+
+    # -- Redis coming and going -----------------------------------------------------------
+
+    def lost(self, exc: BaseException) -> None:
+        """Redis stopped answering: every scope goes on alone; retry until it is back."""
+        if not self.online or self._closed:
+            return
+        self.online = False
+        self.notice(
+            f"shared limit: Redis at {_safe_url(self.url)} is not answering ({_describe(exc)}); "
+            "going on alone at this process's last share of the rate until it is back"
+        )
+        for pacer in self.pacers.values():
+            pacer.go_local()
+        self.spawn(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        while not self._closed:
+            await asyncio.sleep(RETRY_S)
+            try:
+                await self.client.ping()
+            except Exception:
+                continue
+            self.online = True
+            self.notice(f"shared limit: Redis at {_safe_url(self.url)} is back; rejoining")
+            for pacer in self.pacers.values():
+                pacer.rejoin()
+            return
+
+    async def _listen(self) -> None:
+        """Pause messages from the other processes, as they happen."""
+        while not self._closed:
+            try:
+                if self._pubsub is None:
+                    self._pubsub = self.client.pubsub()
+                    await self._pubsub.psubscribe(f"async-updater:{self.namespace}:*:events")
+                message = await self._pubsub.get_message(
+                    ignore_subscribe_messages=True, timeout=1.0
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._pubsub = None
+                self.lost(exc)
+                await asyncio.sleep(RETRY_S)
+                continue
+            if message is None:
+                continue
+            pacer = self.pacers.get(str(message.get("channel")))
+            data = str(message.get("data", ""))
+            if pacer is not None and data.startswith("pause "):
+                _, until, stamp = data.split()
+                pacer.paused_remotely(int(until), int(stamp))
+
+
+def _safe_url(url: str) -> str:
+    """The URL without a password."""
+    head, sep, tail = url.partition("@")
+    if not sep:
+        return url
+    scheme, _, _ = head.partition("://")
+    return f"{scheme}://***@{tail}"
+
+
+class SharedPacer:
+    """A scope's pacer whose tokens come from the shared bucket (see module doc).
+
+    It keeps a few tokens in hand and fetches more in the background; ``delay`` and ``take``
+    never wait on Redis. Times kept here are the local monotonic clock; Redis's are converted
+    with the offset between the two seen in the bucket's answers.
+    """
+
+    def __init__(
+        self,
+        shared: SharedLimit,
+        key: str,
+        controller: RateController,
+        wake: Callable[[], None],
+        now: float,
+    ) -> None:
+        self._shared = shared
+        self._controller = controller
+        self._wake = wake
+        self.bucket, self.grants, self.lease, self.channel, self.slots = shared.keys(key)
+        self.rate = controller.rate_at(now)
+        self.paused_until = -math.inf
+        self._tokens = 0
+        self._fetching = False
+        self._retry_at = -math.inf
+        self._offset = math.nan  # Redis time (s) minus the local monotonic clock
+        self._local: Pacer | None = None  # set while Redis is away
+        self._sent = 0.0  # recent sends per second here (sizes the batches)
+        self._last_take = now
+        self.leader = False
+        self._published = 0.0
+        self._publish_at = -math.inf
+        self._granted = (0, 0)  # (this process's, everyone's) tokens at the last share reading
+        self._told = (0, 0)  # (accepted, throttled) answers already tallied in Redis
+        self._slot_read = -1  # the last slot of answers the leader turned into a sample
+        self._pauses: deque[tuple[float, float]] = deque(maxlen=16)  # recent (start, end)
+        shared.spawn(self._lead())
+
+    # -- the Pacing protocol ---------------------------------------------------------------
+
+    def delay(self, now: float) -> float:
+        local = self._local
+        if local is not None:
+            return local.delay(now)
+        if now < self.paused_until:
+            return self.paused_until - now
+        if self._tokens > 0:
+            return 0.0
+        if not self._fetching:
+            self._fetch(now)
+        # Woken when the tokens come; this is only when to look again if they never do.
+        return max(self._retry_at - now, 0.05)
+
+    def take(self, now: float) -> None:
+        local = self._local
+        if local is not None:
+            local.take(now)
+            return
+        self._tokens -= 1
+        gap = max(now - self._last_take, 1e-6)
+        self._sent += 0.1 * (min(1.0 / gap, 1e5) - self._sent)
+        self._last_take = now
+        if self._tokens < max(1, self._batch() // 2) and not self._fetching:
+            self._fetch(now)
+
+    def give_back(self) -> None:
+        if self._local is not None:
+            self._local.give_back()
+        else:
+            self._tokens += 1
+
+    def set_rate(self, rate: float, now: float) -> None:
+        """The controller's rate: the leader makes it everyone's; the others follow the
+        bucket's (their own controllers keep learning, for when they lead)."""
+        if self._local is not None:
+            self._local.set_rate(rate, now)
+            self.rate = rate
+            return
+        if not self.leader:
+            return
+        self.rate = rate
+        lower = rate < self._published * (1 - _STEP)  # a cut goes out at once
+        if abs(rate - self._published) > _STEP * self._published and (
+            lower or now >= self._publish_at
+        ):
+            self._publish_at = now + PUBLISH_EVERY_S
+            self._published = rate
+            self._shared.spawn(self._write_rate(rate))
+
+    def pause_until(self, when: float) -> bool:
+        """This process was told to wait: pause, and have every other process pause too."""
+        if self._local is not None:
+            extended = self._local.pause_until(when)
+            self.paused_until = self._local.paused_until
+            return extended
+        if when <= self.paused_until:
+            return False
+        self.paused_until = when
+        self._tokens = 0
+        seconds = when - asyncio.get_running_loop().time()
+        self._pauses.append((when - seconds, when))
+        self._shared.spawn(self._write_pause(seconds))
+        self._shared.spawn(self._tally_during(when))
+        return True
+
+    def full(self, now: float) -> bool:
+        return self._tokens == 0 and now >= self.paused_until and not self._fetching
+
+    # -- Redis ---------------------------------------------------------------------------
+
+    def _batch(self) -> int:
+        return max(1, math.ceil(self._sent * BATCH_S))
+
+    def _fetch(self, now: float) -> None:
+        self._fetching = True
+        self._shared.spawn(self._take(now))
+
+    async def _take(self, now: float) -> None:
+        """Fetch a batch; while the bucket has none, ask again when it says one is due."""
+        shared = self._shared
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                want = max(1, self._batch() - self._tokens)
+                controller = self._controller
+                accepted, throttled = controller.accepted, controller.throttled
+                told_a, told_t = self._told
+                try:
+                    granted, wait_us, rate, paused, redis_now = await shared.call(
+                        "take",
+                        [self.bucket, self.grants],
+                        [
+                            want,
+                            shared.member,
+                            repr(self.rate),
+                            shared.burst_s,
+                            accepted - told_a,
+                            throttled - told_t,
+                            self.slots,
+                            int(SLOT_S * 1e6),
+                        ],
+                    )
+                except Exception as exc:  # Redis away (or answering nonsense): go on alone
+                    shared.lost(exc)
+                    return
+                self._told = (accepted, throttled)
+                local_now = loop.time()
+                granted, wait_s = int(granted), int(wait_us) / 1e6
+                redis_s, paused_s = int(redis_now) / 1e6, int(paused) / 1e6
+                offset = redis_s - local_now
+                # The smallest offset seen is the one least delayed by the round trip.
+                if math.isnan(self._offset) or offset < self._offset:
+                    self._offset = offset
+                if not self.leader:
+                    self.rate = float(rate)
+                paused_local = paused_s - self._offset
+                if paused_local > self.paused_until and paused_local > local_now:
+                    self.paused_until = paused_local
+                self._tokens += granted
+                self._retry_at = local_now + wait_s
+                if granted > 0 or self._local is not None or shared.client is None:
+                    return
+                await asyncio.sleep(max(wait_s, 0.001))
+        finally:
+            self._fetching = False
+            self._wake()
+
+    async def _write_pause(self, seconds: float) -> None:
+        try:
+            await self._shared.call("pause", [self.bucket, self.channel], [max(seconds, 0.0)])
+        except Exception as exc:
+            self._shared.lost(exc)
+
+    async def _write_rate(self, rate: float) -> None:
+        shared = self._shared
+        try:
+            await shared.call(
+                "rate",
+                [self.bucket, self.grants, self.lease],
+                [repr(rate), shared.member, shared.burst_s],
+            )
+        except Exception as exc:
+            shared.lost(exc)
+
+    def paused_remotely(self, until_us: int, stamp_us: int) -> None:
+        """Another process (or this one) announced a pause in the bucket's time."""
+        loop_now = asyncio.get_running_loop().time()
+        if math.isnan(self._offset):
+            self._offset = stamp_us / 1e6 - loop_now
+        until = until_us / 1e6 - self._offset
+        if until <= self.paused_until or until <= loop_now:
+            return
+        self.paused_until = until
+        self._tokens = 0
+        self._pauses.append((loop_now, until))
+        if self.leader:
+            self._controller.on_cooldown(loop_now, until, loop_now)
+        self._shared.spawn(self._tally_during(until))
+        self._wake()
+
+    # -- leading ---------------------------------------------------------------------------
+
+    async def _lead(self) -> None:
+        """Hold (or try to take) the scope's lead; while leading, keep the share current."""
+        shared = self._shared
+        while True:
+            try:
+                if shared.client is not None and shared.online and self._local is None:
+                    await self._elect()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                shared.lost(exc)
+            if self.leader:
+                for _ in range(int(RENEW_S / 2 / SLOT_S)):
+                    await asyncio.sleep(SLOT_S)
+                    try:
+                        await self._read_slots()
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as exc:
+                        shared.lost(exc)
+                        break
+            else:
+                await asyncio.sleep(RENEW_S)
+
+    async def _elect(self) -> None:
+        shared = self._shared
+        client = shared.client
+        if self.leader:
+            renewed = await shared.call("renew", [self.lease], [shared.member, LEASE_MS])
+            if not renewed:
+                self._follow()
+                return
+        else:
+            taken = await client.set(self.lease, shared.member, nx=True, px=LEASE_MS)
+            if not taken:
+                return
+            self.leader = True
+            self._controller.external = True  # the fleet's tallies measure the limit
+            self._slot_read = -1
+            published = await client.hget(self.bucket, "rate")
+            if published is not None:
+                # Taking over from a leader that left: start from the rate everyone has been
+                # pacing at, not from this process's own view of its share.
+                self.rate = self._published = float(published)
+                self._controller.adopt(self.rate, asyncio.get_running_loop().time())
+        mine, total = await client.hmget(self.grants, shared.member, "total")
+        mine, total = int(mine or 0), int(total or 0)
+        before_mine, before_total = self._granted
+        if total - before_total > 0:
+            share = (mine - before_mine) / (total - before_total)
+            self._controller.share = min(1.0, max(share, 0.01))
+        self._granted = (mine, total)
+
+    async def _tally_during(self, until: float) -> None:
+        """A pause stops the batches that carry the answers to Redis: once the requests in
+        flight have answered, tell their tally anyway; the leader reads every process's just
+        before the pause ends, so the rate after it rests on what the fleet measured."""
+        loop = asyncio.get_running_loop()
+        rtt = self._controller.rtt.srtt
+        settle = 2.0 * (rtt if not math.isnan(rtt) else 0.05)
+        await asyncio.sleep(max(0.0, min(settle, (until - loop.time()) / 2)))
+        controller, shared = self._controller, self._shared
+        accepted, throttled = controller.accepted, controller.throttled
+        told_a, told_t = self._told
+        if accepted > told_a or throttled > told_t:
+            try:
+                await shared.call(
+                    "take",
+                    [self.bucket, self.grants],
+                    [0, shared.member, repr(self.rate), shared.burst_s, accepted - told_a,
+                     throttled - told_t, self.slots, int(SLOT_S * 1e6)],
+                )  # fmt: skip
+            except Exception as exc:
+                shared.lost(exc)
+                return
+            self._told = (accepted, throttled)
+        if self.leader:
+            await asyncio.sleep(max(0.0, until - 0.05 - loop.time()))
+            try:
+                await self._read_slots()
+            except Exception as exc:
+                shared.lost(exc)
+
+    async def _read_slots(self) -> None:
+        """Turn each finished slot in which the fleet was throttled into a sample of the limit:
+        while requests were being throttled, what the server accepted is what it refilled."""
+        if not self.leader or math.isnan(self._offset) or self._shared.client is None:
+            return
+        loop_now = asyncio.get_running_loop().time()
+        current = math.floor((loop_now + self._offset) / SLOT_S)  # finished slots only
+        first = max(self._slot_read + 1, current - 10)
+        if first >= current:
+            return
+        client = self._shared.client
+        async with client.pipeline(transaction=False) as pipe:
+            for slot in range(first, current):
+                pipe.hmget(f"{self.slots}{slot}", "a", "t")
+            tallies = await pipe.execute()
+        self._slot_read = current - 1
+        for slot, (accepted, throttled) in zip(range(first, current), tallies, strict=True):
+            a, t = int(accepted or 0), int(throttled or 0)
+            if t == 0:
+                self._controller.on_round(a, SLOT_S, loop_now)
+                continue
+            end = (slot + 1) * SLOT_S - self._offset  # the slot's end, on the local clock
+            if t < OVERLOADED * (a + t) or self._paused_within(end - SLOT_S, end):
+                continue  # a pause in the slot left part of it unused: it would read low
+            self._controller.on_sample(Sample(end, a, SLOT_S), loop_now)
+
+    def _paused_within(self, start: float, end: float) -> bool:
+        return any(s < end and e > start for s, e in self._pauses)
+
+    def _follow(self) -> None:
+        self.leader = False
+        self._controller.share = 1.0
+        self._controller.external = False
+
+    async def resign(self) -> None:
+        """Give up the lead at the end of the run, so another process takes it at once."""
+        shared = self._shared
+        if self.leader and shared.client is not None and shared.online:
+            with contextlib.suppress(Exception):
+                if await shared.client.get(self.lease) == shared.member:
+                    await shared.client.delete(self.lease)
+        self.leader = False
+
+    # -- Redis gone and back -----------------------------------------------------------------
+
+    def go_local(self) -> None:
+        """Redis is away: pace alone at this process's last share of the shared rate."""
+        if self._local is not None:
+            return
+        now = asyncio.get_running_loop().time()
+        share = self._controller.share if self.leader else self._share_guess()
+        rate = max(self.rate * share, 0.2)
+        self._local = Pacer(rate, now)
+        if now < self.paused_until:
+            self._local.pause_until(self.paused_until)
+        self.leader = False
+        self._controller.share = 1.0
+        self._controller.external = False
+        self._controller.adopt(rate, now)
+        self.rate = rate
+        self._wake()
+
+    def _share_guess(self) -> float:
+        """A follower's share: what it sent of the shared rate lately."""
+        if self.rate <= 0:
+            return 1.0
+        return min(1.0, max(self._sent / self.rate, 0.01))
+
+    def rejoin(self) -> None:
+        """Redis is back: take tokens from the shared bucket again."""
+        local = self._local
+        if local is None:
+            return
+        self.rate = local.rate
+        self.paused_until = max(self.paused_until, local.paused_until)
+        self._local = None
+        self._tokens = 0
+        self._offset = math.nan
+        self._wake()
