@@ -844,7 +844,9 @@ class _Run:
     def _retry(self, item: _Item, delay: float) -> None:
         scope = item.scope
         if delay <= 0:
-            self.scheduler.put_front(item, scope)
+            # Throttled: to the back of the scope's queue, so one row cannot spend all its
+            # attempts within a few round trips of an overshoot.
+            self.scheduler.put_back(item, scope)
             return
         self.waiting.add(item)
         self.scheduler.hold(scope)

@@ -157,6 +157,15 @@ class Scheduler(Generic[T]):
         self.queued += 1
         self._make_ready(scope)
 
+    def put_back(self, work: T, scope: Scope[T]) -> None:
+        """Return work to the back of its scope's queue in memory (a throttled retry: by the
+        time it comes round again, the rate has had time to adapt). Never parked."""
+        if not scope.queue:
+            self._busy += 1
+        scope.queue.append(work)
+        self.queued += 1
+        self._make_ready(scope)
+
     def put_front(self, work: T, scope: Scope[T]) -> None:
         if not scope.queue:
             self._busy += 1

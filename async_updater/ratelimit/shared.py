@@ -350,8 +350,7 @@ class SharedPacer:
         self._retry_at = -math.inf
         self._offset = math.nan  # Redis time (s) minus the local monotonic clock
         self._local: Pacer | None = None  # set while Redis is away
-        self._sent = 0.0  # recent sends per second here (sizes the batches)
-        self._last_take = now
+        self._takes: deque[float] = deque(maxlen=512)  # when this process took its last tokens
         self.leader = False
         self._published = 0.0
         self._publish_at = -math.inf
@@ -382,9 +381,7 @@ class SharedPacer:
             local.take(now)
             return
         self._tokens -= 1
-        gap = max(now - self._last_take, 1e-6)
-        self._sent += 0.1 * (min(1.0 / gap, 1e5) - self._sent)
-        self._last_take = now
+        self._takes.append(now)
         if self._tokens < max(1, self._batch() // 2) and not self._fetching:
             self._fetch(now)
 
@@ -433,8 +430,22 @@ class SharedPacer:
 
     # -- Redis ---------------------------------------------------------------------------
 
+    def _sent(self) -> float:
+        """Requests per second this process sent over the last second (or its last 512)."""
+        takes = self._takes
+        if len(takes) < 2:
+            return 0.0
+        since = takes[-1] - 1.0
+        n = 0
+        for t in reversed(takes):
+            if t < since:
+                break
+            n += 1
+        span = min(1.0, takes[-1] - takes[-n]) if n > 1 else 1.0
+        return n / max(span, 1e-3)
+
     def _batch(self) -> int:
-        return max(1, math.ceil(self._sent * BATCH_S))
+        return max(1, math.ceil(self._sent() * BATCH_S))
 
     def _fetch(self, now: float) -> None:
         self._fetching = True
@@ -674,7 +685,7 @@ class SharedPacer:
         """A follower's share: what it sent of the shared rate lately."""
         if self.rate <= 0:
             return 1.0
-        return min(1.0, max(self._sent / self.rate, 0.01))
+        return min(1.0, max(self._sent() / self.rate, 0.01))
 
     def rejoin(self) -> None:
         """Redis is back: take tokens from the shared bucket again."""

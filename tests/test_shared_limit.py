@@ -1,0 +1,218 @@
+"""One limit shared through a real Redis by several updaters (each with its own connection, as
+separate processes would have), against the mock server: one leader, one rate, shared
+cool-downs, Redis gone mid-run, Redis unreachable at the start."""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import json
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from async_updater.config import UpdaterConfig
+from async_updater.mock_server import MockChimeServer, MockConfig
+from async_updater.model import Status, UserRecord
+from async_updater.pipeline import Updater
+from async_updater.ratelimit import RateController
+from async_updater.ratelimit.shared import SharedLimit, SharedLimitError
+from async_updater.report import MemoryReport
+from async_updater.signing import StaticCredentials
+
+from .redis_server import RedisServer
+
+CREDS = StaticCredentials("AKIDMOCK", "mock-secret")
+
+
+def mock(**kw: object) -> MockConfig:
+    base: dict[str, object] = {"rate_limit": 300.0, "burst": 30.0, "latency_ms": 10.0}
+    base.update(kw)
+    return MockConfig(**base)  # type: ignore[arg-type]
+
+
+def users(shard: int, n: int) -> list[UserRecord]:
+    return [UserRecord("acct", f"s{shard}-u{i}", True, False, True, i + 2) for i in range(n)]
+
+
+async def run_shards(
+    url: str, redis_url: str, shards: int, per_shard: int, notices: list[str] | None = None
+) -> list[MemoryReport]:
+    async def one(k: int) -> MemoryReport:
+        sink = MemoryReport()
+        config = UpdaterConfig(endpoint_url=url, rate=900.0, shared_limit=redis_url)
+        async with Updater(config, credentials=CREDS) as up:
+            if notices is not None:
+                up.on_notice = notices.append
+            await up.run(users(k, per_shard), sink)
+        return sink
+
+    return list(await asyncio.gather(*(one(k) for k in range(shards))))
+
+
+def expected(shards: int, per_shard: int) -> dict[tuple[str, str], dict[str, bool]]:
+    want = {"InboundCalling": True, "OutboundCalling": False, "SMS": True}
+    return {("acct", f"s{k}-u{i}"): want for k in range(shards) for i in range(per_shard)}
+
+
+async def test_processes_sharing_a_limit_follow_one_leader_and_lose_nothing(
+    redis_server: RedisServer,
+) -> None:
+    async with MockChimeServer(mock()) as server:
+        sinks = await run_shards(server.url, redis_server.url, shards=3, per_shard=400)
+    assert server.applied == expected(3, 400)
+    assert max(server.apply_counts.values()) == 1
+    assert all(len(s.results) == 400 for s in sinks)
+    assert {r.status for s in sinks for r in s.results} == {Status.UPDATED}
+
+
+async def test_only_the_leader_sets_the_shared_rate(redis_server: RedisServer) -> None:
+    """Two processes' pacers on one scope: one holds the lease; a follower's controller may
+    want another rate, but only the leader's reaches the bucket."""
+    import redis.asyncio as aioredis
+
+    a = SharedLimit(redis_server.url, namespace="test")
+    b = SharedLimit(redis_server.url, namespace="test")
+    await a.connect()
+    await b.connect()
+    try:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        pa = a.pacer("", RateController(), lambda: None, now)
+        pb = b.pacer("", RateController(), lambda: None, now)
+        await poll(lambda: pa.leader or pb.leader)
+        leader, follower = (pa, pb) if pa.leader else (pb, pa)
+        assert not follower.leader
+        follower.set_rate(5000.0, loop.time())
+        leader.set_rate(123.0, loop.time())
+        client = aioredis.from_url(redis_server.url, decode_responses=True)
+        try:
+            await poll_async(lambda: client.hget(leader.bucket, "rate"), "123.0")
+            assert float(await client.hget(leader.bucket, "rate")) == 123.0
+        finally:
+            await client.aclose()
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_a_cool_down_told_to_one_process_pauses_them_all(redis_server: RedisServer) -> None:
+    async with MockChimeServer(mock(retry_after=1.0, record_events=True)) as server:
+        await run_shards(server.url, redis_server.url, shards=3, per_shard=300)
+        events = list(server.events)
+    assert server.applied == expected(3, 300)
+    pauses = sorted(e.responded for e in events if e.status == 429)
+    assert pauses, "the server never throttled: the test shows nothing"
+    # Requests that arrived inside a pause announced more than 50 ms earlier: those were sent
+    # after it was known (the 50 ms cover requests already on their way).
+    inside = sum(1 for e in events if _inside(pauses, e.arrived, pause=1.0, tolerance=0.05))
+    assert inside <= 3, f"{inside} requests were sent into announced cool-downs"
+
+
+def _inside(pauses: Sequence[float], arrived: float, *, pause: float, tolerance: float) -> bool:
+    i = bisect.bisect_right(pauses, arrived - tolerance)
+    return i > 0 and arrived - pauses[i - 1] < pause
+
+
+async def test_redis_killed_mid_run_loses_nothing_and_each_process_goes_on_alone(
+    redis_server: RedisServer,
+) -> None:
+    notices: list[str] = []
+    async with MockChimeServer(mock(rate_limit=200.0)) as server:
+        run = asyncio.ensure_future(
+            run_shards(server.url, redis_server.url, shards=2, per_shard=400, notices=notices)
+        )
+        await poll(lambda: server.counters["accepted"] >= 150 or run.done())
+        assert not run.done(), "the run ended before Redis could be killed"
+        redis_server.kill()
+        sinks = await run
+    bad = [r for s in sinks for r in s.results if r.status is not Status.UPDATED]
+    assert bad == []
+    assert server.applied == expected(2, 400)
+    assert all(len(s.results) == 400 for s in sinks)
+    assert {r.status for s in sinks for r in s.results} == {Status.UPDATED}
+    assert any("not answering" in n and "going on alone" in n for n in notices), notices
+
+
+async def test_redis_back_after_a_loss_is_rejoined(redis_server: RedisServer) -> None:
+    notices: list[str] = []
+    async with MockChimeServer(mock(rate_limit=150.0)) as server:
+        run = asyncio.ensure_future(
+            run_shards(server.url, redis_server.url, shards=2, per_shard=600, notices=notices)
+        )
+        await poll(lambda: server.counters["accepted"] >= 100 or run.done())
+        redis_server.kill()
+        await poll(lambda: any("going on alone" in n for n in notices) or run.done())
+        redis_server.restart()
+        await poll(lambda: any("is back" in n for n in notices) or run.done())
+        await run
+    assert server.applied == expected(2, 600)
+    assert any("rejoining" in n for n in notices), notices
+
+
+async def test_redis_unreachable_at_the_start_is_a_one_line_error_before_anything_is_sent(
+    redis_server: RedisServer,
+) -> None:
+    redis_server.stop()
+    async with MockChimeServer(mock()) as server:
+        config = UpdaterConfig(endpoint_url=server.url, shared_limit=redis_server.url)
+        with pytest.raises(SharedLimitError) as info:
+            async with Updater(config, credentials=CREDS):
+                pass
+        assert server.counters["requests"] == 0
+    message = str(info.value)
+    assert "\n" not in message and "cannot reach Redis" in message
+
+
+def test_the_cli_exits_2_with_one_line_when_redis_cannot_be_reached(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    redis_server.stop()
+    users_csv = tmp_path / "users.csv"
+    users_csv.write_text("account_id,user_id,inbound_calling,outbound_calling,sms\na,u,1,0,1\n")
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "async_updater", "run", str(users_csv),
+            "--endpoint-url", "http://127.0.0.1:9", "--shared-limit", redis_server.url,
+            "--no-progress",
+        ],
+        capture_output=True, text=True, timeout=60,
+        env={"AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "x", "PATH": "/usr/bin:/bin",
+             "AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": "/dev/null",
+             "AWS_SHARED_CREDENTIALS_FILE": "/dev/null"},
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and "cannot reach Redis" in errors[0], done.stderr
+    assert "Traceback" not in done.stderr
+
+
+async def test_a_password_in_the_url_never_reaches_a_message(redis_server: RedisServer) -> None:
+    redis_server.stop()
+    url = redis_server.url.replace("redis://", "redis://user:s3cret-pw@")
+    with pytest.raises(SharedLimitError) as info:
+        await SharedLimit(url, namespace="t").connect()
+    assert "s3cret-pw" not in str(info.value)
+    assert json.dumps(str(info.value))
+
+
+async def poll(condition: object, deadline: float = 30.0) -> None:
+    """Wait until ``condition()`` holds, checking every 10 ms, for at most ``deadline`` s."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline
+    while not condition():  # type: ignore[operator]
+        if loop.time() > end:
+            raise AssertionError("condition not met within the deadline")
+        await asyncio.sleep(0.01)
+
+
+async def poll_async(read: object, want: str, deadline: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline
+    while await read() != want:  # type: ignore[operator]
+        if loop.time() > end:
+            raise AssertionError(f"never became {want!r}")
+        await asyncio.sleep(0.01)
