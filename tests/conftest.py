@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .redis_server import RedisServer, RedisUnavailable, redis_server_binary
+from async_updater.testing.redis_server import RedisServer, RedisUnavailable, redis_server_binary
 
 # Nothing in the suite may reach real AWS or an instance metadata service.
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"

@@ -15,7 +15,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from .redis_server import RedisServer, RedisUnavailable, redis_server_binary
+from async_updater.testing.redis_server import RedisServer, RedisUnavailable, redis_server_binary
 
 RECONNECT_DEADLINE = 10.0
 

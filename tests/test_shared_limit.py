@@ -23,7 +23,7 @@ from async_updater.ratelimit.shared import SharedLimit, SharedLimitError
 from async_updater.report import MemoryReport
 from async_updater.signing import StaticCredentials
 
-from .redis_server import RedisServer
+from async_updater.testing.redis_server import RedisServer
 
 CREDS = StaticCredentials("AKIDMOCK", "mock-secret")
 

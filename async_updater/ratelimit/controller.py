@@ -162,10 +162,12 @@ class RateController:
         "_cut_at",
         "_ep_accepted",
         "_ep_from",
+        "_m_acc",
         "_m_est",
         "_m_from",
         "_m_rate",
         "_m_since",
+        "_m_thr",
         "_next_probe",
         "_probe_backoff",
         "_probe_base",
@@ -213,6 +215,8 @@ class RateController:
         self._m_from = -math.inf  # send time of the throttle that began it
         self._m_rate = 0.0  # the rate that throttle was sent at
         self._m_est: float | None = None  # the estimate before it, when cruising
+        self._m_acc = 0  # answers to requests sent since that throttle: accepted, throttled
+        self._m_thr = 0
         self._next_probe = math.inf
         self._quiet_until = -math.inf  # no probe before this (set by cool-downs)
         self._probe_since = -math.inf
@@ -296,6 +300,11 @@ class RateController:
         for sample in self.log.answered(seq, outcome):
             if not self.external:
                 self._on_sample(sample, now, 1.0 / self.share)
+        if self.mode is Mode.MEASURE and sent_at >= self._m_from and not self.external:
+            if outcome is Outcome.THROTTLED:
+                self._m_thr += 1
+            elif outcome is Outcome.ACCEPTED:
+                self._m_acc += 1
         if outcome is Outcome.THROTTLED:
             self.throttled += 1
             self._on_throttle(sent_at, sent_rate, now)
@@ -352,6 +361,12 @@ class RateController:
             self._rate = min(self._ceiling, self._rate * 2.0)
             if self._rate >= self._ceiling:
                 self._cruise(now)
+
+    def on_tally(self, accepted: int, throttled: int) -> None:
+        """Answers of the whole fleet sharing the limit (``external``), tallied elsewhere."""
+        if self.mode is Mode.MEASURE:
+            self._m_acc += accepted
+            self._m_thr += throttled
 
     def on_sample(self, sample: Sample, now: float) -> None:
         """A measure of the limit from elsewhere (``external``): the whole fleet's answers."""
@@ -420,6 +435,7 @@ class RateController:
         self._m_since = now
         self._m_from = sent_at
         self._m_rate = rate
+        self._m_acc = self._m_thr = 0
         self._rate = self._clamp(min(self._rate, rate))  # no more growth
         self._cut_at = now
         self.cuts += 1
@@ -477,8 +493,14 @@ class RateController:
         measured = self.estimate.updated_at >= self._m_since
         if not measured:
             accepted, span = self._measured_so_far()
+            answered = self._m_acc + self._m_thr
             if accepted >= 4 and span > 0:
                 self.estimate.provisional(accepted / span, now)
+                measured = True
+            elif answered >= 6:
+                # Too few throttles in a row to time the limit, but of the requests sent at
+                # the rate that was throttled, the share accepted is the limit's share of it.
+                self.estimate.provisional(self._m_rate * self._m_acc / answered, now)
                 measured = True
             else:
                 # Nothing measured (too few requests in flight): the rate throttled is above

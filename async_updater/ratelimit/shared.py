@@ -637,6 +637,7 @@ class SharedPacer:
         self._slot_read = current - 1
         for slot, (accepted, throttled) in zip(range(first, current), tallies, strict=True):
             a, t = int(accepted or 0), int(throttled or 0)
+            self._controller.on_tally(a, t)
             if t == 0:
                 self._controller.on_round(a, SLOT_S, loop_now)
                 continue
