@@ -126,9 +126,9 @@ def decide(
     """The retry policy as a table: the answer's class and the row's history in, an action out.
 
     Throttled rows go straight back to their scope's queue (at its end): the rate limiter
-    already slows the scope, a back-off on top would only idle it. Other retryable answers wait ``backoff``
-    seconds (full jitter, computed by the caller) and spend the global retry budget, so a
-    server that fails everything costs a bounded number of extra requests.
+    already slows the scope, a back-off on top would only idle it. Other retryable answers
+    wait ``backoff`` seconds (full jitter, computed by the caller) and spend the global retry
+    budget, so a server that fails everything costs a bounded number of extra requests.
     """
     if kind is ErrorClass.SUCCESS:
         return _SUCCEED

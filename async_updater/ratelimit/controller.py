@@ -362,6 +362,13 @@ class RateController:
             if self._rate >= self._ceiling:
                 self._cruise(now)
 
+    def fleet_throttled(self, rate: float, now: float) -> None:
+        """Another process sharing the limit was throttled while pacing at ``rate``: in slow
+        start or a probe, stop growing now (as its own first throttle would)."""
+        if self.mode is Mode.STARTUP or self.mode is Mode.PROBE:
+            self.bounds.throttled(rate)
+            self._measure(now, rate, now - (self.rtt.srtt if not math.isnan(self.rtt.srtt) else 0))
+
     def on_tally(self, accepted: int, throttled: int) -> None:
         """Answers of the whole fleet sharing the limit (``external``), tallied elsewhere."""
         if self.mode is Mode.MEASURE:

@@ -42,6 +42,7 @@ RETRY_S = 1.0  # how often a process cut off from Redis tries it again
 SLOT_S = 0.2  # answers of all processes are tallied per slot of this many seconds (Redis time)
 OVERLOADED = 0.05  # a slot with at least this share of its answers throttled measures the limit
 PUBLISH_EVERY_S = 0.05  # the leader writes a changed rate at most this often
+SIGNAL_EVERY_S = 0.05  # a follower tells the leader it was throttled at most this often
 _STEP = 0.005  # a rate change under 0.5% is not worth a write
 
 # The bucket: tokens refill at ``rate`` up to ``burst_s`` of it (at least one); nothing is
@@ -309,9 +310,13 @@ class SharedLimit:
                 continue
             pacer = self.pacers.get(str(message.get("channel")))
             data = str(message.get("data", ""))
-            if pacer is not None and data.startswith("pause "):
+            if pacer is None:
+                continue
+            if data.startswith("pause "):
                 _, until, stamp = data.split()
                 pacer.paused_remotely(int(until), int(stamp))
+            elif data.startswith("throttled "):
+                pacer.throttled_elsewhere(float(data.split()[1]))
 
 
 def _safe_url(url: str) -> str:
@@ -351,6 +356,8 @@ class SharedPacer:
         self._offset = math.nan  # Redis time (s) minus the local monotonic clock
         self._local: Pacer | None = None  # set while Redis is away
         self._takes: deque[float] = deque(maxlen=512)  # when this process took its last tokens
+        self._seen_throttles = 0
+        self._signal_at = -math.inf
         self.leader = False
         self._published = 0.0
         self._publish_at = -math.inf
@@ -382,6 +389,14 @@ class SharedPacer:
             return
         self._tokens -= 1
         self._takes.append(now)
+        throttled = self._controller.throttled
+        if throttled != self._seen_throttles:
+            self._seen_throttles = throttled
+            if not self.leader and now >= self._signal_at:
+                # Tell the leader at once: in slow start or a probe, the fleet's first throttles
+                # are mostly other processes' (it sees its share of them, a round trip later).
+                self._signal_at = now + SIGNAL_EVERY_S
+                self._shared.spawn(self._signal_throttle())
         if self._tokens < max(1, self._batch() // 2) and not self._fetching:
             self._fetch(now)
 
@@ -500,6 +515,21 @@ class SharedPacer:
         finally:
             self._fetching = False
             self._wake()
+
+    async def _signal_throttle(self) -> None:
+        client = self._shared.client
+        if client is None:
+            return
+        try:
+            await client.publish(self.channel, f"throttled {self.rate!r}")
+        except Exception as exc:
+            self._shared.lost(exc)
+
+    def throttled_elsewhere(self, rate: float) -> None:
+        """Another process was throttled at the shared ``rate``: as if this one had been."""
+        if self.leader:
+            now = asyncio.get_running_loop().time()
+            self._controller.fleet_throttled(rate, now)
 
     async def _write_pause(self, seconds: float) -> None:
         try:
