@@ -119,9 +119,7 @@ def run_shards(
         "goodput": check.applied_right / busy / LIMIT if busy else 0.0,
         "throttled_share": counters.get("throttled", 0) / requests if requests else 0.0,
         "requests": requests,
-        "violations_50ms": (
-            cooldown_violations(events, retry_after, 0.05) if retry_after else 0
-        ),
+        "violations_50ms": (cooldown_violations(events, retry_after, 0.05) if retry_after else 0),
         "notices": sorted(set(n.partition("shared limit: ")[2][:60] for n in notices)),
     }
 

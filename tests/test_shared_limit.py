@@ -22,7 +22,6 @@ from async_updater.ratelimit import RateController
 from async_updater.ratelimit.shared import SharedLimit, SharedLimitError
 from async_updater.report import MemoryReport
 from async_updater.signing import StaticCredentials
-
 from async_updater.testing.redis_server import RedisServer
 
 CREDS = StaticCredentials("AKIDMOCK", "mock-secret")
