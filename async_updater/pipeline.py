@@ -309,13 +309,14 @@ class Updater:
 
     def summary(self, report_path: str | None = None) -> RunSummary:
         run = self._run
+        elapsed = self._clock.now() - self.stats.started
         return self.stats.summary(
             self._clock.now(),
             cuts=self.cuts,
             final_rate=(run.scheduler.rate_total or None) if run is not None else None,
             interrupted=self.interrupted,
             report_path=report_path,
-            bound_by=self.bound_by,
+            bound_by=run.bound_by(over=elapsed) if run is not None else "",
         )
 
 
@@ -459,14 +460,22 @@ class _Run:
         sched = self.scheduler
         return sched.past_cuts + sum(s.controller.cuts for s in sched.scopes.values())
 
-    def bound_by(self) -> str:
+    def bound_by(self, *, over: float | None = None) -> str:
+        """``--concurrency`` or ``--rate`` when that ceiling holds the run back now, or (given
+        ``over``, the run's length in seconds) held it back for a tenth of it or more."""
         sched = self.scheduler
-        if sched.concurrency.at_ceiling:
+        if over is None:
+            if sched.concurrency.at_ceiling:
+                return "--concurrency"
+            return "--rate" if sched.at_rate_ceiling else ""
+        share = max(over, 1e-9) / 10.0
+        concurrency = sched.concurrency
+        held = concurrency.bound_s
+        if concurrency.at_ceiling:
+            held += self.clock.now() - concurrency.bound_since
+        if held >= share:
             return "--concurrency"
-        scopes = [s for s in sched.scopes.values() if s.queue or s.in_flight]
-        if scopes and all(s.controller.at_ceiling for s in scopes):
-            return "--rate"
-        return ""
+        return "--rate" if sched.rate_bound_s >= share else ""
 
     # -- feeding ------------------------------------------------------------------------
 

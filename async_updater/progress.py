@@ -27,9 +27,15 @@ class _Sample:
 
 
 def progress_figures(
-    stats: RunStats, total: int | None, allowed_rate: float, last: _Sample, now: _Sample
+    stats: RunStats,
+    total: int | None,
+    allowed_rate: float,
+    last: _Sample,
+    now: _Sample,
+    bound_by: str = "",
 ) -> dict[str, str]:
-    """The figures shown, as text; the rich and the plain display both use them."""
+    """The figures shown, as text; the rich and the plain display both use them. ``bound_by``
+    names the option holding the run back, if one is (not the server)."""
     dt = max(1e-9, now.t - last.t)
     done = now.done + stats.skipped
     c = stats.counts
@@ -37,7 +43,8 @@ def progress_figures(
         "rows": f"{done}/{total if total else '?'} rows"
         + (f" ({100.0 * min(done, total) / total:.0f}%)" if total else ""),
         "eta": "ETA " + _eta(done, total, (now.done - last.done) / dt),
-        "rate": f"{(now.requests - last.requests) / dt:.0f} req/s (allowed {allowed_rate:.0f}/s)",
+        "rate": f"{(now.requests - last.requests) / dt:.0f} req/s (allowed {allowed_rate:.0f}/s)"
+        + (f" held back by {bound_by}" if bound_by else ""),
         "in_flight": f"in flight {stats.in_flight}",
         "counts": f"updated {c.get('updated', 0)}  "
         + (f"unchanged {c['unchanged']}  " if c.get("unchanged") else "")
@@ -48,9 +55,14 @@ def progress_figures(
 
 
 def progress_line(
-    stats: RunStats, total: int | None, allowed_rate: float, last: _Sample, now: _Sample
+    stats: RunStats,
+    total: int | None,
+    allowed_rate: float,
+    last: _Sample,
+    now: _Sample,
+    bound_by: str = "",
 ) -> str:
-    f = progress_figures(stats, total, allowed_rate, last, now)
+    f = progress_figures(stats, total, allowed_rate, last, now, bound_by)
     return "  ".join(f[k] for k in ("rows", "rate", "counts", "recent", "in_flight", "eta"))
 
 
@@ -151,7 +163,9 @@ class ProgressDisplay:
         return last, now
 
     def _text(self) -> str:
-        return progress_line(self.updater.stats, self.total, self.updater.rate, *self._pair())
+        return progress_line(
+            self.updater.stats, self.total, self.updater.rate, *self._pair(), self.updater.bound_by
+        )
 
     def _render(self) -> Any:
         from rich.console import Group
@@ -159,7 +173,9 @@ class ProgressDisplay:
         from rich.table import Table
 
         stats = self.updater.stats
-        f = progress_figures(stats, self.total, self.updater.rate, *self._pair())
+        f = progress_figures(
+            stats, self.total, self.updater.rate, *self._pair(), self.updater.bound_by
+        )
         done = stats.done + stats.skipped
         grid = Table.grid(padding=(0, 2))
         grid.add_row(

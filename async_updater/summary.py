@@ -47,6 +47,10 @@ def format_summary(
         ),
         ("latency", _latency(s.latency_p50_ms, s.latency_p95_ms, s.latency_p99_ms)),
     ]
+    if s.bound_by:
+        rows.append(
+            ("held back", f"by {s.bound_by}, not by the server: it could take more; raise it")
+        )
     if s.clock_offset_s is not None:
         rows.append(("clock", f"offset {s.clock_offset_s:+.1f} s (from the server's Date)"))
     rows += [("error", f"{code} x{n}: {example}") for code, n, example in s.top_errors]

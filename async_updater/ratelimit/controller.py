@@ -61,7 +61,9 @@ class ControllerSettings:
     ``cooldown_probe_factor`` times the pause, doubling each time a probe found nothing new.
     ``hold_s`` / ``hold_rtts`` / ``hold_requests``: a probe step counts as sustained once held
     for the longest of these without a throttle, and long enough that a burst of
-    ``burst_allowance_s`` could not have hidden it, up to ``hold_max_s``.
+    ``burst_allowance_s`` could not have hidden it, up to ``hold_max_s`` (times
+    ``cooldown_hold_factor`` once the server has announced cool-downs: there a step that only
+    seemed to hold costs a whole pause).
     ``burst_allowance_s``: sending this many seconds' worth of the estimate above it, with no
     throttle, means the limit rose (no server burst is taken to be larger).
     ``min_accepted``: accepted requests pooled into one estimate (its error is ~1/min_accepted);
@@ -79,7 +81,8 @@ class ControllerSettings:
     probe_every_requests: float = 500.0
     cooldown_probe_factor: float = 20.0
     hold_s: float = 0.5
-    hold_max_s: float = 3.0
+    hold_max_s: float = 1.0
+    cooldown_hold_factor: float = 4.0
     hold_rtts: float = 8.0
     hold_requests: float = 16.0
     burst_allowance_s: float = 1.0
@@ -104,6 +107,7 @@ class ControllerSettings:
             self.hold_rtts,
             self.hold_requests,
             self.hold_max_s,
+            self.cooldown_hold_factor,
             self.min_round_s,
         )
         if min(periods) < 0:
@@ -158,6 +162,10 @@ class RateController:
 
     __slots__ = (
         "_ceiling",
+        "_climb",
+        "_climb_base",
+        "_climb_sent",
+        "_climb_since",
         "_cooldown_until",
         "_cut_at",
         "_ep_accepted",
@@ -222,6 +230,10 @@ class RateController:
         self._probe_since = -math.inf
         self._probe_sent = 0
         self._probe_base = 0.0
+        self._climb = 0  # probe steps held in a row, in the climb under way
+        self._climb_base = 0.0  # the estimate the climb started from, when, and sent since
+        self._climb_since = -math.inf
+        self._climb_sent = 0
         self._probe_backoff = 1.0
         self._cooldown_until = -math.inf
         self._ep_from = math.nan  # send time of the throttle that began the last cool-down
@@ -286,6 +298,7 @@ class RateController:
     def on_send(self, now: float) -> int:
         if self.mode is Mode.PROBE:
             self._probe_sent += 1
+            self._climb_sent += 1
         if self._round_at == -math.inf:
             self._round_at = now
         return self.log.sent(now, self._rate)
@@ -423,8 +436,9 @@ class RateController:
                 if self._rate >= self._ceiling:
                     self._cruise(now)
         elif self.mode is Mode.PROBE and self.bounds.hi == math.inf:
-            above = self._probe_sent / self.share - self._probe_base * (now - self._probe_since)
-            if above > self._probe_base * self.settings.burst_allowance_s:
+            elapsed = now - self._climb_since
+            above = self._climb_sent / self.share - self._climb_base * elapsed
+            if above > self._climb_base * self.settings.burst_allowance_s:
                 # More sent above the estimate than a burst explains: the limit rose.
                 self._probe_backoff = 1.0
                 self.bounds.sustained(self._rate)
@@ -463,7 +477,12 @@ class RateController:
             if now >= self._cooldown_until:
                 self._measured(now)
             return
-        accepted, span = self._measured_so_far()
+        if self._m_est is not None:
+            # Throttled while cruising: only a second throttle (a closed interval) says the
+            # limit fell; the open interval would only measure our own rate, below the limit.
+            accepted, span = self.estimate.pooled(self._m_from)
+        else:
+            accepted, span = self._measured_so_far()
         if accepted < 2 or span <= 0:
             return
         measured = accepted / span
@@ -534,19 +553,24 @@ class RateController:
         return self._clamp(min(self.bounds.hi, max(measured, self.bounds.lo)))
 
     def _bisect(self) -> float:
-        """The next rate to try between the bounds: their geometric middle, but no lower than
-        half the rate throttled (an overshoot in slow start is at most a doubling)."""
+        """The next rate to try between the bounds: their geometric middle, or half the rate
+        throttled while nothing below it is known (slow start overshoots by a doubling, more
+        only when a burst hid the limit)."""
         b = self.bounds
-        return max(b.hi / 2.0, math.sqrt(b.lo * b.hi))
+        return math.sqrt(b.lo * b.hi) if b.lo > 0 else b.hi / 2.0
 
-    def _probe(self, now: float, base: float) -> None:
+    def _probe(self, now: float, base: float, *, climbing: bool = False) -> None:
         """Step above ``base``: into the middle of the bounds if the limit is bracketed, else
-        by ``probe_gain``."""
+        by ``probe_gain``, and by twice as much more for each step already held in this climb
+        (a limit that rose far is reached in a few steps, as CUBIC's convex probe does)."""
+        if not climbing:
+            self._climb = 0
+            self._climb_base, self._climb_since, self._climb_sent = base, now, 0
         b = self.bounds
         if b.hi < math.inf and b.hi > base * self.settings.narrow:
             step = math.sqrt(base * b.hi)
         else:
-            step = base * self.settings.probe_gain
+            step = base * (1.0 + (self.settings.probe_gain - 1.0) * 2.0**self._climb)
         self._step(now, step, base)
 
     def _step(self, now: float, rate: float, base: float | None = None) -> None:
@@ -555,6 +579,9 @@ class RateController:
         self._probe_since = now
         self._probe_sent = 0
         self._probe_base = base if base is not None else max(self.bounds.lo, rate / 2.0)
+        if base is None:  # a first step, not one of a climb
+            self._climb = 0
+            self._climb_base, self._climb_since, self._climb_sent = self._probe_base, now, 0
         self._rate = self._clamp(rate)
         self._next_probe = math.inf
 
@@ -566,7 +593,9 @@ class RateController:
         # Long enough that a burst of ``burst_allowance_s`` of the base could not have hidden
         # a step above the limit (within reason: a bigger burst is caught by a later throttle).
         excess = max(self._rate - self._probe_base, 1e-9)
-        burst = min(s.hold_max_s, s.burst_allowance_s * self._probe_base / excess)
+        # Where every overshoot costs a cool-down, being fooled costs a pause: hold longer.
+        cap = s.hold_max_s * (s.cooldown_hold_factor if self.cooldowns else 1.0)
+        burst = min(cap, s.burst_allowance_s * self._probe_base / excess)
         hold = max(s.hold_s, s.hold_rtts * srtt, s.hold_requests / self._rate, burst)
         elapsed = now - self._probe_since
         if elapsed < hold:
@@ -578,7 +607,8 @@ class RateController:
         if self._rate >= self._ceiling or self.bounds.narrow(self.settings.narrow):
             self._cruise(now)  # found it (or the ceiling): hold it
             return
-        self._probe(now, self._rate)
+        self._climb += 1
+        self._probe(now, self._rate, climbing=True)
 
     def _clamp(self, rate: float) -> float:
         return min(self._ceiling, max(self.settings.floor, rate))

@@ -120,6 +120,9 @@ class Scheduler(Generic[T]):
         self.prior: float | None = None
         self._forgotten: float | None = None
         self._next_sweep = -math.inf
+        self._last_sweep = -math.inf
+        self.at_rate_ceiling = False  # every scope with work is held at --rate
+        self.rate_bound_s = 0.0  # how long that was so
         self.rate_total = 0.0  # allowed rates summed over scopes with work
         self.past_cuts = 0  # rate cuts of forgotten scopes
         self.on_scope: Callable[[Scope[T]], None] | None = None
@@ -328,11 +331,14 @@ class Scheduler(Generic[T]):
 
     def _sweep(self, now: float) -> None:
         """Forget idle scopes whose bucket is full, size the in-flight cap."""
+        since = now - self._last_sweep if self._last_sweep > -math.inf else 0.0
+        self._last_sweep = now
         self._next_sweep = now + _SWEEP_EVERY_S
         total = 0.0
         forget: list[str] = []
         learned: list[float] = []
         overflow = self.overflow
+        busy = ceiling = 0
         for key, scope in self.scopes.items():
             limit = scope.controller.limit
             if limit is not None:
@@ -342,6 +348,11 @@ class Scheduler(Generic[T]):
                     forget.append(key)
                 continue
             total += scope.sync_rate(now)
+            busy += 1
+            ceiling += scope.controller.at_ceiling
+        self.at_rate_ceiling = busy > 0 and ceiling == busy
+        if self.at_rate_ceiling:
+            self.rate_bound_s += since
         for key in forget:
             self._forget(self.scopes.pop(key))
         self.rate_total = total
