@@ -99,3 +99,45 @@ def test_retry_budget_never_grows_past_its_capacity() -> None:
     for _ in range(10):
         budget.on_success()
     assert budget.tokens == 2
+
+
+# -- the retry policy as a table -------------------------------------------------------------
+
+from async_updater.retry import Action, decide  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    ("kind", "attempts", "refreshed", "budget_left", "action", "why", "spends"),
+    [
+        (ErrorClass.SUCCESS, 1, False, True, Action.SUCCEED, "", False),
+        (ErrorClass.FINAL, 1, False, True, Action.FAIL, "", False),
+        (ErrorClass.EXPIRED_CREDENTIALS, 1, False, True, Action.REFRESH, "", False),
+        (ErrorClass.EXPIRED_CREDENTIALS, 2, True, True, Action.FAIL, "", False),
+        (ErrorClass.THROTTLED, 3, False, False, Action.RETRY, "", False),
+        (ErrorClass.THROTTLED, 8, False, True, Action.FAIL, "gave up after 8 attempts: ", False),
+        (ErrorClass.TRANSIENT, 2, False, True, Action.RETRY, "", True),
+        (ErrorClass.OVERLOADED, 2, False, True, Action.RETRY, "", True),
+        (ErrorClass.TRANSIENT, 2, False, False, Action.FAIL, "retry budget exhausted: ", False),
+        (ErrorClass.TRANSIENT, 8, False, True, Action.FAIL, "gave up after 8 attempts: ", False),
+    ],
+)
+def test_the_retry_decision_for_each_answer_and_history(
+    kind: ErrorClass,
+    attempts: int,
+    refreshed: bool,
+    budget_left: bool,
+    action: Action,
+    why: str,
+    spends: bool,
+) -> None:
+    d = decide(
+        kind,
+        attempts=attempts,
+        max_attempts=8,
+        refreshed=refreshed,
+        budget_left=budget_left,
+        backoff=0.25,
+    )
+    assert (d.action, d.why, d.spends_budget) == (action, why, spends)
+    # Throttled rows are not backed off (the pacing slows them); the others wait.
+    assert d.delay == (0.25 if action is Action.RETRY and kind is not ErrorClass.THROTTLED else 0.0)

@@ -1,0 +1,60 @@
+"""The pacer: a token bucket that never waits, only says when the next token is due."""
+
+from __future__ import annotations
+
+import pytest
+
+from async_updater.ratelimit import Pacer
+
+
+def test_it_starts_with_one_token_not_a_burst() -> None:
+    p = Pacer(100.0, now=0.0)
+    assert p.delay(0.0) == 0.0
+    p.take(0.0)
+    assert p.delay(0.0) == pytest.approx(0.01)
+
+
+def test_tokens_come_at_the_rate_and_at_most_a_burst_s_worth_is_kept() -> None:
+    p = Pacer(1000.0, now=0.0, burst_s=0.02)
+    p.take(0.0)
+    taken = 0
+    while p.delay(10.0) == 0.0:  # a long idle: the bucket holds 20 ms' worth, not 10 s'
+        p.take(10.0)
+        taken += 1
+    assert taken == 20
+
+
+def test_a_new_rate_keeps_the_tokens_earned_so_far() -> None:
+    p = Pacer(1.0, now=0.0)
+    p.take(0.0)
+    assert p.delay(0.5) == pytest.approx(0.5)  # half a token earned at 1/s
+    p.set_rate(100.0, 0.5)
+    assert p.delay(0.5) == pytest.approx(0.005)  # the other half at 100/s
+
+
+def test_a_pause_grants_nothing_until_it_ends_and_cannot_be_shortened() -> None:
+    p = Pacer(1000.0, now=0.0)
+    assert p.pause_until(2.0)
+    assert not p.pause_until(1.0)
+    assert p.delay(1.5) == pytest.approx(0.5)
+    assert p.delay(2.0) > 0.0  # it restarts from empty: no burst at the end of a pause
+    assert p.delay(2.002) == 0.0
+
+
+def test_a_token_given_back_is_there_again() -> None:
+    p = Pacer(1.0, now=0.0)
+    p.take(0.0)
+    p.give_back()
+    assert p.delay(0.0) == 0.0
+
+
+def test_full_means_forgetting_it_loses_nothing() -> None:
+    p = Pacer(10.0, now=0.0)
+    p.take(0.0)
+    assert not p.full(0.05)
+    assert p.full(1.0)
+
+
+def test_a_rate_that_is_not_positive_is_refused() -> None:
+    with pytest.raises(ValueError, match="rate"):
+        Pacer(0.0, now=0.0)

@@ -1,0 +1,155 @@
+"""The scheduler in virtual time: per-scope queues served in turn, a paused scope never holding
+back another, the in-flight cap, scopes forgotten when idle, work parked on disk past a share
+of memory."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import pickle
+
+from async_updater.ratelimit import InFlightLimit, LoopClock, Scheduler
+from async_updater.ratelimit.overflow import Overflow
+from async_updater.testing import virtual_time
+
+
+async def take(sched: Scheduler[str], n: int) -> list[tuple[float, str, str]]:
+    """The next ``n`` works handed out: (when, scope, work); each is done at once."""
+    loop = asyncio.get_running_loop()
+    out = []
+    for _ in range(n):
+        got = await asyncio.wait_for(sched.next(), 3600)
+        assert got is not None
+        work, scope = got
+        out.append((loop.time(), scope.key, work))
+        sched.done(scope)
+    return out
+
+
+@virtual_time
+async def test_scopes_with_work_are_served_in_turn() -> None:
+    sched: Scheduler[str] = Scheduler(LoopClock(), ceiling=1000.0)
+    for key in ("a", "b", "c"):
+        scope = sched.scope(key)
+        for i in range(3):
+            sched.put(f"{key}{i}", scope)
+    order = [work for _, _, work in await take(sched, 9)]
+    assert order[:3] == ["a0", "b0", "c0"]  # round robin, not one scope's queue first
+    assert sorted(order) == sorted(f"{k}{i}" for k in "abc" for i in range(3))
+
+
+@virtual_time
+async def test_a_paused_scope_does_not_delay_another() -> None:
+    sched: Scheduler[str] = Scheduler(LoopClock(), ceiling=50.0)
+    paused, other = sched.scope("paused"), sched.scope("other")
+    loop = asyncio.get_running_loop()
+    paused.pacer.pause_until(loop.time() + 30.0)
+    for i in range(20):
+        sched.put(f"p{i}", paused)
+        sched.put(f"o{i}", other)
+    start = loop.time()
+    handed = await take(sched, 20)
+    assert {scope for _, scope, _ in handed} == {"other"}
+    # All 20 of the other scope's works left long before the pause ended.
+    assert max(when for when, _, _ in handed) - start < 30.0
+    handed = await take(sched, 1)
+    assert handed[0][1] == "paused" and handed[0][0] >= start + 30.0
+
+
+@virtual_time
+async def test_requests_in_flight_never_exceed_the_cap_and_done_frees_a_slot() -> None:
+    sched: Scheduler[str] = Scheduler(
+        LoopClock(), ceiling=1e6, concurrency=InFlightLimit(3, auto=False)
+    )
+    scope = sched.scope("")
+    for i in range(10):
+        sched.put(str(i), scope)
+    got = [await sched.next() for _ in range(3)]
+    assert sched.in_flight == 3
+    waiting = asyncio.ensure_future(sched.next())
+    await asyncio.sleep(1.0)
+    assert not waiting.done()  # the cap holds it back
+    assert got[0] is not None
+    sched.done(got[0][1])
+    assert (await asyncio.wait_for(waiting, 1.0)) is not None
+    assert sched.in_flight == 3
+
+
+def test_in_flight_cap_follows_rate_times_latency_with_headroom_up_to_the_ceiling() -> None:
+    cap = InFlightLimit(1024)
+    assert cap.update(rate=500.0, latency=0.06) == math.ceil(2 * 500 * 0.06) + 4
+    assert cap.update(rate=100_000.0, latency=1.0) == 1024
+    fixed = InFlightLimit(32, auto=False)
+    assert fixed.update(rate=1.0, latency=0.01) == 32
+
+
+def test_the_in_flight_ceiling_reports_when_it_holds_work_back() -> None:
+    cap = InFlightLimit(8, auto=False)
+    cap.blocked(10.0)
+    assert cap.at_ceiling
+    cap.unblocked(12.5)
+    assert not cap.at_ceiling and cap.bound_s == 2.5
+
+
+@virtual_time
+async def test_an_idle_scope_with_a_full_bucket_is_forgotten_and_what_it_learned_kept() -> None:
+    sched: Scheduler[str] = Scheduler(LoopClock(), ceiling=100.0)
+    scope = sched.scope("acct-1")
+    scope.controller.estimate.provisional(80.0, 0.0)
+    sched.put("w", scope)
+    await take(sched, 1)
+    # Nothing queued or in flight; its bucket refills within a second: the next sweep forgets.
+    sched.put("x", sched.scope("acct-2"))
+    await asyncio.sleep(2.0)
+    await take(sched, 1)
+    assert "acct-1" not in sched.scopes
+    assert sched.prior is not None  # a new scope starts from what was learned
+
+
+@virtual_time
+async def test_work_past_a_scopes_share_of_memory_is_parked_and_comes_back_in_order() -> None:
+    overflow: Overflow[str, object] = Overflow(
+        lambda w: pickle.dumps(w), lambda blob, scope: pickle.loads(blob)
+    )
+    sched: Scheduler[str] = Scheduler(LoopClock(), ceiling=1e6, overflow=overflow, memory=64)
+    busy = sched.scope("busy")
+    for i in range(200):  # an export sorted by account: one account's rows first
+        sched.put(f"b{i}", busy)
+    assert sched.parked > 0 and len(busy.queue) <= 32
+    other = sched.scope("other")
+    sched.put("o0", other)
+    assert other.queue  # a later account still gets in
+    handed = [work for _, _, work in await take(sched, 201)]
+    assert [w for w in handed if w.startswith("b")] == [f"b{i}" for i in range(200)]
+    assert "o0" in handed[:3]  # served in turn, not after all of "busy"
+    assert sched.parked == 0
+    overflow.close()
+
+
+@virtual_time
+async def test_a_retry_goes_to_the_back_of_its_scopes_queue_and_is_never_parked() -> None:
+    overflow: Overflow[str, object] = Overflow(
+        lambda w: pickle.dumps(w), lambda blob, scope: pickle.loads(blob)
+    )
+    sched: Scheduler[str] = Scheduler(LoopClock(), ceiling=1e6, overflow=overflow, memory=8)
+    scope = sched.scope("s")
+    for i in range(20):
+        sched.put(f"w{i}", scope)
+    queued = len(scope.queue)
+    sched.put_back("retry", scope)
+    assert len(scope.queue) == queued + 1 and scope.queue[-1] == "retry"
+    overflow.close()
+
+
+def test_the_overflow_file_keeps_each_keys_works_first_in_first_out() -> None:
+    overflow: Overflow[str, str] = Overflow(
+        lambda w: w.encode(), lambda blob, scope: f"{scope}:{blob.decode()}"
+    )
+    for i in range(10):
+        overflow.park("a", f"a{i}")
+        overflow.park("b", f"b{i}")
+    assert overflow.parked == 20 and overflow.count("a") == 10
+    assert overflow.unpark("a", 3, "A") == ["A:a0", "A:a1", "A:a2"]
+    assert overflow.unpark("b", 100, "B") == [f"B:b{i}" for i in range(10)]
+    assert "b" not in overflow and overflow.parked == 7
+    overflow.close()
