@@ -272,3 +272,43 @@ def test_a_throttle_with_a_cool_down_is_never_tolerated_as_noise() -> None:
     assert out.pauses == 1 and out.sent_in_pause == 0
     assert c.mode is Mode.MEASURE
     assert c.bounds.hi <= 4096
+
+
+def test_how_long_a_refilled_bucket_lasts_at_two_rates_measures_the_limit() -> None:
+    """limit 100/s, burst 40: after each pause the bucket is full; at 150/s it lasts
+    40/50 = 0.8 s (120 accepted), at 125/s 40/25 = 1.6 s (200 accepted)."""
+    from async_updater.ratelimit import DrainFit
+
+    fit = DrainFit()
+    for start, rate, accepted, lasted in ((10.0, 150.0, 120, 0.8), (20.0, 125.0, 200, 1.6)):
+        fit.resumed(start, rate)
+        for i in range(accepted):
+            fit.answered(start + i / rate, rate, True)
+        result = fit.throttled(start + lasted)
+    assert result == pytest.approx(100.0)
+
+
+def test_a_window_whose_rate_changed_measures_nothing() -> None:
+    from async_updater.ratelimit import DrainFit
+
+    fit = DrainFit()
+    fit.resumed(0.0, 150.0)
+    for i in range(120):
+        fit.answered(i / 150, 150.0, True)
+    assert fit.throttled(0.8) is None  # one window: not yet
+    fit.resumed(10.0, 125.0)
+    for i in range(100):
+        fit.answered(10.0 + i / 125, 125.0, True)
+    fit.answered(10.9, 160.0, True)  # a probe stepped up inside the window
+    assert fit.throttled(11.6) is None
+
+
+def test_a_limit_found_through_cool_downs_needs_few_of_them() -> None:
+    """One request in flight at a time (1 ms round trips), a 2 s pause on every 429: nothing
+    is measured from throttles in a row, so each overshoot costs a pause; how long the
+    refilled bucket lasts finds the limit within a few of them."""
+    c = RateController()
+    out = drive(c, limit=113, burst=41, rtt=0.002, seconds=60, retry_after=2.0)
+    assert out.sent_in_pause == 0
+    assert out.pauses <= 5
+    assert 0.85 * 113 <= c.rate_at(60.0) <= 113

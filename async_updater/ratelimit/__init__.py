@@ -4,7 +4,7 @@ and the in-flight cap. ``Scheduler`` is the only part that waits; the rest is ar
 from .clock import Cancellable, Clock, LoopClock
 from .concurrency import DEFAULT_MAX_CONCURRENCY, InFlightLimit
 from .controller import ControllerSettings, Mode, RateController
-from .estimator import LimitEstimate, Outcome, RoundTrip, Sample, SendLog
+from .estimator import DrainFit, LimitEstimate, Outcome, RoundTrip, Sample, SendLog
 from .pacer import Pacer
 from .scheduler import Scheduler, Scope
 
@@ -13,6 +13,7 @@ __all__ = [
     "Cancellable",
     "Clock",
     "ControllerSettings",
+    "DrainFit",
     "InFlightLimit",
     "LimitEstimate",
     "LoopClock",

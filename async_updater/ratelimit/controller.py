@@ -32,7 +32,7 @@ import math
 from dataclasses import dataclass
 from enum import Enum
 
-from .estimator import LimitEstimate, Outcome, RoundTrip, Sample, SendLog
+from .estimator import DrainFit, LimitEstimate, Outcome, RoundTrip, Sample, SendLog
 
 __all__ = ["Bounds", "ControllerSettings", "Mode", "RateController"]
 
@@ -160,6 +160,11 @@ class Bounds:
             self.lo = self.lo_before = 0.0
         self.hi = min(self.hi, below)
 
+    def disprove(self, limit: float) -> None:
+        """The limit was measured at ``limit``: rates above it only seemed to hold."""
+        while self.lo > limit:
+            self.lo, self.lo_before = self.lo_before, 0.0
+
     def narrow(self, ratio: float) -> bool:
         return self.lo > 0 and self.hi <= self.lo * ratio
 
@@ -180,6 +185,7 @@ class RateController:
         "_climb_since",
         "_cooldown_until",
         "_cut_at",
+        "_drain",
         "_ep_accepted",
         "_ep_from",
         "_m_acc",
@@ -258,6 +264,7 @@ class RateController:
         self._cooldown_until = -math.inf
         self._ep_from = math.nan  # send time of the throttle that began the last cool-down
         self._ep_accepted = 0  # accepted answers since then
+        self._drain = DrainFit()
         self.cuts = 0
         self.cooldowns = 0
         # The part of the scope's traffic this controller sees (1.0 unless the limit is shared
@@ -304,6 +311,7 @@ class RateController:
         if mode is Mode.MEASURE:
             if self._cooldown_until >= self._m_since:
                 self._after_cooldown(now)
+                self._drain.resumed(now, self._rate)
             elif self._measure_timed_out(now):
                 self._after_silence(now)
         elif mode is Mode.CRUISE:
@@ -331,6 +339,8 @@ class RateController:
         # sends at the current rate or a round trip, whichever is longer.
         self.log.set_gap(max(0.05, 4.0 / self._rate, 2.0 * self.rtt.srtt))
         sent_rate = self.log.rate_at_send(seq)
+        if outcome is not Outcome.UNKNOWN:
+            self._drain.answered(sent_at, sent_rate, outcome is Outcome.ACCEPTED)
         for sample in self.log.answered(seq, outcome):
             if not self.external:
                 self._on_sample(sample, now, 1.0 / self.share)
@@ -362,6 +372,7 @@ class RateController:
                 self.bounds.sustained(self._ep_accepted / (sent_at - self._ep_from))
             self._ep_from = sent_at
             self._ep_accepted = 0
+            drained = None if self.external else self._drain.throttled(sent_at)
             self.log.break_chain(now)
             if self.mode is Mode.STARTUP or self.mode is Mode.PROBE:
                 # A throttle that stops everything for a while is never noise to tolerate.
@@ -369,6 +380,10 @@ class RateController:
                 self._measure(now, self._thr_rate or self._rate, sent_at)
             elif self.mode is not Mode.MEASURE:
                 self._measure(now, self._rate, sent_at)
+            if drained is not None:
+                # How long the refilled bucket lasted measures the limit (``DrainFit``).
+                self.bounds.disprove(drained)
+                self.estimate.provisional(drained * self.share, now)
         self._cooldown_until = until
         pause = until - now
         wait = max(self._probe_interval(), self.settings.cooldown_probe_factor * pause)
@@ -562,6 +577,14 @@ class RateController:
         """No throttle came after the first. Cruising, it was noise: carry on as before.
         Otherwise the rate it came at was an overshoot that is gone: hold what is known."""
         if self._m_est is None and self.limit is None:
+            accepted, span, _ = self._measured_so_far()
+            if accepted >= self.settings.first_accepted and span > 0:
+                # Measured, but too briefly to rule out timing noise: better than a blind
+                # step into the bounds (after a large burst those are far apart); a low
+                # reading is corrected by the next probe.
+                self.estimate.provisional(accepted / span, now)
+                self._cruise(now)
+                return
             self._step(now, self._bisect())  # nothing measured: find it between the bounds
             return
         if self._m_est is not None:
@@ -576,6 +599,11 @@ class RateController:
         """A cool-down that began while measuring has ended: settle the rate before anything
         is sent, from the best measure there is."""
         measured = self.estimate.updated_at >= self._m_since
+        if not measured and self._drain.limit is not None:
+            # Measured by how long the bucket lasted: a better measure than this episode's
+            # few answers (a probe's overshoot, most likely).
+            self.estimate.provisional(self._drain.limit * self.share, now)
+            measured = True
         if not measured:
             accepted, span, runs = self._measured_so_far()
             answered = self._m_acc + self._m_thr
@@ -672,6 +700,9 @@ class RateController:
         # Where every overshoot costs a cool-down, being fooled costs a pause: hold longer.
         cap = s.hold_max_s * (s.cooldown_hold_factor if self.cooldowns else 1.0)
         burst = min(cap, s.burst_allowance_s * self._probe_base / excess)
+        # Where the server's bucket has been measured (``DrainFit``), long enough that it
+        # would have run dry, whatever the cap.
+        burst = max(burst, 1.25 * self._drain.lasts(self._rate))
         return max(s.hold_s, s.hold_rtts * srtt, s.hold_requests / self._rate, burst)
 
     def _clamp(self, rate: float) -> float:

@@ -17,7 +17,7 @@ from collections import deque
 from dataclasses import dataclass
 from enum import Enum
 
-__all__ = ["LimitEstimate", "Outcome", "RoundTrip", "Sample", "SendLog"]
+__all__ = ["DrainFit", "LimitEstimate", "Outcome", "RoundTrip", "Sample", "SendLog"]
 
 
 class Outcome(Enum):
@@ -232,6 +232,79 @@ class LimitEstimate:
         self._samples.clear()
         self.value = None
         self.updated_at = -math.inf
+
+
+class DrainFit:
+    """The limit from how long a full bucket lasts, where throttles come with cool-downs.
+
+    A cool-down long enough refills the server's bucket (``burst`` tokens, unknown). Sending
+    from its end at one rate ``r`` above the limit ``L``, the first throttle comes when the
+    burst is spent: the requests accepted until then are ``n = burst + L * T``, ``T`` being
+    the time from the end of the pause to the throttled request. Two such windows at
+    different rates (so of different lengths) give ``L`` and ``burst`` both. This is what
+    measures the limit where too few requests are in flight for throttles in a row: each
+    overshoot costs a pause, and each pause says how long the burst lasted.
+    """
+
+    __slots__ = ("_acc", "_mixed", "_points", "_rate", "_start", "burst", "limit")
+
+    def __init__(self) -> None:
+        self.limit: float | None = None  # the last fit: refill rate and bucket size
+        self.burst = 0.0
+        self._points: deque[tuple[float, int, float]] = deque(maxlen=3)  # (T, n, rate)
+        self._start = math.nan
+        self._rate = 0.0
+        self._acc = 0
+        self._mixed = False
+
+    def resumed(self, at: float, rate: float) -> None:
+        """Sending resumes at ``at`` after a cool-down, at ``rate``."""
+        self._start, self._rate, self._acc, self._mixed = at, rate, 0, False
+
+    def answered(self, sent_at: float, rate: float, accepted: bool) -> None:
+        if not sent_at >= self._start:
+            return
+        if rate != self._rate:
+            self._mixed = True  # the rate changed: the window is not one rate any more
+        elif accepted:
+            self._acc += 1
+
+    def throttled(self, sent_at: float) -> float | None:
+        """A throttle with a cool-down, for a request sent at ``sent_at``: close the window and
+        return the limit if two windows now measure it."""
+        start, self._start = self._start, math.nan
+        if self._mixed or not sent_at > start or self._acc < 2:
+            return None
+        point = (sent_at - start, self._acc, self._rate)
+        fit = None
+        for other in reversed(self._points):
+            fit = self._fit(point, other)
+            if fit is not None:
+                self.limit, self.burst = fit
+                break
+        self._points.append(point)
+        return None if fit is None else fit[0]
+
+    @staticmethod
+    def _fit(
+        a: tuple[float, int, float], b: tuple[float, int, float]
+    ) -> tuple[float, float] | None:
+        (t1, n1, r1), (t2, n2, r2) = sorted((a, b))
+        if t2 < 1.25 * t1:
+            return None  # too alike to tell the burst from the refill
+        limit = (n2 - n1) / (t2 - t1)
+        burst = n1 - limit * t1
+        # Both windows were over the limit (they ended in a throttle) and the burst is at
+        # least a token (give or take one at each end): otherwise the fit is noise.
+        if not 0 < limit < min(r1, r2) or burst < -2:
+            return None
+        return limit, max(burst, 1.0)
+
+    def lasts(self, rate: float) -> float:
+        """How long a full bucket lasts at ``rate``, by the last fit (0 if none or below)."""
+        if self.limit is None or rate <= self.limit:
+            return 0.0
+        return self.burst / (rate - self.limit)
 
 
 class RoundTrip:
