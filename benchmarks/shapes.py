@@ -83,6 +83,7 @@ from benchmarks.common import (
     command_line,
     cooldown_violations,
     expected_settings,
+    generate_input,
     machine_note,
     markdown_table,
     now_utc,
@@ -101,6 +102,8 @@ AU = "async_updater"
 LEGACY = "aiobotocore-legacy"
 LEGACY_CONCURRENCY = 64
 ATTEMPTS = 8
+CEILING_USERS = 60000
+CEILING_S = 8.0  # how long a ceiling measurement runs at full speed (after its slow start)
 DEFAULT_SEED = 10
 DEFAULT_CELLS = 30
 QUICK_CELLS = 6
@@ -296,19 +299,33 @@ def best_seconds(timeline: Mapping[str, Mapping[str, float]], span: int = 3) -> 
     return max(sum(whole[i : i + span]) / span for i in range(len(whole) - span + 1))
 
 
-def measure_ceiling(mock: MockServer, cell: Cell, csv_path: Path, wanted: Any) -> float:
+@dataclass(frozen=True, slots=True)
+class CeilingInput:
+    """The users a ceiling measurement sends: more than the machine can take in its time."""
+
+    path: Path
+    wanted: dict[tuple[str, str], dict[str, bool]]
+
+    @classmethod
+    def write(cls, folder: Path) -> CeilingInput:
+        path = folder / "ceiling.csv"
+        generate_input(path, CEILING_USERS, accounts=10, seed=1)
+        return cls(path, expected_settings(path))
+
+
+def measure_ceiling(mock: MockServer, cell: Cell, users: CeilingInput) -> float:
     """The machine's own ceiling at the cell's latency: async_updater, no ``--rate``, against
-    the mock with no limit."""
+    the mock with no limit, for ``CEILING_S`` after a slow start of ~10 round trips."""
     in_flight = max(64, min(4096, math.ceil(2 * cell.capacity * cell.latency_s) + 16))
     run = run_client(
         mock,
         AU,
-        csv_path,
-        wanted,
+        users.path,
+        users.wanted,
         rate=None,
         concurrency=in_flight,
         attempts=ATTEMPTS,
-        time_limit=10 + 12 * cell.latency_s,
+        time_limit=CEILING_S + 12 * cell.latency_s,
         limits={"rate_limit": None, "retry_after": None},
     )
     return best_seconds(run.server["timeline"])
@@ -343,6 +360,10 @@ def summarise(cell: Cell, run: ClientRun, capacity: float) -> dict[str, Any]:
             )
             for t in TOLERANCES_MS
         }
+        # Where the 429s and the requests around them fell, to see what a violation was.
+        times = [round(e[1], 3) for e in run.events if e[4] == 429]
+        row["first_429s_s"] = times[:20]
+        row["last_429_s"] = times[-1] if times else None
     if res.get("rate_cuts") is not None:
         row["cuts"] = res["rate_cuts"]
         row["client_cooldowns"] = res.get("cooldowns")
@@ -350,7 +371,12 @@ def summarise(cell: Cell, run: ClientRun, capacity: float) -> dict[str, Any]:
 
 
 def run_cell_real(
-    cell: Cell, sizing: Sizing, seed: int, tmp: Path, measure_above: float
+    cell: Cell,
+    sizing: Sizing,
+    seed: int,
+    tmp: Path,
+    measure_above: float,
+    ceiling_users: CeilingInput | None,
 ) -> dict[str, Any]:
     users = sizing.users(cell)
     csv_path = tmp / f"cell{cell.index}.csv"
@@ -360,8 +386,8 @@ def run_cell_real(
     capacity = cell.capacity
     duration = sizing.time_limit(cell) + sizing.time_limit(cell, LEGACY) + 600
     with MockServer(*_mock_args(cell), duration=duration) as mock:
-        if cell.capacity > measure_above:
-            ceiling = measure_ceiling(mock, cell, csv_path, wanted)
+        if ceiling_users is not None and cell.capacity > measure_above:
+            ceiling = measure_ceiling(mock, cell, ceiling_users)
             out["ceiling"] = ceiling
             capacity = min(capacity, ceiling) if ceiling > 0 else capacity
         out["capacity"] = capacity
@@ -587,9 +613,18 @@ def write_markdown(path: Path, doc: Mapping[str, Any], cells: Sequence[Cell]) ->
         if scored:
             cell, row = min(scored, key=lambda cr: _severity(cr[0], cr[1], tol))
             note += (
-                f"; worst cell {cell.index} ({cell.shape()}): {_why(cell, row, tol)}"
-                f" (throttled {_pct(row['throttled_share'])}, wall {row['wall_s']:.1f} s)."
+                f"; worst cell (most bars missed) {cell.index} ({cell.shape()}): "
+                f"{_why(cell, row, tol)} (throttled {_pct(row['throttled_share'])}, "
+                f"wall {row['wall_s']:.1f} s)"
             )
+            low, low_row = min(scored, key=lambda cr: cr[1]["goodput"])
+            if low is not cell:
+                note += (
+                    f"; lowest goodput cell {low.index} ({low.shape()}): "
+                    f"{_why(low, low_row, tol)} (throttled {_pct(low_row['throttled_share'])}, "
+                    f"wall {low_row['wall_s']:.1f} s)"
+                )
+            note += "."
         summary.append(note)
     bound = [str(c.index) for c in cells if results.get(str(c.index), {}).get("machine_bound")]
     if bound:
@@ -675,25 +710,44 @@ def plot(path: Path, doc: Mapping[str, Any], cells: Sequence[Cell]) -> None:
     names = ["async_updater" if k == AU else "legacy" for k in clients]
     labels = [f"{c.index}: {c.shape()}" for c in shown]
     fig, axes = plt.subplots(
-        1, 2, figsize=(6 + 2.2 * len(clients), 1.2 + 0.32 * len(shown)), sharey=True
+        1,
+        2,
+        figsize=(9 + 2.2 * len(clients), 1.4 + 0.32 * len(shown)),
+        sharey=True,
+        layout="constrained",
     )
     panels = (
-        (axes[0], goodput, "goodput / capacity", "RdYlGn", 0.5, 1.0, "{:.2f}"),
-        (axes[1], throttled, "% of requests throttled", "RdYlGn_r", 0.0, 10.0, "{:.1f}"),
+        (axes[0], goodput, "goodput / capacity", "RdYlGn", 0.5, 1.0, "{:.2f}", "goodput"),
+        (
+            axes[1],
+            throttled,
+            "% of requests throttled",
+            "RdYlGn_r",
+            0.0,
+            10.0,
+            "{:.1f}",
+            "throttled",
+        ),
     )
-    for ax, data, title, cmap, vmin, vmax, fmt in panels:
+    for ax, data, title, cmap, vmin, vmax, fmt, bar in panels:
         ax.imshow(data, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
         ax.set_xticks(range(len(names)), names)
         ax.set_title(title, fontsize=9)
         for i, values in enumerate(data):
             for j, value in enumerate(values):
                 row = doc["cells"][str(shown[i].index)]["clients"][clients[j]]
-                mark = "" if all(_bars(shown[i], row, tol).values()) else " x"
+                bars = _bars(shown[i], row, tol)
+                mark = "" if bars[bar] else " x"
+                if bar == "goodput":
+                    mark += ("" if bars["lost"] else " L") + ("" if bars["cool-down"] else " C")
                 ax.text(j, i, fmt.format(value) + mark, ha="center", va="center", fontsize=7)
     axes[0].set_yticks(range(len(shown)), labels, fontsize=7)
     mode = "virtual time" if doc["mode"] == "sim" else "real, 127.0.0.1"
-    fig.suptitle(f"shape matrix ({mode}, seed {doc['seed']}); x = misses a bar", fontsize=10)
-    fig.tight_layout()
+    fig.suptitle(
+        f"shape matrix ({mode}, seed {doc['seed']}): x misses that bar, L lost rows, "
+        f"C sent inside a cool-down (tol {tol} ms)",
+        fontsize=9,
+    )
     fig.savefig(path, dpi=90)
     plt.close(fig)
 
@@ -754,7 +808,9 @@ def main(argv: list[str] | None = None) -> int:
         if old.get("seed") == args.seed and old.get("mode") == doc["mode"]:
             doc["cells"] = old["cells"]  # re-run cells replace their old figures
             doc["command"] = old["command"] + "; then `" + command_line() + "`"
-    measured = sum(12 * c.latency_s + 14 for c in chosen if c.capacity > args.measure_above)
+    measured = sum(
+        CEILING_S + 12 * c.latency_s + 4 for c in chosen if c.capacity > args.measure_above
+    )
     estimate = measured + sum(sizing.estimate_s(c, k) for c in chosen for k in (AU, LEGACY))
     worst = measured + sum(sizing.time_limit(c, k) + 4 for c in chosen for k in (AU, LEGACY))
     print(
@@ -768,12 +824,16 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     with tempfile.TemporaryDirectory(prefix="shapes-") as tmp:
+        measuring = not args.sim and any(c.capacity > args.measure_above for c in chosen)
+        ceiling_users = CeilingInput.write(Path(tmp)) if measuring else None
         for cell in chosen:
             started = time.monotonic()
             if args.sim:
                 got = run_cell_sim(cell, sizing, args.seed)
             else:
-                got = run_cell_real(cell, sizing, args.seed, Path(tmp), args.measure_above)
+                got = run_cell_real(
+                    cell, sizing, args.seed, Path(tmp), args.measure_above, ceiling_users
+                )
             got["cell"] = asdict(cell)
             doc["cells"][str(cell.index)] = got
             figures = "; ".join(
