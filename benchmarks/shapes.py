@@ -16,12 +16,13 @@ async_updater with its DEFAULTS (no tuning flags: only ``--limit-scope account``
 is per account and ``--rate`` in the ceiling cells), then the aiobotocore ``legacy`` client (a
 Semaphore and ``max_pool_connections`` of 64, botocore's legacy retry mode, 8 attempts).
 
-Users per cell: ~``--seconds`` (15) of the cell's capacity, at least 100 and at most 30,000,
+Users per cell: ~``--seconds`` (15) of the cell's capacity (8x the Retry-After where that is
+longer: the 0.85 bar leaves room for about one pause), at least 100 and at most 30,000,
 sized against ``--sizing-ceiling`` (2,000/s) rather than the server limit where that is
 higher, so a cell runs a bounded time whatever the draw. Each client run has a time limit
-(async_updater 3x the cell's expected time + 30 s; legacy 1.5x + 15 s: it is the reference,
+(async_updater 3x the cell's expected time + 30 s; legacy 1.2x + 10 s: it is the reference,
 and at a third of the capacity it would set the length of the matrix); rows not done by then
-count as lost, marked ``timed out``. The estimate is printed up front (~40 min for the default
+count as lost, marked ``timed out``. The estimate is printed up front (~43 min for the default
 30 cells on a quiet 2-core machine).
 
 Capacity and the machine. This is a 2-core machine: client (~150-300 µs of CPU a request) and
@@ -50,7 +51,7 @@ sized on it, up to 120,000).
 A cell whose capacity x latency exceeds async_updater's default in-flight ceiling (1,024) is
 marked ``> 1,024 in flight``: by Little's law its defaults cannot reach the capacity.
 
-    python -m benchmarks.shapes                  # 30 cells, real; printed estimate ~40 min
+    python -m benchmarks.shapes                  # 30 cells, real; printed estimate ~43 min
     python -m benchmarks.shapes --quick          # 6 small cells, real (shapes_quick.*)
     python -m benchmarks.shapes --sim            # 30 cells in virtual time (shapes_sim.*)
     python -m benchmarks.shapes --only 3,7       # re-run cells 3 and 7 into the same results
@@ -212,17 +213,24 @@ def draw_cells(seed: int, count: int) -> list[Cell]:
 
 @dataclass(frozen=True, slots=True)
 class Sizing:
-    """How big each cell is: ``seconds`` of capacity (counted at most at ``ceiling``/s),
-    clamped to ``floor``-``cap`` users."""
+    """How big each cell is: ``seconds`` of capacity (counted at most at ``ceiling``/s), or
+    ``pauses`` times the Retry-After where that is longer, clamped to ``floor``-``cap`` users.
+
+    The bar where 429s carry Retry-After (0.85) leaves room for about one pause; a run only a
+    few pauses long would miss it for its length alone."""
 
     seconds: float
     floor: int
     cap: int
     ceiling: float
+    pauses: float = 8.0
+
+    def seconds_for(self, cell: Cell) -> float:
+        return max(self.seconds, self.pauses * (cell.retry_after or 0))
 
     def users(self, cell: Cell) -> int:
         rate = min(cell.capacity, self.ceiling)
-        return max(self.floor, min(self.cap, round(rate * self.seconds)))
+        return max(self.floor, min(self.cap, round(rate * self.seconds_for(cell))))
 
     def expected_s(self, cell: Cell) -> float:
         """Roughly how long one client takes on the cell at capacity (plus pauses)."""
@@ -234,7 +242,7 @@ class Sizing:
         client gets less slack: it is the reference, and at a third of the capacity it would
         set the length of the whole matrix."""
         if client == LEGACY:
-            return 1.5 * self.expected_s(cell) + 15
+            return 1.2 * self.expected_s(cell) + 10
         return 3 * self.expected_s(cell) + 30
 
     def estimate_s(self, cell: Cell, client: str) -> float:
@@ -669,6 +677,16 @@ def write_markdown(path: Path, doc: Mapping[str, Any], cells: Sequence[Cell]) ->
         "",
         "Regenerate: `" + doc["command"] + "`",
         "",
+        *(
+            [
+                "Quick run: ~5 s of capacity per cell, too short for the bars to mean much (one "
+                "Retry-After pause or one slow start is a large share of such a run). It checks "
+                "that the harness works; the full matrix is the measurement.",
+                "",
+            ]
+            if doc.get("quick")
+            else []
+        ),
         "Goodput = users applied with the right settings / wall time / capacity. Throttled = "
         "429s / requests (server). Lost = valid users not applied with the right settings "
         "(a run stopped at its time limit loses its unsent rows). In cool-down = requests "
@@ -782,11 +800,12 @@ def main(argv: list[str] | None = None) -> int:
     chosen = [c for c in cells if c.index in args.only] if args.only else cells
     seconds = args.seconds or (5.0 if args.quick else 15.0)
     floor, cap = (30, 8000) if args.quick else (100, 30000)
+    pauses = 1.0 if args.quick else 8.0  # a quick run checks the harness, not the bars
     if args.sim:
         # No machine in virtual time: every cell gets its seconds of the server's capacity.
-        sizing = Sizing(seconds, floor, cap * 4, math.inf)
+        sizing = Sizing(seconds, floor, cap * 4, math.inf, pauses)
     else:
-        sizing = Sizing(seconds, floor, cap, args.sizing_ceiling)
+        sizing = Sizing(seconds, floor, cap, args.sizing_ceiling, pauses)
     name = "shapes" + ("_sim" if args.sim else "") + ("_quick" if args.quick else "")
     args.out.mkdir(parents=True, exist_ok=True)
     json_path = args.out / f"{name}.json"
@@ -800,6 +819,7 @@ def main(argv: list[str] | None = None) -> int:
         "clients": [AU] if args.sim else [AU, LEGACY],
         "cooldown_tol_ms": 10 if args.sim else 50,
         "measure_above": args.measure_above,
+        "quick": args.quick,
         "sizing": asdict(sizing),
         "cells": {},
     }
