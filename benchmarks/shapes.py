@@ -74,8 +74,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+from async_updater import Updater, UpdaterConfig
+from async_updater.config import LimitScope
 from async_updater.model import UserRecord
 from async_updater.ratelimit.concurrency import DEFAULT_MAX_CONCURRENCY
+from async_updater.signing import StaticCredentials
+from async_updater.testing import ServerShape, SimulatedServer, run_virtual
+from async_updater.transport import Response
 from benchmarks.common import (
     ClientRun,
     MockServer,
@@ -430,11 +435,13 @@ class _KeepingServer:
     """A ``SimulatedServer`` that also keeps the body of every accepted write, so the check
     can tell right settings from wrong ones (the simulated server counts paths only)."""
 
-    def __init__(self, server: Any) -> None:
+    def __init__(self, server: SimulatedServer) -> None:
         self.server = server
         self.bodies: dict[str, bytes] = {}
 
-    async def send(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> Any:
+    async def send(
+        self, method: str, target: str, headers: Mapping[str, str], body: bytes
+    ) -> Response:
         response = await self.server.send(method, target, headers, body)
         if 200 <= response.status < 300:
             self.bodies[target] = body
@@ -445,10 +452,6 @@ class _KeepingServer:
 
 
 async def _sim_run(cell: Cell, records: list[UserRecord], time_limit: float) -> dict[str, Any]:
-    from async_updater import Updater, UpdaterConfig
-    from async_updater.signing import StaticCredentials
-    from async_updater.testing import ServerShape, SimulatedServer
-
     server = SimulatedServer(
         ServerShape(
             limit=cell.limit,
@@ -465,7 +468,7 @@ async def _sim_run(cell: Cell, records: list[UserRecord], time_limit: float) -> 
         endpoint_url="http://127.0.0.1:9",
         rate=cell.rate_ceiling,
         max_attempts=ATTEMPTS,
-        limit_scope="account" if cell.per_account else "global",  # type: ignore[arg-type]
+        limit_scope=LimitScope.ACCOUNT if cell.per_account else LimitScope.GLOBAL,
     )
     loop = asyncio.get_running_loop()
     credentials = StaticCredentials("AKIDMOCK", "mock-secret")
@@ -487,8 +490,6 @@ async def _sim_run(cell: Cell, records: list[UserRecord], time_limit: float) -> 
 
 
 def run_cell_sim(cell: Cell, sizing: Sizing, seed: int) -> dict[str, Any]:
-    from async_updater.testing import run_virtual
-
     users = sizing.users(cell)
     records = records_for(cell, users, seed)
     wanted = {
@@ -766,7 +767,7 @@ def plot(path: Path, doc: Mapping[str, Any], cells: Sequence[Cell]) -> None:
         f"C sent inside a cool-down (tol {tol} ms)",
         fontsize=9,
     )
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=90, bbox_inches="tight")
     plt.close(fig)
 
 
