@@ -759,7 +759,18 @@ def plot(path: Path, doc: Mapping[str, Any], cells: Sequence[Cell]) -> None:
                 mark = "" if bars[bar] else " x"
                 if bar == "goodput":
                     mark += ("" if bars["lost"] else " L") + ("" if bars["cool-down"] else " C")
-                ax.text(j, i, fmt.format(value) + mark, ha="center", va="center", fontsize=7)
+                # The colour map's ends are dark: white text there, black in between.
+                shade = min(1.0, max(0.0, (value - vmin) / (vmax - vmin)))
+                colour = "white" if shade < 0.2 or shade > 0.85 else "black"
+                ax.text(
+                    j,
+                    i,
+                    fmt.format(value) + mark,
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color=colour,
+                )
     axes[0].set_yticks(range(len(shown)), labels, fontsize=7)
     mode = "virtual time" if doc["mode"] == "sim" else "real, 127.0.0.1"
     fig.suptitle(
