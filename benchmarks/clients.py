@@ -1,13 +1,17 @@
 """One benchmark client per process, so its CPU time and peak RSS are its own.
 
-    python -m benchmarks.clients KIND --url URL --csv USERS.csv [--rate R] [--concurrency C]
-        [--attempts N] [--loop asyncio|uvloop] [--time-limit S] [--report PATH]
+    python -m benchmarks.clients KIND --url URL --csv USERS.csv [--rate R] [--concurrency C|auto]
+        [--limit-scope global|account] [--attempts N] [--loop asyncio|uvloop] [--time-limit S]
+        [--report PATH]
 
-KIND is one of ``CLIENTS``. The process sets itself up (imports, client, credentials from the
-environment), prints ``READY`` and waits for a line on standard input, so the harness can reset
-the server and start its clock first. It then reads the CSV, sends every row, and prints one
-JSON line with what it saw (its own counts, wall time, CPU seconds from ``getrusage``, peak RSS
-and, for async_updater, its per-second timeline). Nothing here prints credentials.
+KIND is one of ``CLIENTS``. ``--rate``, ``auto`` concurrency and ``--limit-scope`` are
+async_updater's own options (without ``--rate`` it has no ceiling and discovers the limit); the
+other clients need a number for ``--concurrency``. The process sets itself up (imports, client,
+credentials from the environment), prints ``READY`` and waits for a line on standard input, so
+the harness can reset the server and start its clock first. It then reads the CSV, sends every
+row, and prints one JSON line with what it saw (its own counts, wall time, CPU seconds from
+``getrusage``, peak RSS and, for async_updater, its per-second timeline). Nothing here prints
+credentials.
 
 The non-async_updater clients are what a user would write without this project: every row
 read from the CSV, one coroutine per row under an ``asyncio.Semaphore`` gathered at once
@@ -120,13 +124,14 @@ async def _run_async_updater(args: argparse.Namespace, *, cognito: bool = False)
         rate=args.rate,
         concurrency=args.concurrency,
         max_attempts=args.attempts,
+        limit_scope=args.limit_scope,
     )
     operation = None
     transport = None
     if cognito:
         operation = ModelOperation("cognito-idp:AdminUpdateUserAttributes", COGNITO_TEMPLATE)
         transport = AiohttpTransport(
-            args.url, concurrency=args.concurrency, error_parser=operation.error_parser
+            args.url, concurrency=config.max_concurrency, error_parser=operation.error_parser
         )
     out: dict[str, Any] = {}
     # Credentials from the environment, like the CLI.
@@ -317,13 +322,33 @@ def _run_loop(factory: Callable[[], Coroutine[Any, Any, dict[str, Any]]], loop: 
     return asyncio.run(factory())
 
 
+def _concurrency(value: str) -> int | None:
+    """``auto`` (None: async_updater's default ceiling) or a whole number >= 1."""
+    if value == "auto":
+        return None
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be >= 1 or auto")
+    return number
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.clients", description=__doc__)
     parser.add_argument("kind", choices=CLIENTS)
     parser.add_argument("--url", required=True, help="mock server base URL (loopback)")
     parser.add_argument("--csv", required=True, help="input CSV")
-    parser.add_argument("--rate", type=float, default=1000.0, help="async_updater --rate")
-    parser.add_argument("--concurrency", type=int, default=64, help="requests in flight")
+    parser.add_argument(
+        "--rate", type=float, help="async_updater --rate (a ceiling; default none: discover)"
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=_concurrency,
+        default=64,
+        help="requests in flight (async_updater also takes auto: its default ceiling)",
+    )
+    parser.add_argument(
+        "--limit-scope", choices=("global", "account"), default="global", help="async_updater"
+    )
     parser.add_argument("--attempts", type=int, default=8, help="attempts per row, first included")
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     parser.add_argument("--time-limit", type=float, default=300.0, help="give up after (s)")
@@ -331,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cpu_start = _cpu()
     kind = args.kind
+    if args.concurrency is None and not kind.startswith("async_updater"):
+        parser.error(f"{kind} needs a number for --concurrency, not auto")
     if kind.startswith("async_updater"):
         cognito = kind == "async_updater-cognito"
         result = _run_loop(lambda: _run_async_updater(args, cognito=cognito), args.loop)

@@ -7,6 +7,7 @@ Everything binds 127.0.0.1. Every process started here has a time limit (the moc
 from __future__ import annotations
 
 import argparse
+import bisect
 import csv
 import json
 import os
@@ -193,8 +194,9 @@ def run_client(
     csv_path: Path,
     wanted: dict[tuple[str, str], dict[str, bool]],
     *,
-    rate: float = 1000.0,
-    concurrency: int = 64,
+    rate: float | None = 1000.0,
+    concurrency: int | str = 64,
+    limit_scope: str = "global",
     attempts: int = 8,
     loop: str = "asyncio",
     time_limit: float = 300.0,
@@ -204,7 +206,8 @@ def run_client(
     report: Path | None = None,
 ) -> ClientRun:
     """Start ``client`` in its own process, reset the server (with ``limits``) when the client is
-    ready, apply ``schedule`` (seconds after the start, limits to POST), and collect."""
+    ready, apply ``schedule`` (seconds after the start, limits to POST), and collect.
+    ``rate`` None gives async_updater no ceiling; ``concurrency`` may be ``"auto"`` for it."""
     cmd = [
         sys.executable,
         "-m",
@@ -214,10 +217,10 @@ def run_client(
         mock.url,
         "--csv",
         str(csv_path),
-        "--rate",
-        str(rate),
         "--concurrency",
         str(concurrency),
+        "--limit-scope",
+        limit_scope,
         "--attempts",
         str(attempts),
         "--loop",
@@ -225,6 +228,8 @@ def run_client(
         "--time-limit",
         str(time_limit),
     ]
+    if rate is not None:
+        cmd += ["--rate", str(rate)]
     if report is not None:
         cmd += ["--report", str(report)]
     proc = subprocess.Popen(
@@ -267,6 +272,29 @@ def run_client(
     check = check_applied(wanted, mock.get("/_mock/applied"))
     recorded = mock.get("/_mock/events")["events"] if events else None
     return ClientRun(client, result, server, check, mock_cpu, reset_at, changes, recorded)
+
+
+def cooldown_violations(
+    events: Sequence[Sequence[Any]], retry_after: float, tol: float, *, per_account: bool = False
+) -> int:
+    """Requests arriving more than ``tol`` after a 429 and less than ``retry_after`` after it.
+
+    ``events`` are ``/_mock/events`` rows (arrived, responded, account, user, status). With
+    ``per_account`` a 429 announces a cool-down for its own account's bucket only."""
+    announced: dict[str, list[float]] = {}
+    for event in events:
+        if event[4] == 429:
+            announced.setdefault(event[2] if per_account else "", []).append(event[1])
+    for times in announced.values():
+        times.sort()
+    count = 0
+    for event in events:
+        arrived = event[0]
+        times = announced.get(event[2] if per_account else "", [])
+        i = bisect.bisect_right(times, arrived - tol)
+        if i and arrived - times[i - 1] < retry_after:
+            count += 1
+    return count
 
 
 def _wait_or_exit(proc: subprocess.Popen[str], seconds: float) -> bool:

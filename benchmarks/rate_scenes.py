@@ -27,7 +27,6 @@ loop can lag by tens of milliseconds. Counts for tol = 10 ms and 100 ms are repo
 
 from __future__ import annotations
 
-import bisect
 import json
 import sys
 import tempfile
@@ -42,6 +41,7 @@ from benchmarks.common import (
     MockServer,
     bench_parser,
     command_line,
+    cooldown_violations,
     expected_settings,
     generate_input,
     machine_note,
@@ -114,18 +114,6 @@ def capacity(limit: float, changes: Sequence[tuple[float, float]], duration: flo
         total += (when - at) * rate
         at, rate = when, new
     return total + max(0.0, duration - at) * rate
-
-
-def cooldown_violations(events: list[list[Any]], retry_after: float, tol: float) -> int:
-    """Requests arriving more than ``tol`` after a 429 and less than ``retry_after`` after it."""
-    announced = sorted(e[1] for e in events if e[4] == 429)
-    count = 0
-    for event in events:
-        arrived = event[0]
-        i = bisect.bisect_right(announced, arrived - tol)
-        if i and arrived - announced[i - 1] < retry_after:
-            count += 1
-    return count
 
 
 def follow_and_recover(

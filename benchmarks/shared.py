@@ -38,13 +38,13 @@ from benchmarks.common import (
     check_applied,
     client_env,
     command_line,
+    cooldown_violations,
     expected_settings,
     generate_input,
     machine_note,
     markdown_table,
     now_utc,
 )
-from benchmarks.rate_scenes import cooldown_violations
 
 LIMIT = 800.0
 ROOT = Path(__file__).resolve().parents[1]
