@@ -312,3 +312,23 @@ def test_a_limit_found_through_cool_downs_needs_few_of_them() -> None:
     assert out.sent_in_pause == 0
     assert out.pauses <= 5
     assert 0.85 * 113 <= c.rate_at(60.0) <= 113
+
+
+def test_an_overload_is_followed_even_when_round_trips_spread_widely() -> None:
+    """A loaded machine spreads round trips so widely that no run of throttles is long enough
+    to time the limit; throttles that go on past the spread are still no noise: the share of
+    answers accepted measures the limit."""
+    c = RateController(settings=ControllerSettings(probe_every_s=100.0))
+    drive(c, limit=1000, burst=10, rtt=0.01, seconds=5)
+    assert c.mode is Mode.CRUISE
+    before = c.rate_at(5.0)
+    seq = c.on_send(5.0)
+    c.on_answer(seq, 5.0, 5.8, Outcome.ACCEPTED)  # one answer 0.8 s late: spread 0.8 s
+    t, n = 5.8, 0
+    while t < 7.0:  # the limit halved: every other request throttled
+        rate = c.rate_at(t)
+        seq = c.on_send(t)
+        n += 1
+        c.on_answer(seq, t, t + 0.01, Outcome.THROTTLED if n % 2 else Outcome.ACCEPTED)
+        t += 1.0 / rate
+    assert c.rate_at(t) <= 0.6 * before  # cut within a second, not after runs of 4 x 0.8 s

@@ -74,7 +74,8 @@ class ControllerSettings:
     either side is timing noise, not the limit; an overshoot soon exceeds any small share).
     ``noise_spans``: a measurement of the limit must span this many times the timing noise
     (how far round trips spread above their minimum) per run of throttles in a row, so that
-    the noise at the ends of each run is a small part of it.
+    the noise at the ends of each run is a small part of it; but throttles over ``noise_share``
+    of the answers while it waits are never noise.
     """
 
     initial_rate: float = 4.0
@@ -98,6 +99,7 @@ class ControllerSettings:
     floor: float = 0.2
     throttle_tolerance: float = 0.01
     noise_spans: float = 4.0
+    noise_share: float = 0.25
 
     def __post_init__(self) -> None:
         if not self.initial_rate > 0 or not self.floor > 0:
@@ -128,6 +130,8 @@ class ControllerSettings:
             raise ValueError("throttle_tolerance must be in [0, 1)")
         if self.noise_spans < 0:
             raise ValueError("noise_spans must be >= 0")
+        if not 0 <= self.noise_share < 1:
+            raise ValueError("noise_share must be in [0, 1)")
 
 
 class Bounds:
@@ -191,6 +195,7 @@ class RateController:
         "_m_acc",
         "_m_est",
         "_m_from",
+        "_m_late",
         "_m_probe",
         "_m_rate",
         "_m_since",
@@ -246,6 +251,7 @@ class RateController:
         self._m_rate = 0.0  # the rate that throttle was sent at
         self._m_est: float | None = None  # the estimate before it, when cruising
         self._m_acc = 0  # answers to requests sent since that throttle: accepted, throttled
+        self._m_late = [0.0, 0.0, 0.0]  # sent a round-trip spread or more after it: answers
         self._m_probe = math.inf  # when the next probe was due, when cruising
         self._m_thr = 0
         self._next_probe = math.inf
@@ -349,6 +355,10 @@ class RateController:
                 self._m_thr += 1
             elif outcome is Outcome.ACCEPTED:
                 self._m_acc += 1
+            if sent_at >= self._m_from + self.rtt.spread and outcome is not Outcome.UNKNOWN:
+                late = self._m_late  # sent after any clump had ended: accepted, throttled, rates
+                late[outcome is Outcome.THROTTLED] += 1
+                late[2] += sent_rate
         if outcome is Outcome.THROTTLED:
             self.throttled += 1
             self._on_throttle(sent_at, sent_rate, now)
@@ -522,6 +532,7 @@ class RateController:
         self._m_from = sent_at
         self._m_rate = rate
         self._m_acc = self._m_thr = 0
+        self._m_late = [0.0, 0.0, 0.0]
         self._rate = self._clamp(min(self._rate, rate))  # no more growth
         self._cut_at = now
         self.cuts += 1
@@ -543,6 +554,16 @@ class RateController:
             if now >= self._cooldown_until:
                 self._measured(now)
             return
+        if self._overloaded():
+            # Throttles went on after any clump would have ended, too many for noise, though
+            # no run is long enough to time the limit (a loaded machine spreads round trips
+            # widely; an answer that never comes holds the send log): of the requests sent at
+            # the rate throttled, the share accepted is the limit's share of it.
+            accepted, throttled, rates = self._m_late
+            self.estimate.provisional(rates * accepted / (accepted + throttled) ** 2, now)
+            if now >= self._cooldown_until:
+                self._measured(now)
+            return
         if self._m_est is not None:
             # Throttled while cruising: only a second throttle (a closed interval) says the
             # limit fell; the open interval would only measure our own rate, below the limit.
@@ -560,6 +581,12 @@ class RateController:
                 self._measured(now)
             return
         self._rate = self._clamp(min(self._rate, measured * self.settings.measure_gain))
+
+    def _overloaded(self) -> bool:
+        accepted, throttled, _ = self._m_late
+        answered = accepted + throttled
+        share = self.settings.noise_share
+        return answered * share >= 5 and throttled > share * answered
 
     def _measured(self, now: float) -> None:
         """A fresh estimate is in. If it is below what we cruised at, the limit fell."""
@@ -588,6 +615,14 @@ class RateController:
             self._step(now, self._bisect())  # nothing measured: find it between the bounds
             return
         if self._m_est is not None:
+            answered = self._m_acc + self._m_thr
+            if self._m_thr > max(2.0, self.settings.noise_share * answered):
+                # Too many throttles to be noise, but no run long enough to time the limit
+                # (a loaded machine spreads round trips widely): of the requests sent at the
+                # rate throttled, the share accepted is the limit's share of it.
+                self.estimate.provisional(self._m_rate * self._m_acc / answered, now)
+                self._measured(now)
+                return
             # Noise: cruise on as if it had not come (a stray throttle every few seconds
             # must not put off the next probe for ever).
             self.mode = Mode.CRUISE
