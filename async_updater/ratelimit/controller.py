@@ -99,7 +99,7 @@ class ControllerSettings:
     floor: float = 0.2
     throttle_tolerance: float = 0.01
     noise_spans: float = 4.0
-    noise_share: float = 0.25
+    noise_share: float = 0.1
 
     def __post_init__(self) -> None:
         if not self.initial_rate > 0 or not self.floor > 0:
