@@ -587,16 +587,34 @@ def test_report_command_summarises_a_finished_report(
     assert (code, data["rows"], data["counts"]["updated"], data["requests"]) == (1, 5, 4, 4)
 
 
+@pytest.mark.parametrize(
+    ("invalid_row_last", "counts", "expected_code"),
+    [(False, {"updated": 3, "invalid": 1}, 1), (True, {"updated": 4, "invalid": 0}, 0)],
+    ids=["an-updated-row-cut", "the-invalid-row-cut"],
+)
 def test_report_command_on_a_partial_report_counts_the_complete_rows(
-    tmp_path: Path, run: Run, server: MockChimeServer, aws: dict[str, str]
+    tmp_path: Path,
+    run: Run,
+    server: MockChimeServer,
+    aws: dict[str, str],
+    invalid_row_last: bool,
+    counts: dict[str, int],
+    expected_code: int,
 ) -> None:
     report = _finished_report(tmp_path, run, server)
-    data = report.read_bytes()
-    report.write_bytes(data[: data.rindex(b"\n", 0, len(data) - 1) + 5])  # cut the last row
+    header, *lines = report.read_text(encoding="utf-8").splitlines(keepends=True)
+    invalid = [line for line in lines if ",invalid," in line]
+    updated = [line for line in lines if ",updated," in line]
+    assert (len(invalid), len(updated)) == (1, 4)
+    # The row written last is cut off mid-line, as by a run killed while writing it.
+    ordered = updated + invalid if invalid_row_last else invalid + updated
+    partial = header + "".join(ordered[:-1]) + ordered[-1][:5]
+    report.write_text(partial, encoding="utf-8")
     code, out, _ = run("report", report, "--json")
     summary = json.loads(out)
     assert summary["rows"] == 4
-    assert code == (1 if summary["counts"]["invalid"] else 0)
+    assert {k: summary["counts"].get(k, 0) for k in counts} == counts
+    assert code == expected_code
 
 
 def test_report_command_on_an_all_updated_report_exits_0(
