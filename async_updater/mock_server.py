@@ -237,8 +237,8 @@ class AuthFailure:
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One handled request; times are the event loop's monotonic clock. Ids are empty when the
-    request never got as far as the route (failed authentication)."""
+    """One handled request; times are the server's ``clock`` (the event loop's unless given).
+    Ids are empty when the request never got as far as the route (failed authentication)."""
 
     arrived: float
     responded: float
@@ -663,7 +663,9 @@ class MockChimeServer:
 
     The public attributes are the record of what happened; ``reset`` clears them. ``wall_clock``
     plus ``clock_offset_s`` is the server's time (``server_time``): it judges X-Amz-Date and
-    stamps the ``Date`` header; all rate and latency timing uses the loop clock.
+    stamps the ``Date`` header. ``clock`` (monotonic seconds; default the event loop's) drives
+    the buckets, the timeline and the events; latency is slept on the loop.
+    ``in_flight`` counts the API requests being handled now.
     """
 
     def __init__(
@@ -671,10 +673,13 @@ class MockChimeServer:
         config: MockConfig | None = None,
         *,
         wall_clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self._config = config if config is not None else MockConfig()
         cfg = self._config
         self._wall_clock = wall_clock
+        self._clock = clock
+        self.in_flight = 0
         self._verifier = SigV4Verifier(
             cfg.credentials,
             session_tokens=cfg.session_tokens,
@@ -691,6 +696,7 @@ class MockChimeServer:
         self._verify_all = cfg.verify_fraction >= 1.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.ServerRunner | None = None
+        self._server: web.Server | None = None
         self._t0 = 0.0
         self._global_bucket: _TokenBucket | None = None
         self._account_buckets: dict[str, _TokenBucket] = {}
@@ -728,11 +734,14 @@ class MockChimeServer:
         if not _is_loopback(host):
             raise ValueError(f"host {host!r} is not a loopback address")
         self._loop = asyncio.get_running_loop()
-        self._t0 = self._loop.time()
+        if self._clock is None:
+            self._clock = self._loop.time
+        self._t0 = self._clock()
         self._rebuild_buckets()
         server = web.Server(
-            self._handle, access_log=None, request_factory=self._request_factory(self._loop)
+            self._counted, access_log=None, request_factory=self._request_factory(self._loop)
         )
+        self._server = server
         runner = web.ServerRunner(server, shutdown_timeout=1.0)
         await runner.setup()
         try:
@@ -832,7 +841,7 @@ class MockChimeServer:
         if rate is None or capacity is None or old_rate is None:
             self._rebuild_buckets()
             return
-        now = self._loop.time()
+        now = self._now()
         for bucket in self._account_buckets.values():
             bucket.retune(rate, capacity, now)
         if self._global_bucket is not None:
@@ -849,7 +858,7 @@ class MockChimeServer:
         self.timeline.clear()
         self.events.clear()
         if self._loop is not None:
-            self._t0 = self._loop.time()
+            self._t0 = self._now()
             self._rebuild_buckets()
 
     def state(self) -> dict[str, Any]:
@@ -860,6 +869,10 @@ class MockChimeServer:
         cfg = self._config
         return {
             "counters": dict(self.counters),
+            # Live, not reset: API requests being handled, and open client connections (an
+            # admin request's own included). Both 0 and 1 once every client has gone.
+            "in_flight": self.in_flight,
+            "connections": len(self._server.connections) if self._server is not None else 0,
             "applied_users": len(self.applied) + len(self.attributes),
             "max_apply_count": max(counts, default=0),
             "reapplied_users": sum(1 for n in counts if n > 1),
@@ -893,9 +906,7 @@ class MockChimeServer:
         if cfg.rate_limit is None or cfg.effective_burst is None or self._loop is None:
             return
         if cfg.limit_scope == "global":
-            self._global_bucket = _TokenBucket(
-                cfg.rate_limit, cfg.effective_burst, self._loop.time()
-            )
+            self._global_bucket = _TokenBucket(cfg.rate_limit, cfg.effective_burst, self._now())
 
     def _bucket_for(self, account_id: str, now: float) -> _TokenBucket | None:
         cfg = self._config
@@ -909,10 +920,21 @@ class MockChimeServer:
             self._account_buckets[account_id] = bucket
         return bucket
 
+    def _now(self) -> float:
+        assert self._clock is not None  # set in start() before the server accepts anything
+        return self._clock()
+
+    async def _counted(self, request: web.BaseRequest) -> web.StreamResponse:
+        if request.raw_path.startswith(_ADMIN_PREFIX):
+            return await self._handle(request)
+        self.in_flight += 1
+        try:
+            return await self._handle(request)
+        finally:
+            self.in_flight -= 1
+
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        loop = self._loop
-        assert loop is not None  # set in start() before the server accepts anything
-        arrived = loop.time()
+        arrived = self._now()
         raw_path = request.raw_path
         if raw_path.startswith(_ADMIN_PREFIX):
             return await self._admin(request, raw_path)
@@ -1110,9 +1132,7 @@ class MockChimeServer:
                 await asyncio.sleep(delay_ms / 1000)
         if cfg.record_events:
             assert self._loop is not None
-            self.events.append(
-                Event(arrived, self._loop.time(), account_id, user_id, response.status)
-            )
+            self.events.append(Event(arrived, self._now(), account_id, user_id, response.status))
         return response
 
     async def _admin(self, request: web.BaseRequest, raw_path: str) -> web.Response:

@@ -1,11 +1,9 @@
-"""Shared fixtures: a fake clock for the limiter, credentials and a mock server for end to end."""
+"""Shared fixtures: a real Redis, and aioresponses on the aiohttp in use."""
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,53 +12,6 @@ from async_updater.testing.redis_server import RedisServer, RedisUnavailable, re
 
 # Nothing in the suite may reach real AWS or an instance metadata service.
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
-
-
-class FakeTimer:
-    __slots__ = ("callback", "cancelled", "when")
-
-    def __init__(self, when: float, callback: Callable[[], None]) -> None:
-        self.when = when
-        self.callback = callback
-        self.cancelled = False
-
-    def cancel(self) -> None:
-        self.cancelled = True
-
-
-class FakeClock:
-    """A clock that only moves when told to; ``advance`` runs the callbacks that fall due."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.t = start
-        self._timers: list[tuple[float, int, FakeTimer]] = []
-        self._seq = itertools.count()
-
-    def now(self) -> float:
-        return self.t
-
-    def call_at(self, when: float, callback: Callable[[], None]) -> FakeTimer:
-        timer = FakeTimer(when, callback)
-        heapq.heappush(self._timers, (when, next(self._seq), timer))
-        return timer
-
-    def advance(self, seconds: float) -> None:
-        end = self.t + seconds
-        while self._timers and self._timers[0][0] <= end:
-            when, _, timer = heapq.heappop(self._timers)
-            self.t = max(self.t, when)
-            if not timer.cancelled:
-                timer.callback()
-        self.t = end
-
-    @property
-    def pending(self) -> int:
-        return sum(1 for _, _, t in self._timers if not t.cancelled)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 # -- a real Redis ---------------------------------------------------------------------------

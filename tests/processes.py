@@ -63,6 +63,20 @@ class MockProcess:
         counters: dict[str, int] = self.state()["counters"]
         return counters
 
+    def wait_until_idle(self, limit: float = 30.0) -> None:
+        """Poll until the server handles no request and holds no client connection but the
+        asking one: after a client died, every request it had on the wire has landed."""
+        deadline = time.monotonic() + limit
+        while True:
+            state = self.state()
+            if state["in_flight"] == 0 and state["connections"] <= 1:
+                return
+            assert time.monotonic() < deadline, (
+                f"the mock is still busy after {limit} s: {state['in_flight']} requests in "
+                f"flight, {state['connections']} connections"
+            )
+            time.sleep(0.01)
+
     def applied(self) -> dict[tuple[str, str], tuple[dict[str, bool], int]]:
         return {(a, u): (settings, n) for a, u, settings, n in self._call("/_mock/applied")}
 
@@ -154,6 +168,14 @@ class Run:
                 offset += len(chunk)
                 seen += chunk.count(b"\n")
             time.sleep(0.002)
+
+    def wait_for_stderr(self, text: str, limit: float = 30.0) -> None:
+        """Poll the run's stderr until it holds ``text`` (the process must still run)."""
+        deadline = time.monotonic() + limit
+        while text not in self.stderr():
+            assert self.proc.poll() is None, f"the run ended early: {self.stderr()}"
+            assert time.monotonic() < deadline, f"no {text!r} on stderr after {limit} s"
+            time.sleep(0.005)
 
     async def await_rows(self, rows: int, limit: float = 30.0) -> None:
         """``wait_for_rows`` for a test whose own loop serves the run."""

@@ -21,6 +21,8 @@ from async_updater.sample import generate_users, write_users
 from async_updater.signing import StaticCredentials
 from async_updater.source import CsvSource
 
+from .fault_servers import FaultServer, Reply, Request, ok
+
 AK, SK = "AKIDE2E", "e2e-secret"
 CREDS = StaticCredentials(AK, SK)
 
@@ -79,6 +81,68 @@ async def test_library_run_applies_every_row_under_throttling_and_faults() -> No
     assert server.counters["throttled"] > 0 and server.counters["faults"] > 0
     assert summary.throttles == server.counters["throttled"]
     assert summary.counts["updated"] == 600
+
+
+async def test_per_account_limits_one_account_paused_by_the_server_does_not_hold_the_others() -> (
+    None
+):
+    """The server pauses account a1 for a minute (a 429 with Retry-After to its first request).
+    On the server's own record, a2 and a3 are served in full meanwhile, and a1 sends nothing
+    but what was already on its way. (With one limit for the run, the pause holds them all:
+    ``test_retry_after_pauses_sending_for_the_whole_scope``.)"""
+    throttled = json.dumps({"Code": "ThrottledClientException", "Message": "slow down"})
+    pause = Reply(
+        429,
+        throttled.encode(),
+        {"Retry-After": "60", "x-amzn-ErrorType": "ThrottledClientException"},
+    )
+    others_done = asyncio.Event()
+    served: set[tuple[str, str]] = set()
+    a1_requests_when_others_done: list[int] = []
+
+    def account(req: Request) -> str:
+        return req.path.split("/")[2]
+
+    def decide(req: Request) -> Reply:
+        if account(req) == "a1" and not any(account(r) == "a1" for r in server.requests[:-1]):
+            return pause
+        served.add((account(req), req.user_id))
+        if not others_done.is_set() and sum(1 for a, _ in served if a != "a1") == 40:
+            a1_requests_when_others_done.append(
+                sum(1 for r in server.requests if account(r) == "a1")
+            )
+            others_done.set()
+        return ok()
+
+    # Sorted by account, as exports are: a1's rows come first.
+    records = [
+        UserRecord(a, f"u{i}", True, False, True, i + 2)
+        for a in ("a1", "a2", "a3")
+        for i in range(20)
+    ]
+    async with FaultServer(decide) as server:
+        config = UpdaterConfig(endpoint_url=server.url, limit_scope="account", concurrency=8)
+        sink = MemoryReport()
+        async with Updater(config, credentials=CREDS) as up:
+            run = asyncio.ensure_future(up.run(records, sink))
+            # A deadline well inside a1's pause: the others must not wait it out.
+            await asyncio.wait_for(others_done.wait(), 30)
+            up.stop()
+            summary = await asyncio.wait_for(run, 30)
+    a1 = [r for r in server.requests if account(r) == "a1"]
+    paused_at = a1[0].n
+    # Every request of a2 and a3 reached the server, most of them after a1 was paused...
+    assert {(a, u) for a, u in served if a != "a1"} == {
+        (r.account_id, r.user_id) for r in records if r.account_id != "a1"
+    }
+    assert sum(1 for r in server.requests if r.n > paused_at and account(r) != "a1") > 0
+    # ...while a1 sent only what was already in flight when its 429 came (its scope's cap).
+    [a1_sent] = a1_requests_when_others_done
+    assert a1_sent == len(a1) <= 1 + 8
+    assert len(a1) < 20  # a1 did not finish: it was waiting
+    assert summary.cooldowns == 1 and summary.interrupted
+    done = {(r.account_id, r.user_id) for r in sink.results if r.status is Status.UPDATED}
+    assert done == served  # what the report says is what the server served
 
 
 async def test_cli_report_has_one_row_per_input_row_and_the_server_matches(tmp_path: Path) -> None:

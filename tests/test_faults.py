@@ -416,7 +416,7 @@ def test_kill_9_mid_run_and_mid_resume_then_resume_resends_at_most_the_requests_
             assert run.proc.wait(timeout=10) == -signal.SIGKILL
         finally:
             run.kill()
-        time.sleep(0.3)  # requests already on the wire when the client died still land
+        mock.wait_until_idle()  # requests on the wire when the client died still land
         rows_at_kill = list(read_report(report))
         updated_at_kill = report_keys(report)
         assert len(updated_at_kill) == len(rows_at_kill)  # only updates, one row per user
@@ -534,7 +534,8 @@ def test_a_second_sigint_abandons_requests_in_flight_and_never_reports_them_upda
             run.wait_for_rows(100)
             sent = time.monotonic()
             run.proc.send_signal(signal.SIGINT)
-            time.sleep(0.02)
+            # A second SIGINT sent before the first is handled would merge with it.
+            run.wait_for_stderr("stopping: no new requests")
             run.proc.send_signal(signal.SIGINT)
             code = run.proc.wait(timeout=10)
             took = time.monotonic() - sent
@@ -543,7 +544,7 @@ def test_a_second_sigint_abandons_requests_in_flight_and_never_reports_them_upda
         assert code == 130, run.stderr()
         err = run.stderr()
         assert "abandoning the requests in flight" in err and "Traceback" not in err
-        time.sleep(0.3)
+        slow.wait_until_idle()  # the abandoned requests land (or not) on the server
         updated = report_keys(report)
         applied = slow.applied()
         assert len(list(read_report(report))) == len(updated)
@@ -570,9 +571,11 @@ async def test_a_signal_while_the_server_hangs_abandons_the_hung_requests_after_
     report = tmp_path / "report.csv"
     answered: set[str] = set()
     hanging = [True]
+    one_hangs = asyncio.Event()
 
     def decide(req: Request) -> Any:
         if hanging[0] and len(answered) >= 100:
+            one_hangs.set()
             return Hang()
         answered.add(req.user_id)
         return ok()
@@ -581,7 +584,7 @@ async def test_a_signal_while_the_server_hangs_abandons_the_hung_requests_after_
         run = Run(tmp_path, users_csv, report, server.url, "--concurrency", "8")
         try:
             await run.await_rows(100)
-            await asyncio.sleep(0.2)  # the next requests are sent and hang
+            await asyncio.wait_for(one_hangs.wait(), 30)  # the next requests are sent and hang
             sent = time.monotonic()
             run.proc.send_signal(signal.SIGTERM)
             # Without the grace period the hung requests held the exit for all of --timeout (30 s).

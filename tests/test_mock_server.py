@@ -124,9 +124,28 @@ async def put_signed(
     return await send(http, url, body, sign(url, body, **sign_args))
 
 
+class ManualClock:
+    """The mock's rate and timeline clock, moved only by ``advance``: a bucket refills and a
+    timeline second ends when the test says so, however slow the machine."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 @pytest.fixture
-async def server() -> AsyncIterator[MockChimeServer]:
-    async with MockChimeServer(MockConfig(record_events=True)) as started:
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+async def server(clock: ManualClock) -> AsyncIterator[MockChimeServer]:
+    async with MockChimeServer(MockConfig(record_events=True), clock=clock) as started:
         yield started
 
 
@@ -371,10 +390,10 @@ async def test_id_that_is_not_percent_encoded_utf8_is_400(
 
 
 async def test_bucket_admits_its_burst_then_429s_with_retry_after(
-    http: aiohttp.ClientSession,
+    http: aiohttp.ClientSession, clock: ManualClock
 ) -> None:
     config = MockConfig(rate_limit=5, burst=2, retry_after=1.5, retry_after_ms_header=True)
-    async with MockChimeServer(config) as server:
+    async with MockChimeServer(config, clock=clock) as server:
         replies = await asyncio.gather(
             *(put_signed(http, server, "acc", f"user-{i}") for i in range(10))
         )
@@ -395,8 +414,10 @@ async def test_bucket_admits_its_burst_then_429s_with_retry_after(
         assert slot["allowed_rate"] == 5
 
 
-async def test_429_has_no_retry_after_unless_configured(http: aiohttp.ClientSession) -> None:
-    async with MockChimeServer(MockConfig(rate_limit=1)) as server:
+async def test_429_has_no_retry_after_unless_configured(
+    http: aiohttp.ClientSession, clock: ManualClock
+) -> None:
+    async with MockChimeServer(MockConfig(rate_limit=1), clock=clock) as server:
         replies = await asyncio.gather(*(put_signed(http, server) for _ in range(3)))
     throttled = [r for r in replies if r.status == 429]
     assert len(throttled) == 2
@@ -405,9 +426,10 @@ async def test_429_has_no_retry_after_unless_configured(http: aiohttp.ClientSess
 
 
 async def test_account_scope_gives_each_account_its_own_bucket(
-    http: aiohttp.ClientSession,
+    http: aiohttp.ClientSession, clock: ManualClock
 ) -> None:
-    async with MockChimeServer(MockConfig(rate_limit=1, limit_scope="account")) as server:
+    config = MockConfig(rate_limit=1, limit_scope="account")
+    async with MockChimeServer(config, clock=clock) as server:
         replies = await asyncio.gather(
             *(put_signed(http, server, account, f"u{i}") for account in "AB" for i in range(3))
         )
@@ -415,8 +437,10 @@ async def test_account_scope_gives_each_account_its_own_bucket(
         assert {account for account, _ in server.applied} == {"A", "B"}
 
 
-async def test_set_limits_changes_the_rate_mid_run(http: aiohttp.ClientSession) -> None:
-    async with MockChimeServer(MockConfig(rate_limit=1, burst=1)) as server:
+async def test_set_limits_changes_the_rate_mid_run(
+    http: aiohttp.ClientSession, clock: ManualClock
+) -> None:
+    async with MockChimeServer(MockConfig(rate_limit=1, burst=1), clock=clock) as server:
         first = await asyncio.gather(*(put_signed(http, server) for _ in range(2)))
         assert sorted(r.status for r in first) == [204, 429]
 
@@ -440,7 +464,7 @@ async def test_set_limits_changes_the_rate_mid_run(http: aiohttp.ClientSession) 
         assert max(slot["allowed_rate"] for slot in server.timeline.values()) == 2
 
         server.set_limits(rate_limit=1000, burst=3)
-        await asyncio.sleep(0.01)  # at 1000/s the bucket is full again well within 10 ms
+        clock.advance(0.01)  # at 1000/s the bucket is full again within 10 ms
         refilled = await asyncio.gather(*(put_signed(http, server) for _ in range(3)))
         assert [r.status for r in refilled] == [204] * 3
 
@@ -935,11 +959,13 @@ def test_main_reports_bad_options_as_usage_errors(capsys: pytest.CaptureFixture[
 
 
 async def test_events_endpoint_lists_each_request_in_seconds_since_reset(
-    http: aiohttp.ClientSession,
+    http: aiohttp.ClientSession, clock: ManualClock
 ) -> None:
     config = MockConfig(rate_limit=1, burst=1, retry_after=1, record_events=True)
-    async with MockChimeServer(config) as server:
+    async with MockChimeServer(config, clock=clock) as server:
+        clock.advance(0.5)
         assert (await put_signed(http, server)).status == 204
+        clock.advance(0.25)  # within the second the bucket needs for its next token
         assert (await put_signed(http, server, user_id="user-2")).status == 429
         async with http.get(server.url + "/_mock/events") as response:
             assert response.status == 200
@@ -948,7 +974,7 @@ async def test_events_endpoint_lists_each_request_in_seconds_since_reset(
         [first, second] = data["events"]
         assert first[2:] == ["acc-1", "user-1", 204]
         assert second[2:] == ["acc-1", "user-2", 429]
-        assert 0 <= first[0] <= first[1] <= second[0] <= second[1] < 5
+        assert (first[:2], second[:2]) == ([0.5, 0.5], [0.75, 0.75])
         async with http.post(server.url + "/_mock/reset") as response:
             assert response.status == 200
         async with http.get(server.url + "/_mock/events") as response:
@@ -1112,3 +1138,25 @@ async def test_admin_user_endpoint_shows_a_users_state_and_counts(
     async with http.get(server.url + "/_mock/user", params={"account_id": "a"}) as response:
         assert response.status == 400
     assert server.counters["requests"] == 2  # admin calls are not counted
+
+
+async def test_state_counts_the_requests_in_flight_and_the_open_connections(
+    http: aiohttp.ClientSession,
+) -> None:
+    async with MockChimeServer(MockConfig(latency_ms=300)) as server:
+        pending = asyncio.ensure_future(put_signed(http, server))
+        deadline = time.monotonic() + 10
+        while server.state()["in_flight"] < 1:
+            assert time.monotonic() < deadline, "the request never arrived"
+            await asyncio.sleep(0.005)
+        assert server.state()["connections"] == 1
+        assert (await pending).status == 204
+        async with http.get(server.url + "/_mock/state") as response:
+            state = await response.json()
+        # The admin request is not counted in flight; its connection is open while it asks.
+        assert (state["in_flight"], state["counters"]["accepted"]) == (0, 1)
+        assert state["connections"] >= 1
+        await http.close()  # the client goes: its connections close
+        while server.state()["connections"] > 0:
+            assert time.monotonic() < deadline, "connections stayed open"
+            await asyncio.sleep(0.005)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import json
 import signal
-import time
 from pathlib import Path
 from typing import Any
 
@@ -357,7 +356,7 @@ def test_resume_after_kill_9_keeps_each_users_first_before_never_the_runs_own_wr
             assert run.proc.wait(timeout=10) == -signal.SIGKILL
         finally:
             run.kill()
-        time.sleep(0.3)  # writes already on the wire land
+        mock.wait_until_idle()  # writes already on the wire land
         reported = {(r.account_id, r.user_id) for r in read_report(report)}
         applied_unreported = set(mock.applied()) - reported
         assert applied_unreported, "the kill must catch writes applied without a row"
