@@ -18,33 +18,37 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from . import __version__
-from . import before as before_states
-from .aws_operation import (
+from .aws.sigv4 import CredentialProvider, StaticCredentials
+from .config import DEFAULT_ENDPOINT, LimitScope, UpdaterConfig, check_read_support
+from .errors import ConfigError, InputError, ReportError, RowError, SafetyStop, UpdaterError
+from .io import before as before_states
+from .io.before import BeforeJournal
+from .io.lock import ReportLock
+from .io.report import FORMATS, ReportSink, ResumeState, input_fingerprint, open_report, write_meta
+from .io.source import CsvSource, Shard, ShardBasis, count_data_lines
+from .model import Result, RowRecord, RunSummary, Status, UserRecord
+from .operations.aws_model import (
     ModelOperation,
     describe_operation,
     list_operations,
     list_services,
     resolve_endpoint,
 )
-from .before import BeforeJournal
-from .config import DEFAULT_ENDPOINT, LimitScope, UpdaterConfig, check_read_support
-from .errors import ConfigError, InputError, ReportError, RowError, SafetyStop, UpdaterError
-from .generic import GenericOperation, load_operation, parse_read_fields
-from .lock import ReportLock
-from .merge import merge_reports
-from .model import Result, RowRecord, RunSummary, Status, UserRecord
-from .operation import Operation
-from .pipeline import Updater
-from .plot import plot_timeline, read_timeline
-from .progress import ProgressDisplay
+from .operations.base import Operation
+from .operations.generic import GenericOperation, load_operation, parse_read_fields
+from .pipeline.run import Updater
+from .pipeline.safety import (
+    DEFAULT_MAX_FAILURES,
+    DEFAULT_REJECTIONS_IN_A_ROW,
+    MIN_ANSWERED_FOR_SHARE,
+)
 from .ratelimit import DEFAULT_MAX_CONCURRENCY
-from .report import FORMATS, ReportSink, ResumeState, input_fingerprint, open_report, write_meta
-from .safety import DEFAULT_MAX_FAILURES, DEFAULT_REJECTIONS_IN_A_ROW, MIN_ANSWERED_FOR_SHARE
-from .signing import CredentialProvider, StaticCredentials
-from .source import CsvSource, Shard, ShardBasis, count_data_lines
-from .summary import format_report_summary, format_summary, summarize_report
-from .transport import AiohttpTransport, Transport
-from .undo import write_undo
+from .reporting.merge import merge_reports
+from .reporting.plot import plot_timeline, read_timeline
+from .reporting.progress import ProgressDisplay
+from .reporting.summary import format_report_summary, format_summary, summarize_report
+from .reporting.undo import write_undo
+from .transport.http import AiohttpTransport, Transport
 
 __all__ = [
     "EXIT_FAILED",
@@ -414,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["mock-server"]:
         # Its options are the mock's own, parsed by it: argparse's REMAINDER does not take
         # arguments that start with "--" (``mock-server --port 0`` was refused as unknown).
-        from .mock_server import main as mock_main
+        from .testing.mock.server import main as mock_main
 
         return mock_main(argv[1:])
     args = build_parser().parse_args(argv)
@@ -1001,9 +1005,9 @@ def exit_code(summary: RunSummary) -> int:
 async def demo_command(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
     """Preview, run and undo against the embedded mock server, checking the server's state
     after the run (every user as asked) and after the undo (every user as before the run)."""
-    from .mock_server import MockChimeServer, MockConfig, initial_settings
-    from .operation import ChimeUpdateUserSettings
-    from .sample import generate_users
+    from .operations.base import ChimeUpdateUserSettings
+    from .testing.mock.server import MockChimeServer, MockConfig, initial_settings
+    from .testing.sample import generate_users
 
     out = out or sys.stdout
     if args.users < 1 or args.accounts < 1 or not args.server_limit > 0:

@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
+from async_updater.io.report import read_report
+from async_updater.io.source import CsvSource
 from async_updater.model import UserRecord
-from async_updater.report import read_report
-from async_updater.source import CsvSource
 
 CONCURRENCY = 32
 MOCK_KEY, MOCK_SECRET = "AKIDMOCK", "mock-secret"
@@ -30,11 +30,11 @@ BIN = Path(sys.executable).parent
 
 
 class MockProcess:
-    """``python -m async_updater.mock_server`` in its own process, read through /_mock/."""
+    """``python -m async_updater.testing.mock`` in its own process, read through /_mock/."""
 
     def __init__(self, *args: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "async_updater.mock_server", "--port", "0", *args],
+            [sys.executable, "-m", "async_updater.testing.mock", "--port", "0", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,

@@ -15,7 +15,9 @@ import pytest
 from aiohttp import web
 from multidict import CIMultiDict
 
-from async_updater.aws_operation import (
+from async_updater.errors import ConfigError, RowError
+from async_updater.model import RowRecord
+from async_updater.operations.aws_model import (
     ModelOperation,
     describe_operation,
     list_operations,
@@ -23,10 +25,8 @@ from async_updater.aws_operation import (
     load_model,
     resolve_endpoint,
 )
-from async_updater.errors import ConfigError, RowError
-from async_updater.model import RowRecord
-from async_updater.retry import THROTTLING_CODES, ErrorClass, classify
-from async_updater.transport import AiohttpTransport
+from async_updater.pipeline.retry import THROTTLING_CODES, ErrorClass, classify
+from async_updater.transport.http import AiohttpTransport
 
 from .test_cli import Run, one_line_error, run  # noqa: F401  (run is a fixture)
 

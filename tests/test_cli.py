@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 
 from async_updater.cli import NOT_RESUMED, build_parser, main, resume_command
-from async_updater.mock_server import MockChimeServer, MockConfig
 from async_updater.model import REPORT_COLUMNS
-from async_updater.sample import generate_users
+from async_updater.testing.mock.server import MockChimeServer, MockConfig
+from async_updater.testing.sample import generate_users
 
 AK, SK = "AKIDCLITEST", "cli-test-secret"
 HEADER = "account_id,user_id,inbound_calling,outbound_calling,sms\n"
@@ -165,7 +165,7 @@ def test_mock_server_subcommand_passes_the_clock_date_and_api_options_to_the_moc
     import time
     import urllib.request
 
-    from async_updater.signing import Credentials, SigV4Signer
+    from async_updater.aws.sigv4 import Credentials, SigV4Signer
 
     from .processes import BIN
 
@@ -800,7 +800,7 @@ def test_resume_command_carries_the_reading_options() -> None:
 def test_a_fresh_run_replaces_the_before_journal_of_an_earlier_run_and_a_finished_one_removes_it(
     tmp_path: Path, run: Run, server: MockChimeServer, aws: dict[str, str], reading: list[str]
 ) -> None:
-    from async_updater.before import journal_path
+    from async_updater.io.before import journal_path
 
     report = tmp_path / "r.csv"
     journal_path(report).write_text('{"account_id": "a", "user_id": "u", "before": {}}\n')

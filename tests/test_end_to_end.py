@@ -10,16 +10,16 @@ import os
 import sys
 from pathlib import Path
 
+from async_updater.aws.sigv4 import StaticCredentials
 from async_updater.cli import build_parser, run_command
 from async_updater.config import UpdaterConfig
-from async_updater.mock_server import MockChimeServer, MockConfig
+from async_updater.io.report import MemoryReport
+from async_updater.io.source import CsvSource
 from async_updater.model import Status, UserRecord
-from async_updater.operation import HttpRequest
-from async_updater.pipeline import Updater
-from async_updater.report import MemoryReport
-from async_updater.sample import generate_users, write_users
-from async_updater.signing import StaticCredentials
-from async_updater.source import CsvSource
+from async_updater.operations.base import HttpRequest
+from async_updater.pipeline.run import Updater
+from async_updater.testing.mock.server import MockChimeServer, MockConfig
+from async_updater.testing.sample import generate_users, write_users
 
 AK, SK = "AKIDE2E", "e2e-secret"
 CREDS = StaticCredentials(AK, SK)

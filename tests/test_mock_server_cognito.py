@@ -15,9 +15,9 @@ import urllib3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from async_updater.aws.sigv4 import Credentials, SigV4Signer
 from async_updater.errors import ConfigError
-from async_updater.mock_server import MockApi, MockChimeServer, MockConfig
-from async_updater.signing import Credentials, SigV4Signer
+from async_updater.testing.mock.server import MockApi, MockChimeServer, MockConfig
 
 from .test_cli import ThreadedMock
 

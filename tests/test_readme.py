@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from async_updater.cli import build_parser
+from async_updater.io.source import CsvSource, Shard
 from async_updater.model import UserRecord
-from async_updater.source import CsvSource, Shard
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -114,7 +114,7 @@ def _venv_is_current() -> bool:
 def _mock(*args: str) -> Iterator[str]:
     proc = subprocess.Popen(
         [
-            *(sys.executable, "-m", "async_updater.mock_server", "--port", "0"),
+            *(sys.executable, "-m", "async_updater.testing.mock", "--port", "0"),
             *("--rate-limit", "400", "--latency-ms", "2", "--duration", "120", *args),
         ],
         stdout=subprocess.PIPE,
@@ -178,7 +178,7 @@ def _run_commands(
             else:  # what the wrapper runs, without (re)building .venv from inside a test
                 script, _, rest = command.partition(" ")
                 assert script == "scripts/gen_users", command
-                command = f"{shlex.quote(sys.executable)} -m async_updater.sample {rest}"
+                command = f"{shlex.quote(sys.executable)} -m async_updater.testing.sample {rest}"
         done = subprocess.run(
             ["bash", "-c", command],
             cwd=tmp_path,

@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 
+from async_updater.aws.sigv4 import StaticCredentials
 from async_updater.config import UpdaterConfig
-from async_updater.mock_server import MockChimeServer, MockConfig
+from async_updater.io.report import MemoryReport
 from async_updater.model import Status, UserRecord
-from async_updater.pipeline import Updater
+from async_updater.pipeline.run import Updater
 from async_updater.ratelimit import RateController
 from async_updater.ratelimit.shared import SharedLimit, SharedLimitError
-from async_updater.report import MemoryReport
-from async_updater.signing import StaticCredentials
+from async_updater.testing.mock.server import MockChimeServer, MockConfig
 from async_updater.testing.redis_server import RedisServer
 
 CREDS = StaticCredentials("AKIDMOCK", "mock-secret")

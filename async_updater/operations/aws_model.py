@@ -37,9 +37,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from .errors import ConfigError, RowError
-from .model import RowRecord
-from .operation import HttpRequest, RowParser
+from ..errors import ConfigError, RowError
+from ..model import RowRecord
+from ..transport.http import json_error_details, short_text
+from .base import HttpRequest, RowParser
 from .template import (
     PLACEHOLDER,
     Template,
@@ -48,7 +49,6 @@ from .template import (
     typed_row_parser,
     whole_placeholder,
 )
-from .transport import json_error_details, short_text
 
 __all__ = [
     "ModelOperation",

@@ -10,7 +10,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from .stats import RunStats
+from ..pipeline.stats import RunStats
 
 __all__ = ["ProgressDisplay", "progress_line"]
 

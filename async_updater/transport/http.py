@@ -20,7 +20,7 @@ from typing import Protocol
 import aiohttp
 from yarl import URL
 
-from .retry import THROTTLING_CODES, parse_retry_after
+from ..pipeline.retry import THROTTLING_CODES, parse_retry_after
 
 __all__ = [
     "AiohttpTransport",

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import quote
 
-from .errors import ConfigError, CredentialsError
+from ..errors import ConfigError, CredentialsError
 
 __all__ = [
     "BotocoreCredentials",

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from enum import Enum
 
-from .errors import ConfigError
-from .model import Result, Status
+from ..errors import ConfigError
+from ..model import Result, Status
 from .retry import EXPIRED_CREDENTIAL_CODES
 
 __all__ = [

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import quote
 
-from .errors import InputError, RowError, StateError
-from .model import Record, UserRecord
+from ..errors import InputError, RowError, StateError
+from ..model import Record, UserRecord
 
 __all__ = [
     "ChimeGetUserSettings",

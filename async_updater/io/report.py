@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from ..errors import ReportError
+from ..model import REPORT_COLUMNS, Result, Status
 from .before import BeforeJournal, compact
-from .errors import ReportError
 from .keyindex import KeyIndex
-from .model import REPORT_COLUMNS, Result, Status
 
 __all__ = [
     "CsvReport",

@@ -20,9 +20,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Protocol
 
-from .errors import ReportError
+from ..errors import ReportError
+from ..pipeline.state import state_json
 from .keyindex import KeyIndex
-from .state import state_json
 
 __all__ = ["BeforeJournal", "BeforeStore", "MemoryBeforeStore", "journal_path"]
 

@@ -10,7 +10,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 
-from .model import UserRecord
+from ..model import UserRecord
 
 __all__ = ["generate_users", "main", "sample_records", "write_users"]
 

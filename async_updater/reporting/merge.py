@@ -7,10 +7,10 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import ReportError
-from .keyindex import KeyIndex
-from .model import REPORT_COLUMNS, Status
-from .report import detect_format, meta_path, read_report, recorded_split, split_text
+from ..errors import ReportError
+from ..io.keyindex import KeyIndex
+from ..io.report import detect_format, meta_path, read_report, recorded_split, split_text
+from ..model import REPORT_COLUMNS, Status
 
 __all__ = ["merge_reports"]
 

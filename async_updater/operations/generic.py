@@ -35,9 +35,9 @@ from collections.abc import Mapping, Sequence
 from importlib.metadata import entry_points
 from typing import Any
 
-from .errors import ConfigError, StateError
-from .model import RowRecord
-from .operation import (
+from ..errors import ConfigError, StateError
+from ..model import RowRecord
+from .base import (
     ChimeUpdateUserSettings,
     HttpRequest,
     Operation,

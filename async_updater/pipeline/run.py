@@ -25,34 +25,26 @@ from dataclasses import dataclass, replace
 from time import perf_counter
 from typing import Any
 
-from .before import BeforeStore
-from .config import LimitScope, UpdaterConfig
-from .errors import CredentialsError, ReportError, RowError, SafetyStop, StateError, UpdaterError
-from .keyindex import KeyIndex
-from .model import Record, Result, RunSummary, Status
-from .operation import ChimeUpdateUserSettings, HttpRequest, Operation
-from .ratelimit.clock import Cancellable, Clock, LoopClock
-from .ratelimit.concurrency import InFlightLimit
-from .ratelimit.estimator import Outcome
-from .ratelimit.overflow import Overflow
-from .ratelimit.scheduler import Scheduler, Scope, local_pacer
-from .ratelimit.shared import SharedLimit
-from .redact import Redactor
-from .report import ReportSink
-from .retry import (
-    Action,
-    Decision,
-    ErrorClass,
-    RetryBudget,
-    classify,
-    decide,
-    full_jitter_backoff,
-)
+from ..aws.redact import Redactor
+from ..aws.sigv4 import CredentialProvider, Credentials, SigV4Signer, resolve_credentials
+from ..config import LimitScope, UpdaterConfig
+from ..errors import CredentialsError, ReportError, RowError, SafetyStop, StateError, UpdaterError
+from ..io.before import BeforeStore
+from ..io.keyindex import KeyIndex
+from ..io.report import ReportSink
+from ..model import Record, Result, RunSummary, Status
+from ..operations.base import ChimeUpdateUserSettings, HttpRequest, Operation
+from ..ratelimit.clock import Cancellable, Clock, LoopClock
+from ..ratelimit.concurrency import InFlightLimit
+from ..ratelimit.estimator import Outcome
+from ..ratelimit.overflow import Overflow
+from ..ratelimit.scheduler import Scheduler, Scope, local_pacer
+from ..ratelimit.shared import SharedLimit
+from ..transport.http import AiohttpTransport, Response, Transport, TransportError
+from .retry import Action, Decision, ErrorClass, RetryBudget, classify, decide, full_jitter_backoff
 from .safety import ClockOffset, SafetyPolicy, is_clock_skew
-from .signing import CredentialProvider, Credentials, SigV4Signer, resolve_credentials
 from .state import NextStep, after_read, read_failure
 from .stats import RunStats
-from .transport import AiohttpTransport, Response, Transport, TransportError
 
 __all__ = ["Updater", "update_users"]
 

@@ -6,7 +6,7 @@ import json
 import os
 from typing import Any
 
-from .errors import ConfigError, InputError
+from ..errors import ConfigError, InputError
 
 __all__ = ["plot_timeline", "read_timeline"]
 

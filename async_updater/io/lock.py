@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ReportError, ReportLocked
+from ..errors import ReportError, ReportLocked
 
 __all__ = ["LockHolder", "ReportLock", "lock_path"]
 

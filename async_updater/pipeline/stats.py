@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from .model import Result, RunSummary, Status
+from ..model import Result, RunSummary, Status
 from .state import PlanTally
 
 __all__ = [

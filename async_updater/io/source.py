@@ -17,11 +17,11 @@ from hashlib import blake2b
 from pathlib import Path
 from typing import IO
 
-from .config import LimitScope
-from .errors import ConfigError, InputError, RowError
+from ..config import LimitScope
+from ..errors import ConfigError, InputError, RowError
+from ..model import Record, Result, Status
+from ..operations.base import ChimeUpdateUserSettings, Operation
 from .keyindex import KeyIndex
-from .model import Record, Result, Status
-from .operation import ChimeUpdateUserSettings, Operation
 
 __all__ = ["CsvSource", "Shard", "ShardBasis", "count_data_lines", "read_records"]
 

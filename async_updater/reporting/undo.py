@@ -10,12 +10,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ReportError, StateError
-from .keyindex import KeyIndex
-from .model import Status
-from .operation import Operation
-from .report import meta_path, read_report, report_has_before
-from .state import parse_state_json
+from ..errors import ReportError, StateError
+from ..io.keyindex import KeyIndex
+from ..io.report import meta_path, read_report, report_has_before
+from ..model import Status
+from ..operations.base import Operation
+from ..pipeline.state import parse_state_json
 
 __all__ = ["UndoOutcome", "write_undo"]
 

@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from dataclasses import replace
 from urllib.parse import quote
 
-from .signing import Credentials
-from .transport import Response
+from ..transport.http import Response
+from .sigv4 import Credentials
 
 __all__ = ["REDACTED", "Redactor"]
 

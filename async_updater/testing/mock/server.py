@@ -28,7 +28,7 @@ same order applies (the ids come from the body); throttling is a 400 ``TooManyRe
 (``__type`` in a JSON body), as Cognito answers; the attributes applied are recorded per
 (UserPoolId, Username) in ``attributes``, and the pool is the account of ``limit_scope="account"``.
 
-Run standalone with ``python -m async_updater.mock_server --port 8080``; it binds loopback only.
+Run standalone with ``python -m async_updater.testing.mock --port 8080``; it binds loopback only.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ from aiohttp import hdrs, web
 from aiohttp.web_response import StreamResponse
 from multidict import MultiMapping
 
-from .errors import ConfigError
+from ...errors import ConfigError
 
 __all__ = [
     "AuthFailure",
@@ -1251,7 +1251,7 @@ def _admin_error(status: int, message: str) -> web.Response:
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m async_updater.mock_server",
+        prog="python -m async_updater.testing.mock",
         description="Serve a mock Amazon Chime UpdateUserSettings and GetUserSettings API on a "
         "loopback address.",
     )

@@ -22,9 +22,9 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any, Protocol
 
-from .errors import StateError
-from .model import Plan, Result, Status
-from .operation import StateReader
+from ..errors import StateError
+from ..model import Plan, Result, Status
+from ..operations.base import StateReader
 
 __all__ = [
     "READ_ERROR_PREFIX",

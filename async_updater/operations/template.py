@@ -14,9 +14,9 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from .errors import ConfigError, InputError, RowError
-from .model import RowRecord
-from .operation import RowParser, parse_bool, validate_id
+from ..errors import ConfigError, InputError, RowError
+from ..model import RowRecord
+from .base import RowParser, parse_bool, validate_id
 
 __all__ = [
     "PLACEHOLDER",

@@ -9,9 +9,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from .model import RunSummary, Status
-from .report import read_report
-from .stats import LatencyHistogram, count_error, top_errors
+from ..io.report import read_report
+from ..model import RunSummary, Status
+from ..pipeline.stats import LatencyHistogram, count_error, top_errors
 
 __all__ = ["ReportSummary", "format_report_summary", "format_summary", "summarize_report"]
 
