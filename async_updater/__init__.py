@@ -4,7 +4,7 @@ allows, and prove what happened to every user.
 The public API is what ``__all__`` lists; everything else may change without notice.
 """
 
-from .aws.sigv4 import BotocoreCredentials, CredentialProvider, Credentials, StaticCredentials
+from .aws.credentials import BotocoreCredentials, CredentialProvider, Credentials, StaticCredentials
 from .config import DEFAULT_ENDPOINT, LimitScope, UpdaterConfig
 from .errors import (
     ConfigError,
@@ -18,7 +18,8 @@ from .errors import (
     UpdaterError,
 )
 from .io.before import BeforeStore, MemoryBeforeStore
-from .io.report import CsvReport, JsonlReport, MemoryReport, ReportSink, open_report, read_report
+from .io.reader import read_report
+from .io.report import CsvReport, JsonlReport, MemoryReport, ReportSink, open_report
 from .io.source import CsvSource, Shard, ShardBasis, count_data_lines, read_records
 from .model import (
     REPORT_COLUMNS,
@@ -31,13 +32,8 @@ from .model import (
     UserRecord,
 )
 from .operations.aws_model import ModelOperation, ResolvedEndpoint, resolve_endpoint
-from .operations.base import (
-    ChimeGetUserSettings,
-    ChimeUpdateUserSettings,
-    HttpRequest,
-    Operation,
-    StateReader,
-)
+from .operations.base import HttpRequest, Operation, StateReader
+from .operations.chime import ChimeGetUserSettings, ChimeUpdateUserSettings
 from .pipeline.run import Updater, update_users
 from .pipeline.safety import MaxFailures, StopCause, StopReason
 from .pipeline.stats import Timeline, TimelinePoint

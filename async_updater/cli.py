@@ -18,13 +18,15 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from . import __version__
-from .aws.sigv4 import CredentialProvider, StaticCredentials
+from .aws.credentials import CredentialProvider, StaticCredentials
 from .config import DEFAULT_ENDPOINT, LimitScope, UpdaterConfig, check_read_support
 from .errors import ConfigError, InputError, ReportError, RowError, SafetyStop, UpdaterError
 from .io import before as before_states
 from .io.before import BeforeJournal
 from .io.lock import ReportLock
-from .io.report import FORMATS, ReportSink, ResumeState, input_fingerprint, open_report, write_meta
+from .io.meta import input_fingerprint, write_meta
+from .io.report import FORMATS, ReportSink, open_report
+from .io.resume import ResumeState
 from .io.source import CsvSource, Shard, ShardBasis, count_data_lines
 from .model import Result, RowRecord, RunSummary, Status, UserRecord
 from .operations.aws_model import (
@@ -1005,7 +1007,7 @@ def exit_code(summary: RunSummary) -> int:
 async def demo_command(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
     """Preview, run and undo against the embedded mock server, checking the server's state
     after the run (every user as asked) and after the undo (every user as before the run)."""
-    from .operations.base import ChimeUpdateUserSettings
+    from .operations.chime import ChimeUpdateUserSettings
     from .testing.mock.server import MockChimeServer, MockConfig, initial_settings
     from .testing.sample import generate_users
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from async_updater.io.report import read_report
+from async_updater.io.reader import read_report
 from async_updater.io.source import CsvSource
 from async_updater.model import UserRecord
 

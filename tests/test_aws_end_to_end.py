@@ -18,7 +18,7 @@ from typing import Any
 import boto3
 import pytest
 
-from async_updater.aws.sigv4 import StaticCredentials
+from async_updater.aws.credentials import StaticCredentials
 from async_updater.cli import build_parser, run_command
 from async_updater.testing.mock.server import MockApi, MockChimeServer, MockConfig
 

@@ -165,7 +165,8 @@ def test_mock_server_subcommand_passes_the_clock_date_and_api_options_to_the_moc
     import time
     import urllib.request
 
-    from async_updater.aws.sigv4 import Credentials, SigV4Signer
+    from async_updater.aws.credentials import Credentials
+    from async_updater.aws.sigv4 import SigV4Signer
 
     from .processes import BIN
 

@@ -21,11 +21,12 @@ from typing import Any
 
 import pytest
 
-from async_updater.aws.sigv4 import Credentials, StaticCredentials
+from async_updater.aws.credentials import Credentials, StaticCredentials
 from async_updater.cli import build_parser, run_command
 from async_updater.config import UpdaterConfig
 from async_updater.errors import CredentialsError
-from async_updater.io.report import MemoryReport, read_report
+from async_updater.io.reader import read_report
+from async_updater.io.report import MemoryReport
 from async_updater.model import Result, Status, UserRecord
 from async_updater.pipeline.run import Updater
 from async_updater.testing.mock.server import MockChimeServer, MockConfig

@@ -8,7 +8,7 @@ import pytest
 
 from async_updater.errors import ConfigError, InputError, RowError
 from async_updater.model import RowRecord
-from async_updater.operations.base import ChimeUpdateUserSettings
+from async_updater.operations.chime import ChimeUpdateUserSettings
 from async_updater.operations.generic import GenericOperation, load_operation
 
 
@@ -328,12 +328,45 @@ class ReaderlessOperation:
     name = "third-party"
     service = "chime"
     columns = ("account_id", "user_id")
+    id_column = "user_id"
+    scope_column = "account_id"
 
     def row_parser(self, header: object) -> object:
         raise NotImplementedError
 
     def build(self, record: object) -> object:
         raise NotImplementedError
+
+    def error_parser(self, status: int, headers: object, body: bytes) -> tuple[str, str]:
+        raise NotImplementedError
+
+
+class ColumnlessOperation:
+    """A plugin that does not say which columns name a row's user and account, nor how to read
+    an error answer."""
+
+    name = "third-party"
+    service = "chime"
+    columns = ("account_id", "user_id")
+    reader = None
+
+    def row_parser(self, header: object) -> object:
+        raise NotImplementedError
+
+    def build(self, record: object) -> object:
+        raise NotImplementedError
+
+
+def test_a_plugin_without_id_and_scope_columns_or_error_parser_is_refused_naming_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _registered(monkeypatch, "tests.test_generic:ColumnlessOperation")
+    with pytest.raises(ConfigError) as info:
+        load_operation("third-party")
+    assert str(info.value) == (
+        "--operation: 'third-party' does not implement the Operation protocol: it has no "
+        "id_column, scope_column, error_parser"
+    )
 
 
 def test_a_plugin_without_reader_is_a_config_error_saying_how_to_declare_it(

@@ -17,7 +17,9 @@ import pytest
 
 from async_updater.cli import main
 from async_updater.errors import ReportError
-from async_updater.io.report import meta_path, open_report, read_report, write_meta
+from async_updater.io.meta import meta_path, write_meta
+from async_updater.io.reader import read_report
+from async_updater.io.report import open_report
 from async_updater.io.source import MAX_ROW
 from async_updater.model import Result, Status
 from async_updater.reporting.merge import merge_reports

@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict
 
-from async_updater.aws.sigv4 import Credentials as SigningCredentials
+from async_updater.aws.credentials import Credentials as SigningCredentials
 from async_updater.aws.sigv4 import SigV4Signer
 from async_updater.testing.mock.server import (
     SIGNATURE_MISMATCH,

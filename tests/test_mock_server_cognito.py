@@ -15,7 +15,8 @@ import urllib3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from async_updater.aws.sigv4 import Credentials, SigV4Signer
+from async_updater.aws.credentials import Credentials
+from async_updater.aws.sigv4 import SigV4Signer
 from async_updater.errors import ConfigError
 from async_updater.testing.mock.server import MockApi, MockChimeServer, MockConfig
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 import pytest
 
-from async_updater.aws.sigv4 import Credentials
+from async_updater.aws.credentials import Credentials
 from async_updater.config import UpdaterConfig
 from async_updater.errors import CredentialsError
 from async_updater.io.keyindex import KeyIndex

@@ -12,11 +12,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from async_updater.aws.sigv4 import StaticCredentials
+from async_updater.aws.credentials import StaticCredentials
 from async_updater.cli import build_parser, main, run_command
 from async_updater.config import UpdaterConfig
 from async_updater.io.before import journal_path
-from async_updater.io.report import MemoryReport, read_report
+from async_updater.io.reader import read_report
+from async_updater.io.report import MemoryReport
 from async_updater.io.source import CsvSource
 from async_updater.model import Status, UserRecord
 from async_updater.pipeline.run import Updater

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
+from async_updater.aws.credentials import Credentials
 from async_updater.aws.redact import REDACTED, Redactor
-from async_updater.aws.sigv4 import Credentials, SigV4Signer
+from async_updater.aws.sigv4 import SigV4Signer
 from async_updater.transport.http import Response
 
 AK = "AKIDREDACTTEST01"

@@ -11,15 +11,10 @@ from typing import Any
 import pytest
 
 from async_updater.errors import ReportError
-from async_updater.io.report import (
-    CsvReport,
-    JsonlReport,
-    ResumeState,
-    meta_path,
-    open_report,
-    read_report,
-    write_meta,
-)
+from async_updater.io.meta import meta_path, write_meta
+from async_updater.io.reader import read_report
+from async_updater.io.report import CsvReport, JsonlReport, open_report
+from async_updater.io.resume import ResumeState
 from async_updater.model import REPORT_COLUMNS, Result, Status
 from async_updater.reporting.summary import summarize_report
 
@@ -477,7 +472,7 @@ def test_a_jsonl_report_written_before_the_before_column_is_still_read(tmp_path:
 
 
 def test_report_has_before_tells_new_reports_from_old_ones(tmp_path: Path) -> None:
-    from async_updater.io.report import report_has_before
+    from async_updater.io.reader import report_has_before
 
     new_csv, new_jsonl = tmp_path / "n.csv", tmp_path / "n.jsonl"
     write(new_csv, [res("u1")])

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from async_updater.io.report import read_report
+from async_updater.io.reader import read_report
 from async_updater.testing.sample import generate_users
 
 from .processes import (
@@ -28,7 +28,7 @@ from .processes import (
 STOP_TEXT = "stopped by the plugin after 50 rows (403 AccessDeniedException: no more for you)"
 PLUGIN = '''
 from async_updater.errors import SafetyStop
-from async_updater.operations.base import ChimeUpdateUserSettings
+from async_updater.operations.chime import ChimeUpdateUserSettings
 from async_updater.pipeline.safety import StopCause, StopReason
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from async_updater.aws.sigv4 import Credentials, StaticCredentials
+from async_updater.aws.credentials import Credentials, StaticCredentials
 from async_updater.cli import build_parser, main, run_command
 from async_updater.errors import SafetyStop, UpdaterError
 from async_updater.testing.mock.server import MockChimeServer, MockConfig

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from async_updater.aws.sigv4 import StaticCredentials
+from async_updater.aws.credentials import StaticCredentials
 from async_updater.config import UpdaterConfig
 from async_updater.io.report import MemoryReport
 from async_updater.model import Status, UserRecord

@@ -17,7 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from async_updater.errors import ConfigError, InputError
-from async_updater.io.report import CsvReport, read_report
+from async_updater.io.reader import read_report
+from async_updater.io.report import CsvReport
 from async_updater.io.source import MAX_ROW, CsvSource, Shard, ShardBasis
 from async_updater.model import Result, Status, UserRecord
 from async_updater.operations.base import encode_segment

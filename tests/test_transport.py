@@ -10,7 +10,8 @@ import aiohttp
 import pytest
 from aioresponses import CallbackResult
 
-from async_updater.aws.sigv4 import Credentials, SigV4Signer
+from async_updater.aws.credentials import Credentials
+from async_updater.aws.sigv4 import SigV4Signer
 from async_updater.testing.mock.server import MockChimeServer, MockConfig
 from async_updater.transport.http import AiohttpTransport, TransportError
 

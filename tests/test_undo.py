@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from async_updater.cli import main
-from async_updater.io.report import open_report, write_meta
+from async_updater.io.meta import write_meta
+from async_updater.io.report import open_report
 from async_updater.io.source import CsvSource
 from async_updater.model import REPORT_COLUMNS, Result, Status, UserRecord
 from async_updater.testing.mock.server import MockConfig

@@ -16,7 +16,7 @@ from dataclasses import replace
 from urllib.parse import quote
 
 from ..transport.http import Response
-from .sigv4 import Credentials
+from .credentials import Credentials
 
 __all__ = ["REDACTED", "Redactor"]
 

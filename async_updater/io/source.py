@@ -20,7 +20,8 @@ from typing import IO
 from ..config import LimitScope
 from ..errors import ConfigError, InputError, RowError
 from ..model import Record, Result, Status
-from ..operations.base import ChimeUpdateUserSettings, Operation
+from ..operations.base import Operation, RowParser
+from ..operations.chime import ChimeUpdateUserSettings
 from .keyindex import KeyIndex
 
 __all__ = ["CsvSource", "Shard", "ShardBasis", "count_data_lines", "read_records"]
@@ -147,13 +148,9 @@ class CsvSource:
         parse = self.operation.row_parser(self.header)
         seen = KeyIndex()
         shard = self.shard
-        # Which columns name the row in the report (and pick its shard): an operation may say,
-        # as the generic one does; otherwise Chime's.
-        scope_column = getattr(self.operation, "scope_column", None) or "account_id"
-        id_column = getattr(self.operation, "id_column", None) or "user_id"
-        ia = self._index.get(str(scope_column).lower(), -1)
-        iu = self._index.get(str(id_column).lower(), -1)
-        width = len(self.header)
+        # Which columns name the row in the report (and pick its shard).
+        ia = self._index.get((self.operation.scope_column or "account_id").lower(), -1)
+        iu = self._index.get(self.operation.id_column.lower(), -1)
         with self._open() as f:
             lines = _Lines(f)
             reader = csv.reader(lines)
@@ -167,17 +164,7 @@ class CsvSource:
                 except (_RowTooLong, csv.Error) as exc:
                     # The account and user are unknown: the row goes to the shard of empty
                     # ones, so that exactly one shard reports it.
-                    if isinstance(exc, _RowTooLong):
-                        quoted = lines.row_quotes % 2 == 1
-                        lines.skip_quoted()
-                        reason = f"the row is longer than {MAX_ROW} characters"
-                        if quoted:
-                            reason += (
-                                f" (a quoted field runs from line {line} to line {lines.line}; "
-                                "is a closing quote missing?)"
-                            )
-                    else:
-                        reason = f"cannot parse the row ({exc})"
+                    reason = _unparsable(exc, lines, line)
                     if line <= self._header_line or (shard is not None and not shard.owns("", "")):
                         continue
                     self.rows += 1
@@ -194,37 +181,65 @@ class CsvSource:
                 if shard is not None and not shard.owns(account, _cell(cells, iu)):
                     continue
                 self.rows += 1
-                try:
-                    for i, cell in enumerate(cells):
-                        if not cell.isascii():
-                            _check_utf8(cell, self.header, i)
-                    record = parse(cells, line)
-                except RowError as exc:
+                item = self._parse(parse, cells, line, lines.line, account, _cell(cells, iu))
+                if isinstance(item, Result):
                     self.invalid += 1
-                    message = f"line {line}: {exc}"
-                    if len(cells) != width and lines.line > line:
-                        message += (
-                            f" (a quoted field runs from line {line} to line {lines.line}; "
-                            "is a closing quote missing?)"
-                        )
-                    yield _invalid(account, _cell(cells, iu), line, message)
+                    yield item
                     continue
-                earlier = seen.add(record.account_id, record.user_id, line)
+                earlier = seen.add(item.account_id, item.user_id, line)
                 if earlier is not None:
                     self.invalid += 1
-                    yield Result(
-                        _report_cell(record.account_id),
-                        _report_cell(record.user_id),
-                        Status.INVALID,
-                        error_code="DuplicateRow",
-                        message=(
-                            f"line {line}: user_id: duplicate of line {earlier} (same account_id "
-                            f"and user_id); only line {earlier} is applied"
-                        ),
-                        line=line,
-                    )
+                    yield _duplicate(item, line, earlier)
                     continue
-                yield record
+                yield item
+
+    def _parse(
+        self, parse: RowParser, cells: list[str], line: int, last: int, account: str, user: str
+    ) -> Record | Result:
+        """The record of the row that starts on ``line`` (and ends on ``last``), or its
+        ``invalid`` result."""
+        try:
+            for i, cell in enumerate(cells):
+                if not cell.isascii():
+                    _check_utf8(cell, self.header, i)
+            return parse(cells, line)
+        except RowError as exc:
+            message = f"line {line}: {exc}"
+            if len(cells) != len(self.header) and last > line:
+                message += (
+                    f" (a quoted field runs from line {line} to line {last}; "
+                    "is a closing quote missing?)"
+                )
+            return _invalid(account, user, line, message)
+
+
+def _unparsable(exc: Exception, lines: _Lines, line: int) -> str:
+    """Why the row starting on ``line`` could not be read; skips the rest of an overlong row."""
+    if not isinstance(exc, _RowTooLong):
+        return f"cannot parse the row ({exc})"
+    quoted = lines.row_quotes % 2 == 1
+    lines.skip_quoted()
+    reason = f"the row is longer than {MAX_ROW} characters"
+    if quoted:
+        reason += (
+            f" (a quoted field runs from line {line} to line {lines.line}; "
+            "is a closing quote missing?)"
+        )
+    return reason
+
+
+def _duplicate(record: Record, line: int, earlier: int) -> Result:
+    return Result(
+        _report_cell(record.account_id),
+        _report_cell(record.user_id),
+        Status.INVALID,
+        error_code="DuplicateRow",
+        message=(
+            f"line {line}: user_id: duplicate of line {earlier} (same account_id "
+            f"and user_id); only line {earlier} is applied"
+        ),
+        line=line,
+    )
 
 
 def read_records(

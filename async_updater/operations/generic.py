@@ -37,14 +37,9 @@ from typing import Any
 
 from ..errors import ConfigError, StateError
 from ..model import RowRecord
-from .base import (
-    ChimeUpdateUserSettings,
-    HttpRequest,
-    Operation,
-    RowParser,
-    bool_cell,
-    encode_segment,
-)
+from ..transport.http import json_error_details
+from .base import HttpRequest, Operation, RowParser, bool_cell, encode_segment
+from .chime import ChimeUpdateUserSettings
 from .template import PLACEHOLDER, Template, compile_json, typed_row_parser
 
 __all__ = [
@@ -350,6 +345,9 @@ class GenericOperation:
             header, self.columns, self._typed, self.id_column, self.scope_column
         )
 
+    def error_parser(self, status: int, headers: Mapping[str, str], body: bytes) -> tuple[str, str]:
+        return json_error_details(status, headers, body)
+
     def build(self, record: RowRecord) -> HttpRequest:
         values = record.values
         path = self._path.render(values)
@@ -390,4 +388,14 @@ def load_operation(name: str) -> Operation:
     return operation
 
 
-_PROTOCOL_MEMBERS = ("name", "service", "columns", "row_parser", "build", "reader")
+_PROTOCOL_MEMBERS = (
+    "name",
+    "service",
+    "columns",
+    "id_column",
+    "scope_column",
+    "row_parser",
+    "build",
+    "reader",
+    "error_parser",
+)

@@ -25,15 +25,17 @@ from dataclasses import dataclass, replace
 from time import perf_counter
 from typing import Any
 
+from ..aws.credentials import CredentialProvider, Credentials, resolve_credentials
 from ..aws.redact import Redactor
-from ..aws.sigv4 import CredentialProvider, Credentials, SigV4Signer, resolve_credentials
+from ..aws.sigv4 import SigV4Signer
 from ..config import LimitScope, UpdaterConfig
 from ..errors import CredentialsError, ReportError, RowError, SafetyStop, StateError, UpdaterError
 from ..io.before import BeforeStore
 from ..io.keyindex import KeyIndex
 from ..io.report import ReportSink
 from ..model import Record, Result, RunSummary, Status
-from ..operations.base import ChimeUpdateUserSettings, HttpRequest, Operation
+from ..operations.base import HttpRequest, Operation
+from ..operations.chime import ChimeUpdateUserSettings
 from ..ratelimit.clock import Cancellable, Clock, LoopClock
 from ..ratelimit.concurrency import InFlightLimit
 from ..ratelimit.estimator import Outcome
@@ -172,6 +174,7 @@ class Updater:
                 concurrency=self.config.max_concurrency,
                 timeout=self.config.timeout,
                 connect_timeout=self.config.connect_timeout,
+                error_parser=self.operation.error_parser,
             )
 
     async def close(self) -> None:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from ..errors import ReportError
 from ..io.keyindex import KeyIndex
-from ..io.report import detect_format, meta_path, read_report, recorded_split, split_text
+from ..io.meta import meta_path, recorded_split, split_text
+from ..io.reader import detect_format, read_report
 from ..model import REPORT_COLUMNS, Status
 
 __all__ = ["merge_reports"]

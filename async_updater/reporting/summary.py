@@ -9,7 +9,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..io.report import read_report
+from ..io.reader import read_report
 from ..model import RunSummary, Status
 from ..pipeline.stats import LatencyHistogram, count_error, top_errors
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from ..errors import ReportError, StateError
 from ..io.keyindex import KeyIndex
-from ..io.report import meta_path, read_report, report_has_before
+from ..io.meta import meta_path
+from ..io.reader import read_report, report_has_before
 from ..model import Status
 from ..operations.base import Operation
 from ..pipeline.state import parse_state_json
