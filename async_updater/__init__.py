@@ -5,6 +5,7 @@ The public API is what ``__all__`` lists; everything else may change without not
 """
 
 from .aws.credentials import BotocoreCredentials, CredentialProvider, Credentials, StaticCredentials
+from .aws.endpoint import ResolvedEndpoint, resolve_endpoint
 from .config import DEFAULT_ENDPOINT, LimitScope, UpdaterConfig
 from .errors import (
     ConfigError,
@@ -31,7 +32,7 @@ from .model import (
     Status,
     UserRecord,
 )
-from .operations.aws_model import ModelOperation, ResolvedEndpoint, resolve_endpoint
+from .operations.aws_model import ModelOperation
 from .operations.base import HttpRequest, Operation, StateReader
 from .operations.chime import ChimeGetUserSettings, ChimeUpdateUserSettings
 from .pipeline.run import Updater, update_users

@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from . import __version__
+from .aws.catalog import describe_operation, list_operations, list_services
 from .aws.credentials import CredentialProvider, StaticCredentials
+from .aws.endpoint import resolve_endpoint
 from .config import DEFAULT_ENDPOINT, LimitScope, UpdaterConfig, check_read_support
 from .errors import ConfigError, InputError, ReportError, RowError, SafetyStop, UpdaterError
 from .io import before as before_states
@@ -29,13 +31,7 @@ from .io.report import FORMATS, ReportSink, open_report
 from .io.resume import ResumeState
 from .io.source import CsvSource, Shard, ShardBasis, count_data_lines
 from .model import Result, RowRecord, RunSummary, Status, UserRecord
-from .operations.aws_model import (
-    ModelOperation,
-    describe_operation,
-    list_operations,
-    list_services,
-    resolve_endpoint,
-)
+from .operations.aws_model import ModelOperation
 from .operations.base import Operation
 from .operations.generic import GenericOperation, load_operation, parse_read_fields
 from .pipeline.run import Updater
@@ -420,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["mock-server"]:
         # Its options are the mock's own, parsed by it: argparse's REMAINDER does not take
         # arguments that start with "--" (``mock-server --port 0`` was refused as unknown).
-        from .testing.mock.server import main as mock_main
+        from .testing.mock.cli import main as mock_main
 
         return mock_main(argv[1:])
     args = build_parser().parse_args(argv)
@@ -1008,7 +1004,8 @@ async def demo_command(args: argparse.Namespace, *, out: TextIO | None = None) -
     """Preview, run and undo against the embedded mock server, checking the server's state
     after the run (every user as asked) and after the undo (every user as before the run)."""
     from .operations.chime import ChimeUpdateUserSettings
-    from .testing.mock.server import MockChimeServer, MockConfig, initial_settings
+    from .testing.mock import MockChimeServer, initial_settings
+    from .testing.mock.config import MockConfig
     from .testing.sample import generate_users
 
     out = out or sys.stdout

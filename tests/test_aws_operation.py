@@ -15,16 +15,11 @@ import pytest
 from aiohttp import web
 from multidict import CIMultiDict
 
+from async_updater.aws.catalog import describe_operation, list_operations, list_services, load_model
+from async_updater.aws.endpoint import resolve_endpoint
 from async_updater.errors import ConfigError, RowError
 from async_updater.model import RowRecord
-from async_updater.operations.aws_model import (
-    ModelOperation,
-    describe_operation,
-    list_operations,
-    list_services,
-    load_model,
-    resolve_endpoint,
-)
+from async_updater.operations.aws_model import ModelOperation
 from async_updater.pipeline.retry import THROTTLING_CODES, ErrorClass, classify
 from async_updater.transport.http import AiohttpTransport
 

@@ -22,7 +22,8 @@ import pytest
 
 from async_updater.cli import NOT_RESUMED, build_parser, main, resume_command
 from async_updater.model import REPORT_COLUMNS
-from async_updater.testing.mock.server import MockChimeServer, MockConfig
+from async_updater.testing.mock import MockChimeServer
+from async_updater.testing.mock.config import MockConfig
 from async_updater.testing.sample import generate_users
 
 AK, SK = "AKIDCLITEST", "cli-test-secret"

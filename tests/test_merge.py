@@ -23,7 +23,8 @@ from async_updater.io.report import open_report
 from async_updater.io.source import MAX_ROW
 from async_updater.model import Result, Status
 from async_updater.reporting.merge import merge_reports
-from async_updater.testing.mock.server import MockChimeServer, MockConfig
+from async_updater.testing.mock import MockChimeServer
+from async_updater.testing.mock.config import MockConfig
 from async_updater.testing.sample import generate_users
 
 from .test_cli import ThreadedMock

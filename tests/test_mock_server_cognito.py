@@ -18,7 +18,8 @@ from botocore.exceptions import ClientError
 from async_updater.aws.credentials import Credentials
 from async_updater.aws.sigv4 import SigV4Signer
 from async_updater.errors import ConfigError
-from async_updater.testing.mock.server import MockApi, MockChimeServer, MockConfig
+from async_updater.testing.mock import MockChimeServer
+from async_updater.testing.mock.config import MockApi, MockConfig
 
 from .test_cli import ThreadedMock
 

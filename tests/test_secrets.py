@@ -19,7 +19,8 @@ from aiohttp import web
 from async_updater.aws.credentials import Credentials, StaticCredentials
 from async_updater.cli import build_parser, main, run_command
 from async_updater.errors import SafetyStop, UpdaterError
-from async_updater.testing.mock.server import MockChimeServer, MockConfig
+from async_updater.testing.mock import MockChimeServer
+from async_updater.testing.mock.config import MockConfig
 from async_updater.testing.sample import generate_users
 
 from .test_cli import ThreadedMock

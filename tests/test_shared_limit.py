@@ -21,7 +21,8 @@ from async_updater.model import Status, UserRecord
 from async_updater.pipeline.run import Updater
 from async_updater.ratelimit import RateController
 from async_updater.ratelimit.shared import SharedLimit, SharedLimitError
-from async_updater.testing.mock.server import MockChimeServer, MockConfig
+from async_updater.testing.mock import MockChimeServer
+from async_updater.testing.mock.config import MockConfig
 from async_updater.testing.redis_server import RedisServer
 
 CREDS = StaticCredentials("AKIDMOCK", "mock-secret")

@@ -12,7 +12,8 @@ from aioresponses import CallbackResult
 
 from async_updater.aws.credentials import Credentials
 from async_updater.aws.sigv4 import SigV4Signer
-from async_updater.testing.mock.server import MockChimeServer, MockConfig
+from async_updater.testing.mock import MockChimeServer
+from async_updater.testing.mock.config import MockConfig
 from async_updater.transport.http import AiohttpTransport, TransportError
 
 from .conftest import CompatClientResponse, aioresponses
@@ -233,7 +234,7 @@ async def test_an_error_answer_keeps_the_servers_date_header_and_a_success_does_
 
 
 async def test_a_read_refused_for_its_time_keeps_the_date_a_served_one_its_body() -> None:
-    from async_updater.testing.mock.server import initial_settings
+    from async_updater.testing.mock import initial_settings
 
     wall = 1_800_000_000.0
     config = MockConfig(credentials={"AKIDT": "secret-t"}, clock_offset_s=900.0)

@@ -30,13 +30,17 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-import re
 import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlencode
 
+from ..aws.catalog import (
+    _protocol_label,
+    load_model,
+    protocol_of,
+    why_unsupported,
+)
 from ..errors import ConfigError, RowError
 from ..model import RowRecord
 from ..transport.http import json_error_details, short_text
@@ -52,12 +56,6 @@ from .template import (
 
 __all__ = [
     "ModelOperation",
-    "ResolvedEndpoint",
-    "describe_operation",
-    "list_operations",
-    "list_services",
-    "load_model",
-    "resolve_endpoint",
 ]
 
 OPTION = "--params-template"
@@ -76,138 +74,36 @@ _KINDS_FOR: dict[str, tuple[str, ...]] = {
 }
 # Validation problems that mean the template (not a row) is wrong.
 _STRUCTURAL = frozenset({"missing required field", "unknown field"})
-_PROTOCOL_NAMES = {
-    "json": "awsJson",
-    "rest-json": "restJson1",
-    "rest-xml": "restXml",
-    "query": "awsQuery",
-    "ec2": "ec2Query",
-    "smithy-rpc-v2-cbor": "rpcv2Cbor",
-}
-_SIGV4 = "aws.auth#sigv4"
 
 
-@dataclass(frozen=True, slots=True)
-class ResolvedEndpoint:
-    """Where to send and how to sign: the URL, the SigV4 signing name and region."""
-
-    url: str
-    signing_name: str
-    signing_region: str
-
-
-def _session(profile: str | None = None) -> Any:
-    from botocore.exceptions import ProfileNotFound
-    from botocore.session import Session
-
-    try:
-        session = Session(profile=profile)
-        if profile is not None:
-            session.get_scoped_config()  # raises now for a profile that does not exist
-    except ProfileNotFound as exc:
-        raise ConfigError(f"--profile: {exc}") from None
-    return session
-
-
-def list_services(session: Any = None) -> list[str]:
-    """The services botocore ships models for, by the names ``--aws-operation`` takes."""
-    return sorted((session or _session()).get_available_services())
-
-
-def _service_model(service: str, session: Any) -> Any:
-    from botocore.exceptions import UnknownServiceError
-
-    try:
-        return session.get_service_model(service)
-    except UnknownServiceError:
-        close = difflib.get_close_matches(service, list_services(session), n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ConfigError(
-            f"--aws-operation: botocore has no service {service!r}{hint} "
-            "(async-updater operations lists them)"
-        ) from None
-
-
-def list_operations(service: str, session: Any = None) -> list[str]:
-    """The operations of ``service``, as named in its model."""
-    return sorted(_service_model(service, session or _session()).operation_names)
-
-
-def load_model(spec: str, session: Any = None) -> Any:
-    """The botocore ``OperationModel`` for ``SERVICE:OperationName`` (the operation's name in
-    any case), or ``ConfigError`` naming what is unknown and what is close."""
-    service, sep, name = spec.partition(":")
-    if not sep or not service or not name:
-        raise ConfigError(
-            f"--aws-operation: {spec!r} is not SERVICE:OperationName, "
-            "e.g. cognito-idp:AdminUpdateUserAttributes"
-        )
-    model = _service_model(service.strip().lower(), session or _session())
-    names = {n.lower(): n for n in model.operation_names}
-    found = names.get(name.strip().lower().replace("_", ""))
-    if found is None:
-        close = difflib.get_close_matches(name, model.operation_names, n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ConfigError(
-            f"--aws-operation: {service} has no operation {name!r}{hint} "
-            f"(async-updater operations {service} lists them)"
-        )
-    return model.operation_model(found)
-
-
-def _protocol(service_model: Any) -> str:
-    protocol = getattr(service_model, "resolved_protocol", None) or service_model.protocol
-    return str(protocol)
-
-
-def _protocol_label(service_model: Any) -> str:
-    protocol = _protocol(service_model)
-    label = _PROTOCOL_NAMES.get(protocol, protocol)
-    if protocol == "json":
-        label += service_model.metadata.get("jsonVersion", "1.0")
-    return label
-
-
-def _refusal(op: Any) -> str | None:
-    """Why this operation cannot be sent as a plain SigV4 request built once per row, or None."""
-    model = op.service_model
-    auth = op.auth or model.metadata.get("auth")
-    if auth is not None:
-        if _SIGV4 not in auth:
-            return f"is not signed with SigV4 (auth: {', '.join(auth)})"
-    elif (op.auth_type or "v4") != "v4" or model.signature_version != "v4":
-        return f"is not signed with plain SigV4 ({op.auth_type or model.signature_version})"
-    if model.signing_name in ("s3", "s3-outposts", "s3-object-lambda", "s3express"):
-        return "uses S3's own signing rules"
-    if op.auth_type == "v4-unsigned-body" or op.unsigned_payload:
-        return "sends an unsigned payload"
-    if op.has_streaming_input or op.has_event_stream_input:
-        return "takes a streaming input"
-    if op.endpoint and op.endpoint.get("hostPrefix"):
-        return f"sends to a host prefix ({op.endpoint['hostPrefix']})"
-    if op.http_checksum_required or (op.http_checksum or {}).get("requestChecksumRequired"):
-        return "needs a request checksum"
-    if op.request_compression:
-        return "compresses its requests"
-    if model.endpoint_discovery_required or (op.endpoint_discovery or {}).get("required"):
-        return "needs endpoint discovery"
-    return None
-
-
-_VALIDATOR: list[Any] = []
+_VALIDATOR: list[Callable[[Any, Any, str], list[tuple[str, str]]]] = []
 
 
 def _validation_errors(value: Any, shape: Any, name: str) -> list[tuple[str, str]]:
     """botocore's ``ParamValidator`` on ``value`` against ``shape``, as (reason, message)."""
+    if not _VALIDATOR:
+        _VALIDATOR.append(_named_validator())
+    return _VALIDATOR[0](value, shape, name)
+
+
+def _named_validator() -> Callable[[Any, Any, str], list[tuple[str, str]]]:
+    """botocore's validator with the parameter's name given, so messages name the member path
+    (its public ``validate`` names the root ''), and each problem's reason kept. The subclasses
+    reach what botocore keeps protected for subclasses; botocore loads on first use."""
     from botocore.validate import ParamValidator, ValidationErrors
 
-    if not _VALIDATOR:
-        _VALIDATOR.append(ParamValidator())
-    errors = ValidationErrors()
-    # ``_validate`` is ``validate`` with the parameter's name given, so messages name the member
-    # path (``validate`` names the root ''); ``_errors`` keeps the reason of each problem.
-    _VALIDATOR[0]._validate(value, shape, errors, name)
-    return [(e[0], errors._format_error(e)) for e in errors._errors]
+    class Errors(ValidationErrors):  # type: ignore[misc]
+        def reasons(self) -> list[tuple[str, str]]:
+            return [(e[0], self._format_error(e)) for e in self._errors]
+
+    class NamedValidator(ParamValidator):  # type: ignore[misc]
+        def check(self, value: Any, shape: Any, name: str) -> list[tuple[str, str]]:
+            errors = Errors()
+            self._validate(value, shape, errors, name)
+            reasons: list[tuple[str, str]] = errors.reasons()
+            return reasons
+
+    return NamedValidator().check
 
 
 class _CellError(RowError):
@@ -240,17 +136,9 @@ class _Compiler:
         if type_name == "structure":
             return self.structure(node, shape, path)
         if type_name == "list":
-            if not isinstance(node, list):
-                raise ConfigError(f"{OPTION}: {path} must be a list (of {shape.member.name})")
-            items = [self.node(v, shape.member, f"{path}[{i}]") for i, v in enumerate(node)]
-            return lambda row: [f(row) for f in items]
+            return self.sequence(node, shape, path)
         if type_name == "map":
-            if not isinstance(node, dict):
-                raise ConfigError(f"{OPTION}: {path} must be an object (a map)")
-            for key in node:
-                self.literal(key, shape.key, f"{path} key {key!r}")
-            values = [(k, self.node(v, shape.value, f"{path}.{k}")) for k, v in node.items()]
-            return lambda row: {k: f(row) for k, f in values}
+            return self.mapping(node, shape, path)
         if isinstance(node, str):
             text = text_template(node, self.typed, OPTION)
             if text is not None:
@@ -263,6 +151,20 @@ class _Compiler:
                 return self.checked(text, ",".join(columns), shape, path)
         self.literal(node, shape, path)
         return lambda row: node
+
+    def sequence(self, node: Any, shape: Any, path: str) -> Template:
+        if not isinstance(node, list):
+            raise ConfigError(f"{OPTION}: {path} must be a list (of {shape.member.name})")
+        items = [self.node(v, shape.member, f"{path}[{i}]") for i, v in enumerate(node)]
+        return lambda row: [f(row) for f in items]
+
+    def mapping(self, node: Any, shape: Any, path: str) -> Template:
+        if not isinstance(node, dict):
+            raise ConfigError(f"{OPTION}: {path} must be an object (a map)")
+        for key in node:
+            self.literal(key, shape.key, f"{path} key {key!r}")
+        values = [(k, self.node(v, shape.value, f"{path}.{k}")) for k, v in node.items()]
+        return lambda row: {k: f(row) for k, f in values}
 
     def structure(
         self, node: Any, shape: Any, path: str, filled: frozenset[str] = frozenset()
@@ -415,10 +317,10 @@ class ModelOperation:
         from botocore.serialize import create_serializer
 
         op = load_model(spec, session)
-        refusal = _refusal(op)
-        if refusal:
+        reason = why_unsupported(op)
+        if reason:
             raise ConfigError(
-                f"--aws-operation: {op.service_model.service_name}:{op.name} {refusal}, "
+                f"--aws-operation: {op.service_model.service_name}:{op.name} {reason}, "
                 "which is not supported"
             )
         self._model = op
@@ -426,7 +328,7 @@ class ModelOperation:
         self.service_name: str = op.service_model.service_name
         self.operation_name: str = op.name
         self.service: str = op.service_model.signing_name
-        protocol = _protocol(op.service_model)
+        protocol = protocol_of(op.service_model)
         self.protocol = _protocol_label(op.service_model)
         self._serializer = create_serializer(protocol, include_validation=False)
         self._parser = create_parser(protocol)
@@ -574,143 +476,4 @@ def _http_request(request: Mapping[str, Any]) -> HttpRequest:
     return HttpRequest(request["method"], path, body, content_type, query, tuple(headers))
 
 
-def resolve_endpoint(
-    operation: ModelOperation,
-    region: str,
-    *,
-    endpoint_url: str | None = None,
-    profile: str | None = None,
-    session: Any = None,
-) -> ResolvedEndpoint:
-    """Where ``operation`` goes and how it is signed, by botocore's endpoint resolver: an
-    explicit ``endpoint_url``, else ``AWS_ENDPOINT_URL_<SERVICE_ID>``, the profile's
-    ``services`` section, ``AWS_ENDPOINT_URL``, the profile's ``endpoint_url`` (as the AWS SDKs
-    define them), else the service's endpoint rules for ``region``. Signing name and region come
-    from the endpoint's auth scheme when it names them, else from the model and ``region``."""
-    from botocore.exceptions import BotoCoreError
-
-    session = session or _session(profile)
-    try:
-        # A client is the one place botocore puts the endpoint sources and rules together;
-        # it is built once per run, for this, and never sends anything.
-        client = session.create_client(
-            operation.service_name,
-            region_name=region,
-            endpoint_url=endpoint_url,
-            aws_access_key_id="unused",
-            aws_secret_access_key="unused",
-        )
-        try:
-            endpoint = client._ruleset_resolver.construct_endpoint(
-                operation_model=client.meta.service_model.operation_model(operation.operation_name),
-                call_args={},
-                request_context={},
-            )
-            url, properties = endpoint.url, endpoint.properties or {}
-        finally:
-            client.close()
-    except (BotoCoreError, ValueError) as exc:
-        raise ConfigError(
-            f"cannot resolve the endpoint of {operation.service_name} in {region}: {exc}"
-        ) from None
-    signing_name, signing_region = operation.service, region
-    for scheme in properties.get("authSchemes") or ():
-        if scheme.get("name") == "sigv4":
-            signing_name = scheme.get("signingName") or signing_name
-            signing_region = scheme.get("signingRegion") or signing_region
-            break
-    return ResolvedEndpoint(str(url), signing_name, signing_region)
-
-
 # -- discovery: ``async-updater operations [SERVICE[:Op]]`` ---------------------------------
-
-
-def describe_operation(spec: str, session: Any = None) -> str:
-    """The input shape of ``SERVICE:Op`` (members, types, which are required) and a params
-    template skeleton to start from."""
-    op = load_model(spec, session)
-    model = op.service_model
-    http = op.http
-    lines = [
-        f"{model.service_name}:{op.name} ({_protocol_label(model)}, "
-        f"{http.get('method', 'POST')} {http.get('requestUri', '/')}, "
-        f"signs as {model.signing_name})"
-    ]
-    refusal = _refusal(op)
-    if refusal:
-        lines.append(f"not supported by async-updater: it {refusal}")
-    doc = _first_sentence(op.documentation)
-    if doc:
-        lines.append(doc)
-    shape = op.input_shape
-    if shape is None:
-        lines += ["", "input: none", "", "params template:", "{}"]
-        return "\n".join(lines)
-    lines += ["", f"input {shape.name} (* required):"]
-    _describe_members(shape, lines, "  ", set())
-    skeleton = _skeleton(shape, set(), top=True)
-    lines += [
-        "",
-        "params template skeleton (required members; {column} placeholders name CSV columns,",
-        "typed by the member they fill; add optional members as needed):",
-        json.dumps(skeleton, indent=2),
-    ]
-    return "\n".join(lines)
-
-
-def _first_sentence(html: str | None) -> str:
-    text = re.sub(r"<[^>]+>", "", html or "")
-    text = " ".join(text.split())
-    first = text.split(". ")[0]
-    return short_text(first if first.endswith(".") else first + "." if first else "", 200)
-
-
-def _type_label(shape: Any) -> str:
-    name = shape.type_name
-    if name == "list":
-        return f"list of {_type_label(shape.member)}"
-    if name == "map":
-        return f"map of {_type_label(shape.key)} to {_type_label(shape.value)}"
-    if name == "structure":
-        return "document" if getattr(shape, "is_document_type", False) else shape.name
-    enum = getattr(shape, "enum", None)
-    if enum:
-        shown = "|".join(enum[:6]) + ("|..." if len(enum) > 6 else "")
-        return f"{name} ({shown})"
-    return str(name)
-
-
-def _describe_members(shape: Any, lines: list[str], indent: str, seen: set[str]) -> None:
-    if len(indent) > 10 or shape.name in seen:
-        return
-    required = set(shape.required_members)
-    width = max((len(m) for m in shape.members), default=0)
-    for name, member in shape.members.items():
-        mark = "*" if name in required else " "
-        lines.append(f"{indent}{mark} {name.ljust(width)}  {_type_label(member)}")
-        inner = member
-        while inner.type_name in ("list", "map"):
-            inner = inner.member if inner.type_name == "list" else inner.value
-        if inner.type_name == "structure" and not getattr(inner, "is_document_type", False):
-            _describe_members(inner, lines, indent + "    ", seen | {shape.name})
-
-
-def _snake(name: str) -> str:
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
-
-
-def _skeleton(shape: Any, seen: set[str], *, top: bool = False, name: str = "value") -> Any:
-    kind = shape.type_name
-    if kind == "structure":
-        if getattr(shape, "is_document_type", False) or shape.name in seen or len(seen) > 4:
-            return "{" + _snake(name) + ":json}"
-        members = shape.members
-        # At the top, required members only; inside, every member (a list item of Name/Value
-        # needs both, though the model requires only the name).
-        chosen = [m for m in members if m in shape.required_members] if top else list(members)
-        return {m: _skeleton(members[m], seen | {shape.name}, name=m) for m in chosen}
-    if kind == "list":
-        return [_skeleton(shape.member, seen, name=name)]
-    if kind == "map":
-        return {"KEY": _skeleton(shape.value, seen, name=name)}
-    return "{" + _snake(name) + "}"

@@ -30,10 +30,19 @@ def _botocore_throttling_codes() -> frozenset[str]:
     it moves, rather than this module silently falling back to its own list only."""
     try:
         from botocore.retries.standard import ThrottledRetryableChecker
-
-        return frozenset(ThrottledRetryableChecker()._throttled_error_codes)
-    except (ImportError, AttributeError):
+    except ImportError:
         return frozenset()
+
+    class Codes(ThrottledRetryableChecker):  # type: ignore[misc]
+        # The list is protected: a subclass may read it.
+        def codes(self) -> frozenset[str]:
+            return frozenset(self._throttled_error_codes)
+
+    try:
+        codes: frozenset[str] = Codes().codes()
+    except AttributeError:
+        return frozenset()
+    return codes
 
 
 # Chime answers ThrottledClientException; the rest are the codes other AWS services use for the
