@@ -6,6 +6,7 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import IO
 
 from ..errors import ReportError
 from ..io.keyindex import KeyIndex
@@ -26,6 +27,30 @@ def merge_reports(
         raise ReportError("merge-reports: no reports given")
     paths = [Path(p) for p in inputs]
     out = Path(output)
+    _check_paths(paths, out)
+    fmt = detect_format(paths[0])
+    metas = [_meta(p) for p in paths]
+    warnings = [
+        f"{p} has no readable {meta_path(p).name}: cannot check it belongs with the others"
+        for p, m in zip(paths, metas, strict=True)
+        if not m
+    ]
+    _check_same(paths, metas, fmt)
+    warnings += _missing_shards(metas)
+    tmp = out.with_name(out.name + ".tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            written = _write_rows(paths, fmt, f)
+        os.replace(tmp, out)
+    except OSError as exc:
+        raise ReportError(f"merge-reports: cannot write {out}: {exc.strerror}") from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return written, warnings
+
+
+def _check_paths(paths: list[Path], out: Path) -> None:
     resolved = [p.resolve() for p in paths]
     if out.resolve() in resolved:
         raise ReportError("merge-reports: the output must not be one of the inputs")
@@ -38,52 +63,44 @@ def merge_reports(
             f"merge-reports: {out} is the report of a run ({meta_path(out).name} is next to "
             "it); the first argument is the merged report to write: name a new file"
         )
-    fmt = detect_format(paths[0])
-    metas = [_meta(p) for p in paths]
-    warnings = [
-        f"{p} has no readable {meta_path(p).name}: cannot check it belongs with the others"
-        for p, m in zip(paths, metas, strict=True)
-        if not m
-    ]
-    _check_same(paths, metas, fmt)
+
+
+def _missing_shards(metas: list[dict[str, object]]) -> list[str]:
     splits = {split for m in metas if m and (split := recorded_split(m))}
     counts = {_shard_count(shard) for shard, _ in splits}
-    if len(counts) == 1:
-        n = counts.pop()
-        have = {int(shard.split("/")[0]) for shard, _ in splits}
-        missing = sorted(set(range(n)) - have)
-        if missing:
-            warnings.append(
-                f"shards {', '.join(f'{k}/{n}' for k in missing)} are missing: "
-                "the merged report does not cover the whole input"
-            )
+    if len(counts) != 1:
+        return []
+    n = counts.pop()
+    have = {int(shard.split("/")[0]) for shard, _ in splits}
+    missing = sorted(set(range(n)) - have)
+    if not missing:
+        return []
+    return [
+        f"shards {', '.join(f'{k}/{n}' for k in missing)} are missing: "
+        "the merged report does not cover the whole input"
+    ]
+
+
+def _write_rows(paths: list[Path], fmt: str, f: IO[str]) -> int:
+    """Copy every row of ``paths`` to ``f``; refuse a user found in two reports."""
     seen = KeyIndex()
     written = 0
-    tmp = out.with_name(out.name + ".tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
-            if fmt == "csv":
-                f.write(",".join(REPORT_COLUMNS) + "\n")
-            for i, path in enumerate(paths):
-                for row in read_report(path):
-                    # Invalid rows may repeat a key (duplicates) and stay in their shard.
-                    if row.status != Status.INVALID.value:
-                        earlier = seen.add(row.account_id, row.user_id, i)
-                        if earlier is not None and earlier != i:
-                            raise ReportError(
-                                f"merge-reports: user {row.account_id}/{row.user_id} is in "
-                                f"both {paths[earlier]} and {path}: these are not shards of "
-                                "one run"
-                            )
-                    f.write(row.text)
-                    written += 1
-        os.replace(tmp, out)
-    except OSError as exc:
-        raise ReportError(f"merge-reports: cannot write {out}: {exc.strerror}") from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return written, warnings
+    if fmt == "csv":
+        f.write(",".join(REPORT_COLUMNS) + "\n")
+    for i, path in enumerate(paths):
+        for row in read_report(path):
+            # Invalid rows may repeat a key (duplicates) and stay in their shard.
+            if row.status != Status.INVALID.value:
+                earlier = seen.add(row.account_id, row.user_id, i)
+                if earlier is not None and earlier != i:
+                    raise ReportError(
+                        f"merge-reports: user {row.account_id}/{row.user_id} is in "
+                        f"both {paths[earlier]} and {path}: these are not shards of "
+                        "one run"
+                    )
+            f.write(row.text)
+            written += 1
+    return written
 
 
 def _meta(path: Path) -> dict[str, object]:

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import signal
-from collections.abc import Coroutine
-from typing import Any
 
+from ...runner import on_signals, run
 from .config import MockApi, MockConfig
 from .server import MockChimeServer, is_loopback
 
@@ -75,30 +72,17 @@ def _build_parser() -> argparse.ArgumentParser:
 
 async def _serve(config: MockConfig, host: str, port: int, duration: float | None) -> int:
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        # Some platforms have no loop signal handlers; Ctrl-C then raises KeyboardInterrupt.
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signum, stop.set)
     if duration is not None:
-        loop.call_later(duration, stop.set)
+        asyncio.get_running_loop().call_later(duration, stop.set)
     server = MockChimeServer(config)
     url = await server.start(host, port)
     try:
-        print(f"mock chime server listening on {url}", flush=True)
-        await stop.wait()
+        with on_signals(stop.set):
+            print(f"mock chime server listening on {url}", flush=True)
+            await stop.wait()
     finally:
         await server.stop()
     return 0
-
-
-def _run(main_coro: Coroutine[Any, Any, int]) -> int:
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(main_coro)
-    result: int = uvloop.run(main_coro)
-    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,6 +117,6 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     try:
-        return _run(_serve(config, args.host, args.port, args.duration))
+        return run(lambda: _serve(config, args.host, args.port, args.duration))
     except KeyboardInterrupt:
         return 130
