@@ -149,3 +149,116 @@ def test_bounds_keep_the_lowest_throttled_and_drop_what_a_throttle_disproves() -
 def test_settings_are_validated(kwargs: dict[str, float], word: str) -> None:
     with pytest.raises(ValueError, match=word):
         ControllerSettings(**kwargs)  # type: ignore[arg-type]
+
+
+def _run_of(estimate: object, start: float, rate: float, n: int, now: float) -> float:
+    """Feed ``n`` samples in a row (shared ends), one accepted each, ``1/rate`` apart."""
+    from async_updater.ratelimit import LimitEstimate, Sample
+
+    assert isinstance(estimate, LimitEstimate)
+    t = start
+    for _ in range(n):
+        estimate.add(Sample(t + 1 / rate, 1, 1 / rate), now, 0.05)
+        t += 1 / rate
+    return t
+
+
+def test_a_clump_of_throttles_from_a_stall_does_not_lower_the_estimate() -> None:
+    """A stall makes throttles come in a clump with nothing accepted between them: a short
+    run of samples that reads far below the limit. It must not count; without the run-span
+    rule (run_span=0) the same samples would drag the estimate down."""
+    from async_updater.ratelimit import LimitEstimate, Sample
+
+    est = LimitEstimate(min_accepted=8)
+    _run_of(est, 0.0, 100.0, 40, now=0.4)
+    assert est.value == pytest.approx(100.0)
+    clump = [Sample(1.0 + i * 0.002, 0, 0.002) for i in range(1, 6)]  # 10 ms, none accepted
+    for s in clump:
+        est.add(s, 1.01, run_span=0.05)
+    assert est.value == pytest.approx(100.0)
+    assert est.newest_run() == pytest.approx(0.01)
+
+    naive = LimitEstimate(min_accepted=8)
+    _run_of(naive, 0.0, 100.0, 40, now=0.4)
+    for s in clump:
+        naive.add(s, 1.01)
+    assert naive.value is not None and naive.value < 90.0
+
+
+def test_a_limit_that_falls_keeps_throttling_and_is_followed() -> None:
+    from async_updater.ratelimit import LimitEstimate
+
+    est = LimitEstimate(min_accepted=8)
+    _run_of(est, 0.0, 100.0, 40, now=0.4)
+    _run_of(est, 2.0, 50.0, 20, now=2.4)  # a run of 400 ms at the new limit
+    assert est.value == pytest.approx(50.0)
+
+
+def test_a_short_run_that_reads_above_the_rate_counts_at_once() -> None:
+    """A reading above the rate being sent at is corrected by the next throttles if wrong,
+    so it needs no long run; only a lower one must wait for one."""
+    from async_updater.ratelimit import LimitEstimate, Sample
+
+    est = LimitEstimate(min_accepted=8)
+    for i in range(1, 9):
+        est.add(Sample(i * 0.001, 1, 0.001), 0.01, run_span=0.05, short_above=500.0)
+    assert est.value == pytest.approx(1000.0)
+
+
+def test_pooled_counts_the_runs_of_samples_in_a_row() -> None:
+    from async_updater.ratelimit import LimitEstimate, Sample
+
+    est = LimitEstimate(min_accepted=1)
+    for at in (0.1, 0.2, 0.3):  # one run: each begins where the last ended
+        est.add(Sample(at, 10, 0.1), at)
+    est.add(Sample(1.2, 10, 0.1), 1.2)  # a second run, after a break
+    assert est.pooled(0.0) == pytest.approx((40.0, 0.4, 2))
+
+
+def test_the_round_trip_spread_is_the_recent_largest_above_the_minimum() -> None:
+    from async_updater.ratelimit import RoundTrip
+
+    rt = RoundTrip()
+    rt.add(0.020, 0.0)
+    rt.add(0.050, 1.0)  # a stall: 30 ms above the fastest
+    assert rt.spread == pytest.approx(0.030)
+    for t in range(2, 12):
+        rt.add(0.021, float(t))
+    assert rt.spread == pytest.approx(0.001)  # the stall has left the window
+
+
+def test_a_stray_throttle_in_slow_start_is_tolerated_but_an_overshoot_is_not() -> None:
+    c = RateController()
+    out = drive(c, limit=100_000, burst=100_000, rtt=0.01, seconds=1.0)
+    assert c.mode is Mode.STARTUP and out.sent > 1000
+    rate = c.rate_at(1.0)
+    t = 1.0
+    seq = c.on_send(t)
+    c.on_answer(seq, t, t + 0.01, Outcome.THROTTLED)  # one in over a thousand sent
+    assert c.mode is Mode.STARTUP
+    assert c.bounds.hi == float("inf")
+    for i in range(1, 40):  # then throttles in a row: the rate is over the limit
+        s = c.on_send(t + i * 0.0001)
+        c.on_answer(s, t + i * 0.0001, t + 0.01 + i * 0.0001, Outcome.THROTTLED)
+    assert c.mode is Mode.MEASURE
+    assert c.bounds.hi <= rate
+
+
+def test_throttles_every_second_while_cruising_do_not_put_off_the_probe() -> None:
+    """Noise (a stray throttle now and then) returns to cruising without moving the next
+    probe: otherwise a server that throttles once a second would never be probed again."""
+    c = RateController(settings=ControllerSettings(probe_every_s=3.0))
+    drive(c, limit=100, burst=10, rtt=0.02, seconds=6)
+    assert c.mode is Mode.CRUISE
+    t, modes = 6.0, set()
+    while t < 12.0:
+        rate = c.rate_at(t)
+        modes.add(c.mode)
+        if c.mode is Mode.PROBE:
+            break
+        seq = c.on_send(t)
+        stray = int(t * rate) % int(rate) == 0  # about one a second
+        c.on_answer(seq, t, t + 0.02, Outcome.THROTTLED if stray else Outcome.ACCEPTED)
+        t += 1.0 / rate
+    assert Mode.PROBE in modes
+    assert t < 10.0  # within the probe interval of the last real change, not after

@@ -69,6 +69,12 @@ class ControllerSettings:
     ``min_accepted``: accepted requests pooled into one estimate (its error is ~1/min_accepted);
     ``first_accepted``: how many the first, provisional estimate needs.
     ``narrow``: bounds closer than this ratio are the limit, found.
+    ``throttle_tolerance``: the share of a slow start's or a probe step's requests that may be
+    throttled before its rate counts as over the limit (a clump of throttles from a stall on
+    either side is timing noise, not the limit; an overshoot soon exceeds any small share).
+    ``noise_spans``: a measurement of the limit must span this many times the timing noise
+    (how far round trips spread above their minimum) per run of throttles in a row, so that
+    the noise at the ends of each run is a small part of it.
     """
 
     initial_rate: float = 4.0
@@ -90,6 +96,8 @@ class ControllerSettings:
     first_accepted: int = 8
     narrow: float = 1.1
     floor: float = 0.2
+    throttle_tolerance: float = 0.01
+    noise_spans: float = 4.0
 
     def __post_init__(self) -> None:
         if not self.initial_rate > 0 or not self.floor > 0:
@@ -116,6 +124,10 @@ class ControllerSettings:
             raise ValueError("burst_allowance_s must be > 0")
         if not 1 <= self.first_accepted <= self.min_accepted:
             raise ValueError("need 1 <= first_accepted <= min_accepted")
+        if not 0 <= self.throttle_tolerance < 1:
+            raise ValueError("throttle_tolerance must be in [0, 1)")
+        if self.noise_spans < 0:
+            raise ValueError("noise_spans must be >= 0")
 
 
 class Bounds:
@@ -173,9 +185,12 @@ class RateController:
         "_m_acc",
         "_m_est",
         "_m_from",
+        "_m_probe",
         "_m_rate",
         "_m_since",
         "_m_thr",
+        "_mode_sent",
+        "_mode_thr",
         "_next_probe",
         "_probe_backoff",
         "_probe_base",
@@ -224,6 +239,7 @@ class RateController:
         self._m_rate = 0.0  # the rate that throttle was sent at
         self._m_est: float | None = None  # the estimate before it, when cruising
         self._m_acc = 0  # answers to requests sent since that throttle: accepted, throttled
+        self._m_probe = math.inf  # when the next probe was due, when cruising
         self._m_thr = 0
         self._next_probe = math.inf
         self._quiet_until = -math.inf  # no probe before this (set by cool-downs)
@@ -235,6 +251,8 @@ class RateController:
         self._climb_since = -math.inf
         self._climb_sent = 0
         self._probe_backoff = 1.0
+        self._mode_sent = 0  # requests sent and throttles since slow start or a step began
+        self._mode_thr = 0
         self._cooldown_until = -math.inf
         self._ep_from = math.nan  # send time of the throttle that began the last cool-down
         self._ep_accepted = 0  # accepted answers since then
@@ -296,6 +314,7 @@ class RateController:
     # -- events ---------------------------------------------------------------------------
 
     def on_send(self, now: float) -> int:
+        self._mode_sent += 1
         if self.mode is Mode.PROBE:
             self._probe_sent += 1
             self._climb_sent += 1
@@ -305,7 +324,7 @@ class RateController:
 
     def on_answer(self, seq: int, sent_at: float, now: float, outcome: Outcome) -> None:
         """The answer to request ``seq``, sent at ``sent_at``."""
-        self.rtt.add(now - sent_at)
+        self.rtt.add(now - sent_at, now)
         # Sending counts as continuous while no two requests are further apart than a few
         # sends at the current rate or a round trip, whichever is longer.
         self.log.set_gap(max(0.05, 4.0 / self._rate, 2.0 * self.rtt.srtt))
@@ -398,7 +417,7 @@ class RateController:
         if scale != 1.0:  # what this process saw is its share of what the server took
             sample = Sample(sample.at, sample.accepted * scale, sample.span)
         before = self.estimate.value
-        value = self.estimate.add(sample, now)
+        value = self.estimate.add(sample, now, self._run_span(), self._rate)
         if value is None or value == before or self.mode is not Mode.CRUISE:
             return
         if value < self._rate:
@@ -414,6 +433,9 @@ class RateController:
         rate = sent_rate or self._rate
         mode = self.mode
         if mode is Mode.STARTUP or mode is Mode.PROBE:
+            self._mode_thr += 1
+            if self._within_tolerance():
+                return  # a stray throttle or a clump from a stall: not yet the limit
             self.bounds.throttled(rate)
             self._measure(now, rate, sent_at)
         elif mode is Mode.CRUISE:
@@ -442,12 +464,30 @@ class RateController:
                 # More sent above the estimate than a burst explains: the limit rose.
                 self._probe_backoff = 1.0
                 self.bounds.sustained(self._rate)
-                self.mode = Mode.STARTUP
+                self._enter(Mode.STARTUP)
                 self._round_seq = self.log.next_seq
                 self._round_at = now
 
+    def _enter(self, mode: Mode) -> None:
+        """Start slow start or a probe step: its throttles are counted from here."""
+        self.mode = mode
+        self._mode_sent = self._mode_thr = 0
+
+    def _within_tolerance(self) -> bool:
+        """Throttles in this slow start or probe step are few enough to be timing noise."""
+        s = self.settings
+        sent = float(self._mode_sent)
+        if self.mode is Mode.PROBE:
+            sent = max(sent, self._rate * self._hold())
+        return self._mode_thr <= s.throttle_tolerance * sent
+
+    def _run_span(self) -> float:
+        """How long each run of throttles in a row must span to measure the limit."""
+        return self.settings.noise_spans * self.rtt.spread
+
     def _measure(self, now: float, rate: float, sent_at: float) -> None:
         self._m_est = self.limit if self.mode is Mode.CRUISE else None
+        self._m_probe = self._next_probe
         if self.mode is Mode.STARTUP:
             # Slow start doubled into this throttle: the rate before the last doubling is
             # where to measure from (a burst may have hidden more; the answers will say).
@@ -461,14 +501,15 @@ class RateController:
         self._cut_at = now
         self.cuts += 1
 
-    def _measured_so_far(self) -> tuple[float, float]:
+    def _measured_so_far(self) -> tuple[float, float, int]:
         """Requests accepted from the throttle that began the measurement to the last answer
-        read back, and the time that spans: the closed intervals plus the open one."""
-        accepted, span = self.estimate.pooled(self._m_from)
+        read back, the time that spans (the closed intervals plus the open one, which
+        continues the newest run), and the runs of throttles in a row it holds."""
+        accepted, span, runs = self.estimate.pooled(self._m_from)
         if self.external:
-            return accepted, span
+            return accepted, span, runs
         more, extra = self.log.open_rate()
-        return accepted + more / self.share, span + extra
+        return accepted + more / self.share, span + extra, max(runs, 1)
 
     def _measuring(self, now: float) -> None:
         """While measuring, stay just above the limit the answers show, so they keep measuring
@@ -480,12 +521,14 @@ class RateController:
         if self._m_est is not None:
             # Throttled while cruising: only a second throttle (a closed interval) says the
             # limit fell; the open interval would only measure our own rate, below the limit.
-            accepted, span = self.estimate.pooled(self._m_from)
+            accepted, span, runs = self.estimate.pooled(self._m_from)
         else:
-            accepted, span = self._measured_so_far()
+            accepted, span, runs = self._measured_so_far()
         if accepted < 2 or span <= 0:
             return
         measured = accepted / span
+        if measured < self._rate and span < self._run_span() * runs:
+            return  # too short to tell a lower limit from timing noise yet
         if accepted >= self.settings.first_accepted:
             self.estimate.provisional(measured, now)
             if now >= self._cooldown_until:
@@ -503,13 +546,19 @@ class RateController:
     def _measure_timed_out(self, now: float) -> bool:
         srtt = self.rtt.srtt if not math.isnan(self.rtt.srtt) else 0.0
         sends = 4.0 * self.settings.first_accepted / max(self._rate, self.settings.floor)
-        return now - self._m_since > max(4.0 * srtt, sends, 0.05)
+        return now - self._m_since > max(4.0 * srtt, sends, 0.05, 2.0 * self._run_span())
 
     def _after_silence(self, now: float) -> None:
         """No throttle came after the first. Cruising, it was noise: carry on as before.
         Otherwise the rate it came at was an overshoot that is gone: hold what is known."""
         if self._m_est is None and self.limit is None:
             self._step(now, self._bisect())  # nothing measured: find it between the bounds
+            return
+        if self._m_est is not None:
+            # Noise: cruise on as if it had not come (a stray throttle every few seconds
+            # must not put off the next probe for ever).
+            self.mode = Mode.CRUISE
+            self._next_probe = max(self._m_probe, self._quiet_until)
             return
         self._cruise(now)
 
@@ -518,9 +567,10 @@ class RateController:
         is sent, from the best measure there is."""
         measured = self.estimate.updated_at >= self._m_since
         if not measured:
-            accepted, span = self._measured_so_far()
+            accepted, span, runs = self._measured_so_far()
             answered = self._m_acc + self._m_thr
-            if accepted >= 4 and span > 0:
+            long_enough = span >= self._run_span() * runs
+            if accepted >= 4 and span > 0 and (long_enough or accepted / span >= self._rate):
                 self.estimate.provisional(accepted / span, now)
                 measured = True
             elif answered >= 6:
@@ -575,7 +625,7 @@ class RateController:
 
     def _step(self, now: float, rate: float, base: float | None = None) -> None:
         """Hold ``rate`` as a probe: sustained, it raises ``lo``; throttled, it lowers ``hi``."""
-        self.mode = Mode.PROBE
+        self._enter(Mode.PROBE)
         self._probe_since = now
         self._probe_sent = 0
         self._probe_base = base if base is not None else max(self.bounds.lo, rate / 2.0)
@@ -588,15 +638,7 @@ class RateController:
     def _probe_held(self, now: float) -> None:
         """A probe step held without a throttle for long enough: it is sustainable. Climb on
         while the bounds are wide; stop once they are narrow (the limit is found)."""
-        srtt = self.rtt.srtt if not math.isnan(self.rtt.srtt) else 0.0
-        s = self.settings
-        # Long enough that a burst of ``burst_allowance_s`` of the base could not have hidden
-        # a step above the limit (within reason: a bigger burst is caught by a later throttle).
-        excess = max(self._rate - self._probe_base, 1e-9)
-        # Where every overshoot costs a cool-down, being fooled costs a pause: hold longer.
-        cap = s.hold_max_s * (s.cooldown_hold_factor if self.cooldowns else 1.0)
-        burst = min(cap, s.burst_allowance_s * self._probe_base / excess)
-        hold = max(s.hold_s, s.hold_rtts * srtt, s.hold_requests / self._rate, burst)
+        hold = self._hold()
         elapsed = now - self._probe_since
         if elapsed < hold:
             return
@@ -609,6 +651,18 @@ class RateController:
             return
         self._climb += 1
         self._probe(now, self._rate, climbing=True)
+
+    def _hold(self) -> float:
+        """How long a probe step must hold without a throttle to count as sustained."""
+        srtt = self.rtt.srtt if not math.isnan(self.rtt.srtt) else 0.0
+        s = self.settings
+        # Long enough that a burst of ``burst_allowance_s`` of the base could not have hidden
+        # a step above the limit (within reason: a bigger burst is caught by a later throttle).
+        excess = max(self._rate - self._probe_base, 1e-9)
+        # Where every overshoot costs a cool-down, being fooled costs a pause: hold longer.
+        cap = s.hold_max_s * (s.cooldown_hold_factor if self.cooldowns else 1.0)
+        burst = min(cap, s.burst_allowance_s * self._probe_base / excess)
+        return max(s.hold_s, s.hold_rtts * srtt, s.hold_requests / self._rate, burst)
 
     def _clamp(self, rate: float) -> float:
         return min(self._ceiling, max(self.settings.floor, rate))

@@ -163,36 +163,65 @@ class LimitEstimate:
         self.value: float | None = None
         self.updated_at = -math.inf
 
-    def add(self, sample: Sample, now: float) -> float | None:
+    def add(
+        self, sample: Sample, now: float, run_span: float = 0.0, short_above: float = math.inf
+    ) -> float | None:
+        """Pool ``sample`` with the newest ones. ``run_span``: the newest run of samples that
+        share their ends (throttles in a row, no break between) must span at least this long
+        before the pool counts. A short run is a clump of throttles from a stall (the server,
+        or this loop, held requests and decided them together, its bucket overflowing
+        meanwhile): it reads as a limit far below the real one, and it ends as soon as the
+        stall does, whereas a limit that fell keeps throttling. A pool from a short run still
+        counts when it reads at least ``short_above`` (a high reading is corrected by the next
+        throttles; a low one would hold the rate down until a probe)."""
         self._samples.append(sample)
         cutoff = now - self._horizon
         while self._samples and self._samples[0].at < cutoff:
             self._samples.popleft()
-        accepted = 0.0
-        span = 0.0
-        for s in reversed(self._samples):
-            accepted += s.accepted
-            span += s.span
-            if accepted >= self._min_accepted:
-                break
         while len(self._samples) > 256:
             self._samples.popleft()
+        accepted, span, _ = self._pool(-math.inf, self._min_accepted, 0.0)
         if accepted >= self._min_accepted and span > 0:
-            self.value = accepted / span
-            self.updated_at = now
+            value = accepted / span
+            if value >= short_above or self.newest_run() >= run_span:
+                self.value = value
+                self.updated_at = now
         return self.value
 
-    def pooled(self, since: float) -> tuple[float, float]:
-        """Accepted requests and time summed over the samples that began at or after
-        ``since`` (send time)."""
+    def _pool(self, since: float, enough: float, run_span: float) -> tuple[float, float, int]:
+        """Sum the newest samples that began at or after ``since`` until they hold ``enough``
+        accepted requests over ``run_span`` per run: (accepted, span, runs)."""
         accepted = 0.0
         span = 0.0
+        runs = 0
+        start = math.nan  # where the sample after this one began (its send time)
         for s in reversed(self._samples):
             if s.at - s.span < since:
                 break
+            if not abs(s.at - start) <= 1e-9:  # does not end where the newer one began
+                runs += 1
+            start = s.at - s.span
             accepted += s.accepted
             span += s.span
-        return accepted, span
+            if accepted >= enough and span >= run_span * runs:
+                break
+        return accepted, span, runs
+
+    def newest_run(self) -> float:
+        """The time spanned by the newest run of samples in a row."""
+        span = 0.0
+        start = math.nan
+        for s in reversed(self._samples):
+            if not math.isnan(start) and not abs(s.at - start) <= 1e-9:
+                break
+            start = s.at - s.span
+            span += s.span
+        return span
+
+    def pooled(self, since: float) -> tuple[float, float, int]:
+        """Accepted requests, time and runs of samples in a row, summed over the samples that
+        began at or after ``since`` (send time)."""
+        return self._pool(since, math.inf, 0.0)
 
     def provisional(self, value: float, now: float) -> None:
         """A rougher measure (fewer accepted requests) to use until pooled samples replace it."""
@@ -206,16 +235,21 @@ class LimitEstimate:
 
 
 class RoundTrip:
-    """Smoothed round-trip time, its recent minimum, and a high percentile for sizing."""
+    """Smoothed round-trip time, its minimum, a high percentile for sizing, and the timing
+    noise: how far above the minimum round trips have spread lately."""
 
-    __slots__ = ("high", "min", "srtt")
+    __slots__ = ("_spread", "_spread_at", "high", "min", "srtt")
+
+    WINDOW_S = 5.0  # the spread is the largest seen over the last one to two windows
 
     def __init__(self) -> None:
         self.srtt = math.nan
         self.min = math.inf
         self.high = math.nan  # decays slowly toward srtt; jumps up on a slow answer
+        self._spread = [0.0, 0.0]  # largest spread in the previous window and in this one
+        self._spread_at = -math.inf  # when this window began
 
-    def add(self, rtt: float) -> None:
+    def add(self, rtt: float, now: float | None = None) -> None:
         if rtt < 0:
             return
         if math.isnan(self.srtt):
@@ -225,3 +259,16 @@ class RoundTrip:
             self.high = rtt if rtt > self.high else self.high + 0.01 * (rtt - self.high)
         if rtt < self.min:
             self.min = rtt
+        if now is not None:
+            if now - self._spread_at >= self.WINDOW_S:
+                fresh = now - self._spread_at < 2 * self.WINDOW_S
+                self._spread = [self._spread[1] if fresh else 0.0, 0.0]
+                self._spread_at = now
+            self._spread[1] = max(self._spread[1], rtt - self.min)
+
+    @property
+    def spread(self) -> float:
+        """The largest round trip above the minimum over the last 5 to 10 s: how far apart in
+        time answers that the server decided together can be, and so how precisely a sample's
+        ends are known."""
+        return max(self._spread)

@@ -27,7 +27,12 @@ _OK = Response(204, "sim")
 class ServerShape:
     """How the simulated server behaves. ``burst`` is its bucket size in requests (at least
     one); ``per_account`` gives every account its own bucket; ``retry_after`` is sent with
-    every 429 (seconds) when set; latency is uniform in ``latency_s`` +- ``jitter_s``."""
+    every 429 (seconds) when set; latency is uniform in ``latency_s`` +- ``jitter_s``.
+
+    ``stall_s``: the server now and then stops deciding for up to this long (on average every
+    ``stall_every_s``), then decides everything that arrived meanwhile at once, as a real
+    server (or the client's own loop) does under CPU contention: the timing noise that makes
+    throttles come in clumps."""
 
     limit: float
     burst: float = 1.0
@@ -36,6 +41,8 @@ class ServerShape:
     latency_s: float = 0.02
     jitter_s: float = 0.0
     seed: int = 0
+    stall_s: float = 0.0
+    stall_every_s: float = 1.0
 
 
 @dataclass(slots=True)
@@ -59,9 +66,23 @@ class SimulatedServer:
     _buckets: dict[str, _Bucket] = field(default_factory=dict)
     _rng: random.Random = field(default_factory=random.Random)
     record: bool = True
+    _stall: tuple[float, float] = (math.inf, math.inf)  # the next stall: (start, end)
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.shape.seed)
+        if self.shape.stall_s > 0:
+            self._stall = self._next_stall(0.0)
+
+    def _next_stall(self, after: float) -> tuple[float, float]:
+        start = after + self._rng.expovariate(1.0 / self.shape.stall_every_s)
+        return start, start + self._rng.uniform(0.0, self.shape.stall_s)
+
+    def _resume_at(self, now: float) -> float:
+        """When a request arriving at ``now`` is decided (later only inside a stall)."""
+        start, end = self._stall
+        while end <= now:
+            start, end = self._stall = self._next_stall(end)
+        return end if now >= start else now
 
     async def send(
         self, method: str, path: str, headers: Mapping[str, str], body: bytes
@@ -69,6 +90,11 @@ class SimulatedServer:
         loop = asyncio.get_running_loop()
         now = loop.time()
         shape = self.shape
+        if shape.stall_s > 0:
+            resume = self._resume_at(now)
+            if resume > now:
+                await asyncio.sleep(resume - now)
+                now = loop.time()
         parts = path.split("/")
         account = parts[2] if len(parts) > 2 else ""
         key = account if shape.per_account else ""
