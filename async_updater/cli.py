@@ -8,14 +8,16 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import importlib.metadata
 import json
 import os
 import shlex
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any, TextIO
+from urllib.parse import parse_qs, urlsplit
 
 from . import __version__
 from .aws.catalog import describe_operation, list_operations, list_services
@@ -54,8 +56,12 @@ __all__ = [
     "EXIT_OK",
     "EXIT_SAFETY_STOP",
     "EXIT_USAGE",
+    "SHELLS",
+    "EnvRef",
+    "environment_variables",
     "main",
     "resume_command",
+    "version",
 ]
 
 EXIT_OK = 0
@@ -70,6 +76,11 @@ EXIT_INTERRUPTED = 130
 # overwrite the figures of the run it continues. Every other option is repeated when it
 # differs from its default, so a new option is resumed unless it is added here.
 NOT_RESUMED = frozenset({"resume", "overwrite", "dry_run", "timeline", "summary_json"})
+
+# The shells ``async-updater completion`` writes a script for (argcomplete's).
+SHELLS = ("bash", "zsh", "fish")
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
 
 _RUN_EPILOG = f"""\
 input CSV: header account_id,user_id,inbound_calling,outbound_calling,sms (UTF-8, BOM ok);
@@ -111,14 +122,68 @@ any AWS operation: --aws-operation SERVICE:Operation --params-template params.js
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse exits 2 on usage errors, as the contract wants; only the wording is ours."""
+    """argparse exits 2 on usage errors, as the contract wants; only the wording is ours.
+
+    Options added with ``add_env_argument`` also take their value from an environment variable,
+    the AWS CLI's way: the flag on the command line wins over the variable, the variable over
+    the default, and ``--help`` names it. The variables are read at parse time from ``environ``
+    (``os.environ`` unless given), converted and checked as the flag's value would be."""
+
+    def __init__(self, *args: Any, environ: Mapping[str, str] | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.environ = os.environ if environ is None else environ
+        self.env_vars: dict[str, str] = {}  # dest -> variable
+
+    def add_env_argument(self, *flags: str, env: str, **kwargs: Any) -> argparse.Action:
+        action = self.add_argument(*flags, **kwargs)
+        action.help = f"{action.help} [env: {env}]"
+        self.env_vars[action.dest] = env
+        return action
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        # A value in the namespace before parsing is what argparse keeps unless the command
+        # line gives the option (a subcommand's parser is called with no namespace).
+        namespace = argparse.Namespace() if namespace is None else namespace
+        for action in self._actions:
+            var = self.env_vars.get(action.dest)
+            text = self.environ.get(var, "").strip() if var else ""
+            if var and text and not hasattr(namespace, action.dest):
+                setattr(namespace, action.dest, self._from_env(action, var, text))
+        return super().parse_known_args(args, namespace)
+
+    def _from_env(self, action: argparse.Action, var: str, text: str) -> Any:
+        option = action.option_strings[-1]
+        if action.nargs == 0:  # a flag: on or off
+            if text.lower() not in _TRUE | _FALSE:
+                self.error(f"{var}={text!r}: expected 1/0, true/false, yes/no or on/off")
+            return action.const if text.lower() in _TRUE else action.default
+        try:
+            value = action.type(text) if callable(action.type) else text
+        except (ValueError, TypeError, argparse.ArgumentTypeError) as exc:
+            why = f" ({exc})" if isinstance(exc, argparse.ArgumentTypeError) else ""
+            self.error(f"{var}={text!r}: not a valid value for {option}{why}")
+        if action.choices is not None and value not in action.choices:
+            choices = ", ".join(map(str, action.choices))
+            self.error(f"{var}={text!r}: {option} takes one of {choices}")
+        return value
 
     def error(self, message: str) -> Any:
         self.print_usage(sys.stderr)
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def version(distribution: str = "async-updater") -> str:
+    """The installed distribution's version; the source tree's when it is not installed (run
+    from a checkout through ``PYTHONPATH``)."""
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return __version__
+
+
+def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
+    """The CLI's parser; ``environ`` is where the options' environment variables are read
+    (default ``os.environ``; ``{}`` gives the built-in defaults)."""
     parser = _Parser(
         prog="async-updater",
         description=(
@@ -126,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
             "CSV file, as fast as the API allows, and write a per-user report."
         ),
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
@@ -136,12 +201,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Send one signed PUT per user in USERS.csv and write a per-user report.",
         epilog=_RUN_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        environ=environ,
     )
     run.add_argument("input", metavar="USERS.csv", help="input CSV file")
     _add_run_options(run)
 
     demo = sub.add_parser(
         "demo",
+        environ=environ,
         help="run the whole job against the embedded mock server on sample data",
         description=(
             "Start the embedded mock Chime server (it verifies every SigV4 signature, throttles "
@@ -155,7 +222,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--server-limit", type=float, default=300.0, help="mock server limit, req/s (default 300)"
     )
     demo.add_argument("--out", default="demo-output", help="folder for the sample CSV and report")
-    demo.add_argument("--no-progress", action="store_true", help="no live progress display")
+    demo.add_env_argument(
+        "--no-progress",
+        action="store_true",
+        env="ASYNC_UPDATER_NO_PROGRESS",
+        help="no live progress display",
+    )
 
     rep = sub.add_parser(
         "report",
@@ -213,6 +285,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ops.add_argument("what", nargs="?", metavar="SERVICE[:Operation]", help="what to show")
 
+    comp = sub.add_parser(
+        "completion",
+        help="print the shell completion script for bash, zsh or fish (needs argcomplete)",
+        description="Print the script that completes async-updater's commands and options in "
+        "SHELL; load it from the shell's start-up file: bash: eval \"$(async-updater completion "
+        'bash)" in ~/.bashrc; zsh: eval "$(async-updater completion zsh)" in ~/.zshrc; fish: '
+        "async-updater completion fish > ~/.config/fish/completions/async-updater.fish. Needs "
+        "the completion extra (argcomplete) where async-updater is installed.",
+    )
+    comp.add_argument("shell", choices=SHELLS, help="the shell to complete in")
+
     mock = sub.add_parser(
         "mock-server",
         help="serve the mock Chime server on 127.0.0.1 (for trying things by hand)",
@@ -222,13 +305,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_run_options(p: argparse.ArgumentParser) -> None:
+def _add_run_options(p: _Parser) -> None:
     p.add_argument(
         "--report",
         metavar="PATH",
         help="report file (default: USERS.report.csv next to the input; .jsonl for jsonl)",
     )
-    p.add_argument("--format", choices=FORMATS, default="csv", help="report format (default csv)")
+    p.add_env_argument(
+        "--format",
+        choices=FORMATS,
+        default="csv",
+        env="ASYNC_UPDATER_FORMAT",
+        help="report format (default csv)",
+    )
     p.add_argument(
         "--endpoint-url",
         metavar="URL",
@@ -236,11 +325,17 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         f"else {DEFAULT_ENDPOINT} for Chime)",
     )
     p.add_argument(
-        "--region", default=None, help="signing region (default: profile's, else us-east-1)"
+        "--region",
+        default=None,
+        help="signing region (default: $AWS_REGION, else $AWS_DEFAULT_REGION or the profile's, "
+        "else us-east-1)",
     )
-    p.add_argument("--profile", default=None, help="AWS profile for credentials")
     p.add_argument(
+        "--profile", default=None, help="AWS profile for credentials (default: $AWS_PROFILE)"
+    )
+    p.add_env_argument(
         "--rate",
+        env="ASYNC_UPDATER_RATE",
         type=float,
         default=None,
         metavar="PER_SEC",
@@ -250,8 +345,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
             "until the first throttle, then holds just under the limit it measured"
         ),
     )
-    p.add_argument(
+    p.add_env_argument(
         "--concurrency",
+        env="ASYNC_UPDATER_CONCURRENCY",
         type=_concurrency,
         default=None,
         metavar="N|auto",
@@ -260,32 +356,34 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
             f"{DEFAULT_MAX_CONCURRENCY}, sized from the rate and the measured latency)"
         ),
     )
-    p.add_argument(
+    p.add_env_argument(
         "--max-attempts",
+        env="ASYNC_UPDATER_MAX_ATTEMPTS",
         type=int,
         default=8,
         metavar="N",
         help="attempts per user before it is reported failed (default 8)",
     )
-    p.add_argument(
+    p.add_env_argument(
         "--limit-scope",
+        env="ASYNC_UPDATER_LIMIT_SCOPE",
         choices=[s.value for s in LimitScope],
         default="global",
         help="one rate limiter for the whole run (default), or one per account",
     )
-    p.add_argument(
+    p.add_env_argument(
         "--shared-limit",
         metavar="URL",
-        default=os.environ.get("ASYNC_UPDATER_SHARED_LIMIT") or None,
+        env="ASYNC_UPDATER_SHARED_LIMIT",
         help=(
-            "share the limit through Redis (redis:// or rediss:// URL; default "
-            "$ASYNC_UPDATER_SHARED_LIMIT): every process with the same URL, endpoint and "
-            "limit scope paces as one client (rate, cuts, cool-downs, admission). Needs the "
-            "redis extra"
+            "share the limit through Redis (redis:// or rediss:// URL): every process with the "
+            "same URL, endpoint and limit scope paces as one client (rate, cuts, cool-downs, "
+            "admission). Needs the redis extra"
         ),
     )
-    p.add_argument(
+    p.add_env_argument(
         "--timeout",
+        env="ASYNC_UPDATER_TIMEOUT",
         type=float,
         default=30.0,
         metavar="SECONDS",
@@ -325,8 +423,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         help="only handle the rows of shard K of N (0-based): split by user, or by account "
         "with --limit-scope account",
     )
-    p.add_argument(
+    p.add_env_argument(
         "--max-failures",
+        env="ASYNC_UPDATER_MAX_FAILURES",
         default=str(DEFAULT_MAX_FAILURES),
         metavar="N|P%",
         help=(
@@ -338,7 +437,12 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     _add_operation_options(p)
     p.add_argument("--timeline", metavar="PATH", help="write per-second figures (JSON Lines) here")
     p.add_argument("--summary-json", metavar="PATH", help="write the summary as JSON here")
-    p.add_argument("--no-progress", action="store_true", help="no live progress display")
+    p.add_env_argument(
+        "--no-progress",
+        action="store_true",
+        env="ASYNC_UPDATER_NO_PROGRESS",
+        help="no live progress display (it is also off when stderr is not a terminal)",
+    )
 
 
 def _add_operation_options(p: argparse.ArgumentParser) -> None:
@@ -413,13 +517,16 @@ def _concurrency(text: str) -> int | None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    if "_ARGCOMPLETE" in os.environ:  # a shell asks for completions (argcomplete's protocol)
+        _complete(parser)
     if argv[:1] == ["mock-server"]:
         # Its options are the mock's own, parsed by it: argparse's REMAINDER does not take
         # arguments that start with "--" (``mock-server --port 0`` was refused as unknown).
         from .testing.mock.cli import main as mock_main
 
         return mock_main(argv[1:])
-    args = build_parser().parse_args(argv)
+    args = parser.parse_args(argv)
     try:
         if args.command == "demo":
             return _run_async(lambda: demo_command(args))
@@ -429,6 +536,8 @@ def main(argv: list[str] | None = None) -> int:
             return merge_command(args)
         if args.command == "operations":
             return operations_command(args)
+        if args.command == "completion":
+            return completion_command(args.shell)
         if args.command == "undo":
             return undo_command(args)
         if args.command == "plot":
@@ -445,6 +554,28 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("async-updater: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _complete(parser: argparse.ArgumentParser) -> None:
+    """Answer the shell's completion request and exit; without argcomplete, nothing to say."""
+    try:
+        import argcomplete
+    except ImportError:
+        return
+    argcomplete.autocomplete(parser)
+
+
+def completion_command(shell: str, *, out: TextIO | None = None) -> int:
+    """``completion SHELL``: the script that makes SHELL complete ``async-updater``."""
+    try:
+        from argcomplete.shell_integration import shellcode
+    except ImportError:
+        raise ConfigError(
+            "completion: needs argcomplete (pip install 'async-updater[completion]', or "
+            "pipx inject async-updater argcomplete)"
+        ) from None
+    print(shellcode(["async-updater"], shell=shell), file=out or sys.stdout)
+    return EXIT_OK
 
 
 def _run_async(factory: Callable[[], Coroutine[Any, Any, int]]) -> int:
@@ -744,7 +875,7 @@ async def _run_locked(
         raise ReportError(f"cannot write {exc.filename}: {exc.strerror}") from None
     print(
         format_summary(
-            summary, next_command=resume_command(args, report_path), dry_run=config.dry_run
+            summary, next_command=resume_text(args, report_path), dry_run=config.dry_run
         ),
         file=out,
     )
@@ -944,36 +1075,109 @@ def undo_command(args: argparse.Namespace) -> int:
     return EXIT_FAILED if outcome.left_out else EXIT_OK
 
 
+class EnvRef(str):
+    """An argument of the resume command that refers to an environment variable instead of
+    giving a value that holds a secret (a password in a URL): printed as ``"$VARIABLE"``."""
+
+    variable: str  # the variable's name
+    dest: str  # the option's, in the namespace
+
+    def __new__(cls, variable: str, dest: str) -> EnvRef:
+        ref = super().__new__(cls, f"${variable}")
+        ref.variable, ref.dest = variable, dest
+        return ref
+
+
 def resume_command(args: argparse.Namespace, report_path: Path) -> list[str]:
     """The command that finishes (or retries the failures of) this run: ``run`` with the same
     input and report, ``--resume``, and every option of the run parser whose value differs
-    from its default, in its own spelling (except ``NOT_RESUMED``)."""
+    from its built-in default, in its own spelling (except ``NOT_RESUMED``). Values that came
+    from environment variables are spelled out too, so the command does not depend on the
+    shell it is pasted in; a value that holds a secret is never printed: it is an ``EnvRef``
+    to the option's variable."""
     cmd = ["async-updater", "run", str(args.input), "--report", str(report_path)]
-    for action in _run_parser()._actions:
+    run = _run_parser()
+    for action in run._actions:
         if not action.option_strings or action.dest in NOT_RESUMED or action.dest == "report":
             continue
         if action.default == argparse.SUPPRESS:  # --help
             continue
         value = getattr(args, action.dest, action.default)
-        if value != action.default:
+        if value == action.default:
+            continue
+        if _holds_secret(value):
+            variable = run.env_vars.get(action.dest, f"ASYNC_UPDATER_{action.dest.upper()}")
+            cmd += [_long_option(action), EnvRef(variable, action.dest)]
+        else:
             cmd += _spelled(action, value)
     cmd.append("--resume")
     return cmd
 
 
-def _run_parser() -> argparse.ArgumentParser:
-    for action in build_parser()._actions:
+def resume_text(
+    args: argparse.Namespace, report_path: Path, environ: Mapping[str, str] | None = None
+) -> str:
+    """``resume_command`` as shell text, with a line that says which variables to set first
+    when a secret it refers to is not already in ``environ`` (default ``os.environ``)."""
+    environ = os.environ if environ is None else environ
+    cmd = resume_command(args, report_path)
+    text = " ".join(f'"{a}"' if isinstance(a, EnvRef) else shlex.quote(a) for a in cmd)
+    unset = [
+        a.variable
+        for a in cmd
+        if isinstance(a, EnvRef) and environ.get(a.variable) != getattr(args, a.dest)
+    ]
+    if unset:
+        text += (
+            f"\n(set {', '.join(unset)} to this run's value first: it holds a password, so it "
+            "is not printed)"
+        )
+    return text
+
+
+def _holds_secret(value: Any) -> bool:
+    """A URL with a password (``redis://:pw@host``, ``...?password=pw``)."""
+    if not isinstance(value, str) or "://" not in value:
+        return False
+    try:
+        parts = urlsplit(value)
+        return parts.password is not None or "password" in parse_qs(parts.query)
+    except ValueError:  # not a URL after all (a bad port); say nothing of it
+        return True
+
+
+def environment_variables() -> dict[str, str]:
+    """Every environment variable the CLI's options read, with the option it gives."""
+    found: dict[str, str] = {}
+    for parser in _subparsers(build_parser(environ={})).values():
+        if isinstance(parser, _Parser):
+            for action in parser._actions:
+                if action.dest in parser.env_vars:
+                    found[parser.env_vars[action.dest]] = _long_option(action)
+    return found
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
-            parser: argparse.ArgumentParser = action.choices["run"]
-            return parser
-    raise AssertionError("the parser has no run command")
+            return dict(action.choices)
+    raise AssertionError("the parser has no commands")
+
+
+def _run_parser() -> _Parser:
+    """The ``run`` parser with its built-in defaults (no environment)."""
+    parser = _subparsers(build_parser(environ={}))["run"]
+    assert isinstance(parser, _Parser)
+    return parser
+
+
+def _long_option(action: argparse.Action) -> str:
+    return next((o for o in action.option_strings if o.startswith("--")), action.option_strings[0])
 
 
 def _spelled(action: argparse.Action, value: Any) -> list[str]:
     """``value`` as the arguments that give it to ``action`` again."""
-    option = next(
-        (o for o in action.option_strings if o.startswith("--")), action.option_strings[0]
-    )
+    option = _long_option(action)
     if action.nargs == 0:  # store_true, store_false, store_const; count repeats the flag
         return [option] * (value if isinstance(value, int) and not isinstance(value, bool) else 1)
     if isinstance(value, list):
@@ -1040,7 +1244,8 @@ async def demo_command(args: argparse.Namespace, *, out: TextIO | None = None) -
 
         async def run_step(title: str, shown: list[str], extra: list[str]) -> int:
             print(f"\n== {title}: async-updater {shlex.join(shown)}", file=out)
-            run_args = build_parser().parse_args(
+            # The demo's own settings: none from the operator's ASYNC_UPDATER_* variables.
+            run_args = build_parser(environ={}).parse_args(
                 [
                     *shown,
                     *("--endpoint-url", server.url, "--overwrite"),

@@ -6,10 +6,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import importlib.metadata
 import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import threading
@@ -20,7 +22,15 @@ from typing import Any
 
 import pytest
 
-from async_updater.cli import NOT_RESUMED, build_parser, main, resume_command
+import async_updater
+from async_updater.cli import (
+    NOT_RESUMED,
+    build_parser,
+    main,
+    resume_command,
+    resume_text,
+    version,
+)
 from async_updater.model import REPORT_COLUMNS
 from async_updater.testing.mock import MockChimeServer
 from async_updater.testing.mock.config import MockConfig
@@ -145,7 +155,8 @@ def one_line_error(err: str) -> str:
 
 
 @pytest.mark.parametrize(
-    "command", ["run", "demo", "report", "merge-reports", "undo", "plot", "operations"]
+    "command",
+    ["run", "demo", "report", "merge-reports", "undo", "plot", "operations", "completion"],
 )
 def test_help_of_every_subcommand_exits_0(command: str, run: Run) -> None:
     with pytest.raises(SystemExit) as info:
@@ -809,3 +820,266 @@ def test_a_fresh_run_replaces_the_before_journal_of_an_earlier_run_and_a_finishe
     code, out, _ = run(*run_args(tmp_path, server), *reading)
     assert code == 0, out
     assert not journal_path(report).exists()
+
+
+# -- conventions: --version, environment variables, shell completion ----------------------------
+
+
+def test_version_flag_prints_the_installed_distribution_version(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    expected = importlib.metadata.version("async-updater")
+    assert capsys.readouterr().out == f"async-updater {expected}\n"
+
+
+def test_version_of_a_package_that_is_not_installed_is_the_source_tree_version() -> None:
+    assert version("async-updater-never-installed") == async_updater.__version__
+
+
+def test_environment_variables_give_options_their_values_and_a_flag_wins_over_its_variable() -> (
+    None
+):
+    environ = {
+        "ASYNC_UPDATER_RATE": "120",
+        "ASYNC_UPDATER_CONCURRENCY": "12",
+        "ASYNC_UPDATER_LIMIT_SCOPE": "account",
+        "ASYNC_UPDATER_NO_PROGRESS": "Yes",
+        "ASYNC_UPDATER_FORMAT": "jsonl",
+    }
+    args = build_parser(environ=environ).parse_args(["run", "u.csv"])
+    assert (args.rate, args.concurrency, args.limit_scope, args.no_progress, args.format) == (
+        *(120.0, 12, "account", True, "jsonl"),
+    )
+    given = ["--rate", "30", "--concurrency", "auto", "--limit-scope", "global", "--format", "csv"]
+    args = build_parser(environ=environ).parse_args(["run", "u.csv", *given])
+    assert (args.rate, args.concurrency, args.limit_scope, args.format) == (
+        *(30.0, None, "global", "csv"),
+    )
+
+
+def test_an_empty_variable_or_a_false_flag_variable_leaves_the_default() -> None:
+    environ = {"ASYNC_UPDATER_RATE": " ", "ASYNC_UPDATER_NO_PROGRESS": "off"}
+    args = build_parser(environ=environ).parse_args(["run", "u.csv"])
+    assert (args.rate, args.no_progress) == (None, False)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("ASYNC_UPDATER_RATE", "fast", "ASYNC_UPDATER_RATE='fast': not a valid value for --rate"),
+        (
+            "ASYNC_UPDATER_CONCURRENCY",
+            "many",
+            "ASYNC_UPDATER_CONCURRENCY='many': not a valid value for --concurrency (invalid "
+            "value: 'many' (a whole number, or auto))",
+        ),
+        (
+            "ASYNC_UPDATER_LIMIT_SCOPE",
+            "region",
+            "ASYNC_UPDATER_LIMIT_SCOPE='region': --limit-scope takes one of global, account",
+        ),
+        (
+            "ASYNC_UPDATER_NO_PROGRESS",
+            "maybe",
+            "ASYNC_UPDATER_NO_PROGRESS='maybe': expected 1/0, true/false, yes/no or on/off",
+        ),
+    ],
+    ids=lambda v: v if v.startswith("ASYNC") else None,
+)
+def test_a_variable_the_option_would_refuse_exits_2_naming_the_variable(
+    run: Run,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    variable: str,
+    value: str,
+    message: str,
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SystemExit) as info:
+        run("run", "users.csv")
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert errors == [f"async-updater run: error: {message}"]
+
+
+def test_a_run_takes_its_report_format_and_ceilings_from_the_environment(
+    tmp_path: Path,
+    run: Run,
+    server: MockChimeServer,
+    aws: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    users = users_csv(tmp_path, 8)
+    monkeypatch.setenv("ASYNC_UPDATER_FORMAT", "jsonl")
+    monkeypatch.setenv("ASYNC_UPDATER_MAX_ATTEMPTS", "3")
+    code, _, err = run("run", users, "--endpoint-url", server.url)
+    assert code == 0, err
+    report = tmp_path / "users.report.jsonl"  # the default name for --format jsonl
+    lines = [json.loads(line) for line in report.read_text(encoding="utf-8").splitlines()]
+    assert [r["status"] for r in lines] == ["updated"] * 8
+    assert not (tmp_path / "users.report.csv").exists()
+
+
+def test_the_resume_command_spells_out_the_values_that_came_from_the_environment() -> None:
+    environ = {
+        "ASYNC_UPDATER_RATE": "120",
+        "ASYNC_UPDATER_LIMIT_SCOPE": "account",
+        "ASYNC_UPDATER_SHARED_LIMIT": "redis://127.0.0.1:6379/0",
+        "ASYNC_UPDATER_NO_PROGRESS": "1",
+    }
+    args = build_parser(environ=environ).parse_args(["run", "u.csv"])
+    cmd = resume_command(args, Path("r.csv"))
+    again = build_parser(environ={}).parse_args(cmd[1:])  # a shell without the variables
+    assert (again.rate, again.limit_scope, again.shared_limit, again.no_progress) == (
+        *(120.0, "account", "redis://127.0.0.1:6379/0", True),
+    )
+
+
+def shell_args(text: str, environ: dict[str, str]) -> list[str]:
+    """The arguments bash hands a program for the command line ``text``."""
+    done = subprocess.run(
+        ["bash", "-c", f"set -- {text}; printf '%s\\0' \"$@\""],
+        env={"PATH": os.environ.get("PATH", ""), **environ},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return done.stdout.split("\0")[:-1]
+
+
+@pytest.mark.parametrize("given", ["environment", "command line"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://:s3cret-pw@127.0.0.1:6379/0",
+        "rediss://fleet:s3cret-pw@10.0.0.5:6380/1",
+        "redis://127.0.0.1:6379/0?password=s3cret-pw",
+    ],
+)
+def test_the_resume_command_never_prints_a_password_and_runs_where_the_variable_is_set(
+    given: str, url: str
+) -> None:
+    environ = {"ASYNC_UPDATER_SHARED_LIMIT": url} if given == "environment" else {}
+    argv = ["run", "my users.csv", "--rate", "50"]
+    if given == "command line":
+        argv += ["--shared-limit", url]
+    args = build_parser(environ=environ).parse_args(argv)
+    text = resume_text(args, Path("r.csv"), environ=environ)
+    assert "s3cret-pw" not in text
+    command, *note = text.splitlines()
+    # Already in this shell's environment: nothing to say; given on the command line: say it.
+    assert note == ([] if given == "environment" else [NOTE])
+    back = shell_args(command, {"ASYNC_UPDATER_SHARED_LIMIT": url})
+    assert back[:2] == ["async-updater", "run"]
+    resumed = build_parser(environ={}).parse_args(back[1:])
+    assert (resumed.input, resumed.shared_limit, resumed.rate, resumed.resume) == (
+        *("my users.csv", url, 50.0, True),
+    )
+
+
+NOTE = (
+    "(set ASYNC_UPDATER_SHARED_LIMIT to this run's value first: it holds a password, so it is "
+    "not printed)"
+)
+
+
+def bash_completions(line: str) -> list[str]:
+    """What bash offers for ``line`` once ``async-updater completion bash`` is loaded."""
+    words = [*shlex.split(line), *([""] if line.endswith(" ") else [])]
+    script = "\n".join(
+        [
+            'eval "$(async-updater completion bash)"',
+            # The function the script registered for the command, called as bash would.
+            "fn=$(complete -p async-updater | sed -E 's/.* -F ([^ ]+) .*/\\1/')",
+            f"COMP_LINE={shlex.quote(line)}; COMP_POINT=${{#COMP_LINE}}",
+            f"COMP_WORDS=({' '.join(shlex.quote(w) for w in words)}); COMP_CWORD={len(words) - 1}",
+            '"$fn" async-updater',
+            'printf "%s\\n" "${COMPREPLY[@]}"',
+        ]
+    )
+    done = subprocess.run(
+        ["bash", "-c", script], env=completion_env(), capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return [w.strip() for w in done.stdout.splitlines() if w.strip()]
+
+
+def completion_env() -> dict[str, str]:
+    bin_dir = str(Path(sys.executable).parent)  # async-updater, as installed with the suite
+    return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+@pytest.mark.parametrize(
+    ("line", "offered"),
+    [
+        ("async-updater com", ["completion"]),
+        ("async-updater run --limit-s", ["--limit-scope"]),
+        ("async-updater run --limit-scope ", ["account", "global"]),
+        ("async-updater completion ", ["--help", "-h", "bash", "fish", "zsh"]),
+    ],
+)
+def test_bash_completes_commands_options_and_choices(line: str, offered: list[str]) -> None:
+    assert sorted(bash_completions(line)) == offered
+
+
+@pytest.mark.skipif(shutil.which("fish") is None, reason="fish is not installed")
+def test_fish_completes_options_and_choices() -> None:
+    done = subprocess.run(
+        [
+            *("fish", "-c"),
+            "async-updater completion fish | source; "
+            "complete -C 'async-updater run --limit-s'; complete -C 'async-updater run --format '",
+        ],
+        env=completion_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    offered = sorted(line.split("\t")[0] for line in done.stdout.splitlines())
+    assert offered == ["--limit-scope", "csv", "jsonl"]
+
+
+@pytest.mark.skipif(shutil.which("zsh") is None, reason="zsh is not installed")
+def test_zsh_registers_the_completion_for_the_command(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [
+            *("zsh", "-fc"),
+            f"autoload -U compinit && compinit -u -d {shlex.quote(str(tmp_path / 'zcompdump'))}; "
+            'eval "$(async-updater completion zsh)"; print -r -- ${_comps[async-updater]}',
+        ],
+        env=completion_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip(), "no completion function registered for async-updater"
+
+
+def test_the_program_answers_a_zsh_completion_request_with_choices_and_their_help(
+    tmp_path: Path,
+) -> None:
+    answer = tmp_path / "answer"
+    line = "async-updater run --limit-scope "
+    done = subprocess.run(
+        ["async-updater"],
+        env={
+            **completion_env(),
+            **dict(COMP_LINE=line, COMP_POINT=str(len(line)), _ARGCOMPLETE="1"),
+            **dict(_ARGCOMPLETE_SHELL="zsh", _ARGCOMPLETE_STDOUT_FILENAME=str(answer)),
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    offered = answer.read_text(encoding="utf-8").split("\v")
+    assert sorted(o.split(":")[0] for o in offered) == ["account", "global"]
+    assert all("one per account" in o for o in offered)

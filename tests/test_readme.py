@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import urllib.request
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from async_updater.cli import build_parser
+from async_updater.cli import build_parser, environment_variables
 from async_updater.io.source import CsvSource, Shard
 from async_updater.model import UserRecord
 
@@ -202,7 +203,7 @@ def test_console_examples_run_in_order_against_the_mock(tmp_path: Path, mock_url
         for r in CsvSource(tmp_path / "users.csv")
         if isinstance(r, UserRecord)
     }
-    for report in ("users.report.csv", "merged.csv"):
+    for report in ("users.report.csv", "merged.csv", "env.csv"):
         rows = (tmp_path / report).read_text(encoding="utf-8").splitlines()[1:]
         assert len(rows) == len(expected) == 300
         assert all(",updated," in row for row in rows)
@@ -292,3 +293,107 @@ def test_preview_run_undo_example_holds_commands_the_cli_accepts() -> None:
         argv = shlex.split(command)
         assert argv[0] == "async-updater"
         build_parser().parse_args(argv[1:])
+
+
+# -- environment variables, pipx ------------------------------------------------------------
+
+
+def environment_table() -> list[dict[str, str]]:
+    """The rows of the README's environment-variable table, by column name."""
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("### Environment variables") :]
+    lines = [line for line in section.splitlines() if line.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    end = next(i for i, line in enumerate(section.splitlines()) if line.startswith("|"))
+    rows = []
+    for line in section.splitlines()[end + 2 :]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip().replace("`", "") for c in line.strip("|").split("|")]
+        rows.append(dict(zip(header, cells, strict=True)))
+    return rows
+
+
+def test_the_environment_table_lists_exactly_the_variables_the_options_read() -> None:
+    ours = {
+        row["variable"]: row["option"]
+        for row in environment_table()
+        if row["variable"].startswith("ASYNC_UPDATER_")
+    }
+    assert ours == environment_variables()
+
+
+def test_every_example_in_the_environment_table_gives_its_option_the_value_the_flag_gives() -> None:
+    rows = [r for r in environment_table() if r["variable"].startswith("ASYNC_UPDATER_")]
+    assert rows
+    for row in rows:
+        variable, _, value = row["example"].partition("=")
+        assert variable == row["variable"], row
+        option = row["option"]
+        from_env = build_parser(environ={variable: value}).parse_args(["run", "u.csv"])
+        flag = [option] if value in ("1", "true", "yes", "on") else [option, value]
+        from_flag = build_parser(environ={}).parse_args(["run", "u.csv", *flag])
+        default = build_parser(environ={}).parse_args(["run", "u.csv"])
+        assert from_env == from_flag != default, row
+
+
+def test_run_help_names_every_variable_of_the_table_that_gives_an_option(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        build_parser(environ={}).parse_args(["run", "--help"])
+    text = "".join(capsys.readouterr().out.split())  # help wraps anywhere
+    for row in environment_table():
+        if not row["option"]:
+            continue  # the credentials: no option
+        for variable in row["variable"].split(", "):
+            assert variable.replace("_CHIME", "_<SERVICE>") in text, variable
+
+
+@pytest.mark.slow
+def test_the_pipx_install_in_the_set_up_section_installs_a_command_with_version_and_completion(
+    tmp_path: Path,
+) -> None:
+    found = list(commands("checkout"))
+    assert found and found[0][1].startswith("pipx install ")
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, checkout / name)
+    shutil.copytree(
+        ROOT / "async_updater",
+        checkout / "async_updater",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    pipx_bin = tmp_path / "pipx-bin"
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PYTHON", "VIRTUAL_ENV", "PIPX_", "_ARGCOMPLETE"))
+        and k != "PIP_REQUIRE_VIRTUALENV"
+    }
+    env.update(
+        PIPX_HOME=str(tmp_path / "pipx-home"),
+        PIPX_BIN_DIR=str(pipx_bin),
+        PIPX_MAN_DIR=str(tmp_path / "pipx-man"),
+        # pipx's commands first, then pipx itself (from the test's venv), then the system's.
+        PATH=os.pathsep.join([str(pipx_bin), str(BIN), env.get("PATH", "")]),
+        PIP_DISABLE_PIP_VERSION_CHECK="1",
+    )
+    outputs = []
+    for line, command in found:
+        done = subprocess.run(
+            ["bash", "-c", command],
+            cwd=checkout,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode == 0, f"README.md:{line}: {command}\n{done.stdout}{done.stderr}"
+        outputs.append(done.stdout)
+    installed = pipx_bin / "async-updater"
+    assert installed.exists() and not installed.resolve().is_relative_to(BIN.parent)
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    (declared,) = re.findall(r'^version = "([^"]+)"', pyproject, re.M)
+    assert f"async-updater {declared}\n" in outputs

@@ -22,11 +22,12 @@ _SHOWN_IF_ANY = frozenset({Status.PLANNED.value, Status.UNCHANGED.value})
 
 
 def format_summary(
-    s: RunSummary, *, next_command: list[str] | None = None, dry_run: bool = False
+    s: RunSummary, *, next_command: list[str] | str | None = None, dry_run: bool = False
 ) -> str:
     """The end-of-run table as plain text (it reads the same in a log file as on a terminal).
     With a plan (``--read-before``), a ``plan`` line says how many users change (``dry_run``:
-    would change) and which fields for how many."""
+    would change) and which fields for how many. ``next_command``, the command that finishes
+    the run: an argument list (shell-quoted here) or shell text as it is to be printed."""
     counts = "  ".join(f"{k} {v}" for k, v in s.counts.items() if v or k not in _SHOWN_IF_ANY)
     rows = [
         (
@@ -66,7 +67,8 @@ def format_summary(
     if next_command and (unfinished or failed):
         what = "finish the run" if unfinished else f"retry the {failed} failed rows"
         lines.append(f"next       to {what} (users already done are skipped):")
-        lines.append("           " + shlex.join(next_command))
+        text = next_command if isinstance(next_command, str) else shlex.join(next_command)
+        lines.extend("           " + line for line in text.splitlines())
     return "\n".join(lines)
 
 
