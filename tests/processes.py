@@ -120,17 +120,17 @@ class Run:
             *("--endpoint-url", url, "--report", str(report), "--no-progress"),
             *("--rate", "2000", "--concurrency", str(CONCURRENCY), *extra),
         ]
-        self._spawn(tmp, argv, report, env)
+        self.spawn(tmp, argv, report, env)
 
     @classmethod
     def command(
         cls, tmp: Path, argv: list[str], report: Path, env: dict[str, str] | None = None
     ) -> Run:
         run = cls.__new__(cls)
-        run._spawn(tmp, argv, report, env)
+        run.spawn(tmp, argv, report, env)
         return run
 
-    def _spawn(self, tmp: Path, argv: list[str], report: Path, env: dict[str, str] | None) -> None:
+    def spawn(self, tmp: Path, argv: list[str], report: Path, env: dict[str, str] | None) -> None:
         n = len(list(tmp.glob("run-*.out")))
         self.out_path, self.err_path = tmp / f"run-{n}.out", tmp / f"run-{n}.err"
         self.report = report

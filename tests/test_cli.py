@@ -29,6 +29,7 @@ from async_updater.cli import (
     main,
     resume_command,
     resume_text,
+    run_parser,
     version,
 )
 from async_updater.model import REPORT_COLUMNS
@@ -663,12 +664,6 @@ def test_unwritable_summary_or_timeline_exits_2_before_anything_is_sent(
 # -- the resume command -------------------------------------------------------------------------
 
 
-def run_parser() -> argparse.ArgumentParser:
-    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    parser: argparse.ArgumentParser = sub.choices["run"]
-    return parser
-
-
 def other_value(action: argparse.Action) -> list[str]:
     """Arguments giving ``action`` a value other than its default (a space and a quote in
     free text, so the shell quoting is exercised too)."""
@@ -694,7 +689,7 @@ def other_value(action: argparse.Action) -> list[str]:
 
 def test_every_run_option_round_trips_through_the_resume_command() -> None:
     parser = build_parser()
-    actions = [a for a in run_parser()._actions if a.option_strings and a.dest != "help"]
+    actions = [a for a in run_parser().options() if a.option_strings and a.dest != "help"]
     given = ["run", "my users.csv", *(arg for a in actions for arg in other_value(a))]
     args = parser.parse_args(given)
     cmd = resume_command(args, Path("out dir/r.csv"))

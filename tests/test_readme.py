@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from async_updater.cli import build_parser, environment_variables
+from async_updater.cli import build_parser, environment_variables, run_parser
 from async_updater.io.source import CsvSource, Shard
 from async_updater.model import UserRecord
 
@@ -84,9 +84,7 @@ SHARED_LIMIT = "--shared-limit"
 
 def run_options() -> set[str]:
     """The option strings of ``async-updater run``."""
-    sub = next(a for a in build_parser()._actions if a.dest == "command")
-    run = sub.choices["run"]  # type: ignore[attr-defined]
-    return set(run._option_string_actions)
+    return {s for a in run_parser().options() for s in a.option_strings}
 
 
 def parse_run_args(argv: list[str]) -> tuple[argparse.Namespace, str | None]:
@@ -275,10 +273,7 @@ def test_example_csv_is_valid_input(tmp_path: Path) -> None:
 
 def test_cli_reference_mentions_every_run_option() -> None:
     text = README.read_text(encoding="utf-8")
-    parser = build_parser()
-    sub = next(a for a in parser._actions if a.dest == "command")
-    run = sub.choices["run"]  # type: ignore[attr-defined]
-    options = [s for a in run._actions for s in a.option_strings if s.startswith("--")]
+    options = [s for a in run_parser().options() for s in a.option_strings if s.startswith("--")]
     missing = [o for o in options if o != "--help" and f"`{o}" not in text]
     assert not missing
 

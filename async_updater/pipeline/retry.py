@@ -23,11 +23,11 @@ __all__ = [
 ]
 
 
-def _botocore_throttling_codes() -> frozenset[str]:
+def botocore_throttling_codes() -> frozenset[str]:
     """The error codes botocore's standard and adaptive retry modes treat as throttling,
     whatever the HTTP status (Cognito, for one, throttles with a 400 TooManyRequestsException).
-    botocore keeps the list on ``ThrottledRetryableChecker``; ``tests/test_retry.py`` fails if
-    it moves, rather than this module silently falling back to its own list only."""
+    botocore keeps the list on ``ThrottledRetryableChecker``; ``tests/test_aws_operation.py``
+    fails if it moves, rather than this module silently falling back to its own list only."""
     try:
         from botocore.retries.standard import ThrottledRetryableChecker
     except ImportError:
@@ -64,7 +64,7 @@ THROTTLING_CODES = (
             "SlowDown",
         }
     )
-    | _botocore_throttling_codes()
+    | botocore_throttling_codes()
 )
 EXPIRED_CREDENTIAL_CODES = frozenset(
     {"ExpiredToken", "ExpiredTokenException", "RequestExpired", "TokenRefreshRequired"}
