@@ -35,9 +35,9 @@ from .model import (
 from .operations.aws_model import ModelOperation
 from .operations.base import HttpRequest, Operation, StateReader
 from .operations.chime import ChimeGetUserSettings, ChimeUpdateUserSettings
-from .pipeline.run import Updater, update_users
 from .pipeline.safety import MaxFailures, StopCause, StopReason
 from .pipeline.stats import Timeline, TimelinePoint
+from .pipeline.updater import Updater, update_users
 from .ratelimit import ControllerSettings, Pacer, RateController
 
 __version__ = "0.1.0"

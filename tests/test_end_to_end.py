@@ -18,7 +18,7 @@ from async_updater.io.source import CsvSource
 from async_updater.model import Status, UserRecord
 from async_updater.operations.base import HttpRequest
 from async_updater.operations.chime import ChimeUpdateUserSettings
-from async_updater.pipeline.run import Updater
+from async_updater.pipeline.updater import Updater
 from async_updater.testing.mock import MockChimeServer
 from async_updater.testing.mock.config import MockConfig
 from async_updater.testing.sample import generate_users, write_users

@@ -28,7 +28,7 @@ from async_updater.errors import CredentialsError
 from async_updater.io.reader import read_report
 from async_updater.io.report import MemoryReport
 from async_updater.model import Result, Status, UserRecord
-from async_updater.pipeline.run import Updater
+from async_updater.pipeline.updater import Updater
 from async_updater.testing.mock import MockChimeServer
 from async_updater.testing.mock.config import MockConfig
 from async_updater.testing.sample import generate_users, write_users

@@ -9,7 +9,7 @@ from async_updater.aws.credentials import Credentials
 from async_updater.config import UpdaterConfig
 from async_updater.io.report import MemoryReport
 from async_updater.model import Status, UserRecord
-from async_updater.pipeline.run import Updater
+from async_updater.pipeline.updater import Updater
 from async_updater.testing import ServerShape, SimulatedServer, virtual_time
 
 

@@ -18,7 +18,7 @@ from async_updater.errors import CredentialsError
 from async_updater.io.keyindex import KeyIndex
 from async_updater.io.report import MemoryReport
 from async_updater.model import Result, Status, UserRecord
-from async_updater.pipeline.run import Updater
+from async_updater.pipeline.updater import Updater
 from async_updater.testing import virtual_time
 from async_updater.transport.http import Response, TransportError
 

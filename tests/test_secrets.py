@@ -306,7 +306,7 @@ async def test_mock_server_in_process_run_with_token_does_not_leak(
     from async_updater.config import UpdaterConfig
     from async_updater.io.report import MemoryReport
     from async_updater.io.source import CsvSource
-    from async_updater.pipeline.run import Updater
+    from async_updater.pipeline.updater import Updater
 
     async with MockChimeServer(mock()) as server:
         sink = MemoryReport()
@@ -370,7 +370,7 @@ async def _run_echo(answer: Any, n: int = 1) -> tuple[list[Any], str, _EchoTrans
     from async_updater.config import UpdaterConfig
     from async_updater.io.report import MemoryReport
     from async_updater.model import UserRecord
-    from async_updater.pipeline.run import Updater
+    from async_updater.pipeline.updater import Updater
 
     transport = _EchoTransport(answer)
     config = UpdaterConfig(endpoint_url="http://127.0.0.1:9", rate=10_000.0, max_attempts=1)
@@ -467,7 +467,7 @@ async def test_a_message_cut_inside_the_echoed_token_leaks_no_piece_of_it() -> N
     from async_updater.config import UpdaterConfig
     from async_updater.io.report import MemoryReport
     from async_updater.model import UserRecord
-    from async_updater.pipeline.run import Updater
+    from async_updater.pipeline.updater import Updater
 
     from .conftest import CompatClientResponse, aioresponses
 

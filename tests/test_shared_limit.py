@@ -18,7 +18,7 @@ from async_updater.aws.credentials import StaticCredentials
 from async_updater.config import UpdaterConfig
 from async_updater.io.report import MemoryReport
 from async_updater.model import Status, UserRecord
-from async_updater.pipeline.run import Updater
+from async_updater.pipeline.updater import Updater
 from async_updater.ratelimit import RateController
 from async_updater.ratelimit.shared import SharedLimit, SharedLimitError
 from async_updater.testing.mock import MockChimeServer

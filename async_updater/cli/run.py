@@ -27,7 +27,7 @@ from ..io.source import CsvSource, Shard, ShardBasis, count_data_lines
 from ..model import Result, RowRecord, RunSummary
 from ..operations.aws_model import ModelOperation
 from ..operations.base import Operation
-from ..pipeline.run import Updater
+from ..pipeline.updater import Updater
 from ..reporting.progress import ProgressDisplay
 from ..reporting.summary import format_summary
 from ..transport.http import AiohttpTransport, Transport

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from ..pipeline.run import Updater
+from ..pipeline.updater import Updater
 from ..runner import on_signals
 
 
