@@ -20,7 +20,7 @@ from async_updater.io.report import MemoryReport
 from async_updater.model import Result, Status, UserRecord
 from async_updater.pipeline.updater import Updater
 from async_updater.testing import virtual_time
-from async_updater.transport.http import Response, TransportError
+from async_updater.transport.base import Response, TransportError
 
 OK = Response(204, "rid")
 THROTTLED = Response(429, "rid", "ThrottledClientException", "Rate exceeded")

@@ -383,7 +383,7 @@ async def _run_echo(answer: Any, n: int = 1) -> tuple[list[Any], str, _EchoTrans
 
 
 async def test_a_refreshed_credentials_old_token_echoed_later_is_still_redacted() -> None:
-    from async_updater.transport.http import Response
+    from async_updater.transport.base import Response
 
     def answer(user: str, headers: Any, tokens: list[str]) -> Response:
         token = headers["X-Amz-Security-Token"]
@@ -404,7 +404,7 @@ async def test_a_refreshed_credentials_old_token_echoed_later_is_still_redacted(
 
 
 async def test_normal_errors_pass_through_but_header_echoes_do_not() -> None:
-    from async_updater.transport.http import Response, TransportError
+    from async_updater.transport.base import Response, TransportError
 
     def answer(user: str, headers: Any, tokens: list[str]) -> Response:
         if user == "u0":
@@ -434,7 +434,8 @@ async def test_an_aiohttp_error_holding_signed_headers_gives_a_message_without_t
     from yarl import URL
 
     from async_updater.aws.sigv4 import SigV4Signer
-    from async_updater.transport.http import AiohttpTransport, TransportError
+    from async_updater.transport.base import TransportError
+    from async_updater.transport.http import AiohttpTransport
 
     from .conftest import aioresponses
 

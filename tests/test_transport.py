@@ -14,7 +14,8 @@ from async_updater.aws.credentials import Credentials
 from async_updater.aws.sigv4 import SigV4Signer
 from async_updater.testing.mock import MockChimeServer
 from async_updater.testing.mock.config import MockConfig
-from async_updater.transport.http import AiohttpTransport, TransportError
+from async_updater.transport.base import TransportError
+from async_updater.transport.http import AiohttpTransport
 
 from .conftest import CompatClientResponse, aioresponses
 
@@ -274,7 +275,7 @@ async def test_a_success_does_not_keep_the_date_header(transport: AiohttpTranspo
 
 
 async def test_a_reads_2xx_answer_comes_back_with_its_body_over_a_real_socket() -> None:
-    from async_updater.transport.http import MAX_READ_BODY
+    from async_updater.transport.base import MAX_READ_BODY
 
     from .fault_servers import FaultServer, Reply
 

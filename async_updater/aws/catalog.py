@@ -10,7 +10,7 @@ import re
 from typing import Any
 
 from ..errors import ConfigError
-from ..transport.http import short_text
+from ..transport.base import short_text
 
 __all__ = [
     "botocore_session",

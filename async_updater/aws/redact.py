@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from urllib.parse import quote
 
-from ..transport.http import Response
+from ..transport.base import Response
 from .credentials import Credentials
 
 __all__ = ["REDACTED", "Redactor"]

@@ -30,7 +30,8 @@ from ..operations.base import Operation
 from ..pipeline.updater import Updater
 from ..reporting.progress import ProgressDisplay
 from ..reporting.summary import format_summary
-from ..transport.http import AiohttpTransport, Transport
+from ..transport.base import Transport
+from ..transport.http import AiohttpTransport
 from .exits import EXIT_INTERRUPTED, exit_code
 from .options import (
     config_from_args,

@@ -43,7 +43,7 @@ from ..aws.catalog import (
 )
 from ..errors import ConfigError, RowError
 from ..model import RowRecord
-from ..transport.http import json_error_details, short_text
+from ..transport.base import json_error_details, short_text
 from .base import HttpRequest, RowParser
 from .template import (
     PLACEHOLDER,

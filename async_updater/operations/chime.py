@@ -9,7 +9,7 @@ from typing import Any
 
 from ..errors import RowError, StateError
 from ..model import UserRecord
-from ..transport.http import json_error_details
+from ..transport.base import json_error_details
 from .base import (
     HttpRequest,
     RowParser,

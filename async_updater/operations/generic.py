@@ -37,7 +37,7 @@ from typing import Any
 
 from ..errors import ConfigError, StateError
 from ..model import RowRecord
-from ..transport.http import json_error_details
+from ..transport.base import json_error_details
 from .base import HttpRequest, Operation, RowParser, bool_cell, encode_segment
 from .chime import ChimeUpdateUserSettings
 from .template import PLACEHOLDER, Template, compile_json, typed_row_parser

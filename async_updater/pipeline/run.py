@@ -38,7 +38,7 @@ from ..ratelimit.estimator import Outcome
 from ..ratelimit.overflow import Overflow
 from ..ratelimit.scheduler import Scheduler, Scope, local_pacer
 from ..ratelimit.shared import SharedLimit
-from ..transport.http import Response, Transport, TransportError
+from ..transport.base import Response, Transport, TransportError
 from .retry import Action, Decision, ErrorClass, RetryBudget, classify, decide, full_jitter_backoff
 from .safety import ClockOffset, SafetyPolicy, is_clock_skew
 from .state import NextStep, after_read, read_failure

@@ -21,7 +21,8 @@ from ..operations.base import Operation
 from ..operations.chime import ChimeUpdateUserSettings
 from ..ratelimit.clock import Clock, LoopClock
 from ..ratelimit.shared import SharedLimit
-from ..transport.http import AiohttpTransport, Transport
+from ..transport.base import Transport
+from ..transport.http import AiohttpTransport
 from .retry import RetryBudget
 from .run import DONE, Records, Run
 from .safety import ClockOffset

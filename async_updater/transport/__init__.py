@@ -1,5 +1,6 @@
 """Sending one signed request and reading its answer; ``Transport`` is the seam tests swap."""
 
-from .http import AiohttpTransport, Response, Transport, TransportError
+from .base import Response, Transport, TransportError
+from .http import AiohttpTransport
 
 __all__ = ["AiohttpTransport", "Response", "Transport", "TransportError"]

@@ -1,6 +1,6 @@
-"""The network seam: one shared aiohttp session, one request at a time per call.
+"""The production transport: one shared aiohttp session, one request at a time per call.
 
-``Transport`` is a Protocol so tests and benchmarks can put anything behind it; the production
+``Transport`` (``base.py``) is a Protocol so tests and benchmarks can put anything behind it;
 ``AiohttpTransport`` keeps connections alive, caps them at ``--concurrency``, bounds every wait
 with timeouts, and turns an answer into a ``Response`` (status, request id, error code/message,
 Retry-After) without raising for HTTP errors. How an error body is read is an ``ErrorParser``:
@@ -11,73 +11,25 @@ botocore model supplies its protocol's parser.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Mapping
 
 import aiohttp
 from yarl import URL
 
 from ..pipeline.retry import THROTTLING_CODES, parse_retry_after
+from .base import (
+    MAX_READ_BODY,
+    ErrorParser,
+    Response,
+    TransportError,
+    json_error_details,
+    short_text,
+)
 
-__all__ = [
-    "AiohttpTransport",
-    "ErrorParser",
-    "Response",
-    "Transport",
-    "TransportError",
-    "json_error_details",
-    "short_text",
-]
+__all__ = ["AiohttpTransport"]
 
 _MAX_ERROR_BODY = 64 * 1024
-# A read's answer is one user's state: a few hundred bytes. The bound keeps a misdirected
-# endpoint (a web page, a listing) from costing memory per request in flight.
-MAX_READ_BODY = 1024 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class Response:
-    """What came back: ``error_code``/``message`` are empty for a success. ``date`` is the
-    answer's ``Date`` header, kept for errors only (a clock-skew rejection is corrected by it).
-
-    ``body`` is the answer's body for a 2xx answer to a GET (a read), empty otherwise: no other
-    answer's body is kept. A 2xx read whose body is over ``MAX_READ_BODY`` bytes comes back
-    with an empty body and ``error_code`` ``ResponseTooLarge``."""
-
-    status: int
-    request_id: str = ""
-    error_code: str = ""
-    message: str = ""
-    retry_after: float | None = None
-    date: str | None = None
-    body: bytes = b""
-
-
-class TransportError(Exception):
-    """No HTTP answer: connection refused or reset, DNS failure, timeout. Always retryable."""
-
-    __slots__ = ("code",)
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-ErrorParser = Callable[[int, Mapping[str, str], bytes], tuple[str, str]]
-"""Reads an error answer (status, case-insensitive headers, body) into (error code, message)."""
-
-
-class Transport(Protocol):
-    async def send(
-        self, method: str, target: str, headers: Mapping[str, str], body: bytes
-    ) -> Response:
-        """Send one request; ``target`` is the encoded path, then ``?query`` if any."""
-        ...
-
-    async def close(self) -> None: ...
 
 
 class AiohttpTransport:
@@ -194,33 +146,3 @@ async def _read_body(content: aiohttp.StreamReader, status: int, request_id: str
                 "ResponseTooLarge",
                 f"the answer to the read is larger than {MAX_READ_BODY} bytes",
             )
-
-
-def json_error_details(status: int, headers: Mapping[str, str], raw: bytes) -> tuple[str, str]:
-    """The default ``ErrorParser``: the code from ``x-amzn-ErrorType`` or the body's
-    ``Code``/``__type``, the body's ``Message``; ``HTTP<status>`` when there is no code."""
-    code = headers.get("x-amzn-ErrorType", "")
-    message = ""
-    if raw:
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            data = None
-        if isinstance(data, dict):
-            body_code = data.get("Code") or data.get("code") or data.get("__type") or ""
-            if not code and isinstance(body_code, str):
-                code = body_code
-            msg = data.get("Message") or data.get("message") or ""
-            if isinstance(msg, str):
-                message = msg
-        else:
-            message = raw.decode("utf-8", "replace")
-    # "Code:http://internal.amazon.com/..." and "ns#Code" forms both name the code first/last.
-    code = code.partition(":")[0].rpartition("#")[2].strip()
-    return code or f"HTTP{status}", short_text(message) or f"HTTP {status} with no message"
-
-
-def short_text(text: str, limit: int = 300) -> str:
-    """``text`` on one line, whitespace collapsed, cut to ``limit`` characters."""
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
