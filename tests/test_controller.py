@@ -262,3 +262,13 @@ def test_throttles_every_second_while_cruising_do_not_put_off_the_probe() -> Non
         t += 1.0 / rate
     assert Mode.PROBE in modes
     assert t < 10.0  # within the probe interval of the last real change, not after
+
+
+def test_a_throttle_with_a_cool_down_is_never_tolerated_as_noise() -> None:
+    """At a high rate one throttle is under the slow start's tolerance, but a throttle that
+    pauses everything ends slow start there and bounds the limit from above."""
+    c = RateController()
+    out = drive(c, limit=3500, burst=20, rtt=0.004, seconds=2.0, retry_after=3.0)
+    assert out.pauses == 1 and out.sent_in_pause == 0
+    assert c.mode is Mode.MEASURE
+    assert c.bounds.hi <= 4096

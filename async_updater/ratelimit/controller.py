@@ -200,6 +200,7 @@ class RateController:
         "_rate",
         "_round_at",
         "_round_seq",
+        "_thr_rate",
         "accepted",
         "bounds",
         "cooldowns",
@@ -253,6 +254,7 @@ class RateController:
         self._probe_backoff = 1.0
         self._mode_sent = 0  # requests sent and throttles since slow start or a step began
         self._mode_thr = 0
+        self._thr_rate = 0.0  # the rate the last throttled request was sent at
         self._cooldown_until = -math.inf
         self._ep_from = math.nan  # send time of the throttle that began the last cool-down
         self._ep_accepted = 0  # accepted answers since then
@@ -361,7 +363,11 @@ class RateController:
             self._ep_from = sent_at
             self._ep_accepted = 0
             self.log.break_chain(now)
-            if self.mode is not Mode.MEASURE:
+            if self.mode is Mode.STARTUP or self.mode is Mode.PROBE:
+                # A throttle that stops everything for a while is never noise to tolerate.
+                self.bounds.throttled(self._thr_rate or self._rate)
+                self._measure(now, self._thr_rate or self._rate, sent_at)
+            elif self.mode is not Mode.MEASURE:
                 self._measure(now, self._rate, sent_at)
         self._cooldown_until = until
         pause = until - now
@@ -430,7 +436,7 @@ class RateController:
     def _on_throttle(self, sent_at: float, sent_rate: float, now: float) -> None:
         if sent_at < self._cut_at:
             return  # sent before the last cut: caused by the old rate, already answered for
-        rate = sent_rate or self._rate
+        rate = self._thr_rate = sent_rate or self._rate
         mode = self.mode
         if mode is Mode.STARTUP or mode is Mode.PROBE:
             self._mode_thr += 1
@@ -469,7 +475,7 @@ class RateController:
                 self._round_at = now
 
     def _enter(self, mode: Mode) -> None:
-        """Start slow start or a probe step: its throttles are counted from here."""
+        """Start slow start, a probe step or cruising: its throttles are counted from here."""
         self.mode = mode
         self._mode_sent = self._mode_thr = 0
 
@@ -482,7 +488,11 @@ class RateController:
         return self._mode_thr <= s.throttle_tolerance * sent
 
     def _run_span(self) -> float:
-        """How long each run of throttles in a row must span to measure the limit."""
+        """How long each run of throttles in a row must span to measure the limit. Not where
+        the server answers throttles with cool-downs: there every run ends in a pause after a
+        few throttles, so none is long, and a pause costs more than a low reading."""
+        if self.cooldowns:
+            return 0.0
         return self.settings.noise_spans * self.rtt.spread
 
     def _measure(self, now: float, rate: float, sent_at: float) -> None:
@@ -591,7 +601,7 @@ class RateController:
         value = self.limit
         if value is not None:
             self._rate = self._target()
-        self.mode = Mode.CRUISE
+        self._enter(Mode.CRUISE)
         self._next_probe = max(self._quiet_until, now + self._probe_interval())
 
     def _target(self) -> float:
