@@ -4,10 +4,8 @@ allows, and prove what happened to every user.
 The public API is what ``__all__`` lists; everything else may change without notice.
 """
 
-from typing import TYPE_CHECKING, Any
-
-from .aws_operation import ModelOperation, ResolvedEndpoint, resolve_endpoint
-from .before import BeforeStore, MemoryBeforeStore
+from .aws.credentials import BotocoreCredentials, CredentialProvider, Credentials, StaticCredentials
+from .aws.endpoint import ResolvedEndpoint, resolve_endpoint
 from .config import DEFAULT_ENDPOINT, LimitScope, UpdaterConfig
 from .errors import (
     ConfigError,
@@ -20,6 +18,10 @@ from .errors import (
     StateError,
     UpdaterError,
 )
+from .io.before import BeforeStore, MemoryBeforeStore
+from .io.reader import read_report
+from .io.report import CsvReport, JsonlReport, MemoryReport, ReportSink, open_report
+from .io.source import CsvSource, Shard, ShardBasis, count_data_lines, read_records
 from .model import (
     REPORT_COLUMNS,
     Plan,
@@ -30,36 +32,15 @@ from .model import (
     Status,
     UserRecord,
 )
-from .operation import (
-    ChimeGetUserSettings,
-    ChimeUpdateUserSettings,
-    HttpRequest,
-    Operation,
-    StateReader,
-)
-from .pipeline import Updater, update_users
+from .operations.aws_model import ModelOperation
+from .operations.base import HttpRequest, Operation, StateReader
+from .operations.chime import ChimeGetUserSettings, ChimeUpdateUserSettings
+from .pipeline.safety import MaxFailures, StopCause, StopReason
+from .pipeline.stats import Timeline, TimelinePoint
+from .pipeline.updater import Updater, update_users
 from .ratelimit import ControllerSettings, Pacer, RateController
-from .report import CsvReport, JsonlReport, MemoryReport, ReportSink, open_report, read_report
-from .safety import MaxFailures, StopCause, StopReason
-from .signing import BotocoreCredentials, CredentialProvider, Credentials, StaticCredentials
-from .source import CsvSource, Shard, ShardBasis, count_data_lines, read_records
-from .stats import Timeline, TimelinePoint
-
-if TYPE_CHECKING:
-    from .mock_server import MockChimeServer, MockConfig
 
 __version__ = "0.1.0"
-
-
-def __getattr__(name: str) -> Any:
-    # The mock server loads lazily, so `python -m async_updater.mock_server` runs a module that
-    # the package has not already imported (and tools that never use it do not load aiohttp.web).
-    if name in ("MockChimeServer", "MockConfig"):
-        from . import mock_server
-
-        return getattr(mock_server, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
 
 __all__ = [
     "DEFAULT_ENDPOINT",
@@ -82,8 +63,6 @@ __all__ = [
     "MaxFailures",
     "MemoryBeforeStore",
     "MemoryReport",
-    "MockChimeServer",
-    "MockConfig",
     "ModelOperation",
     "Operation",
     "Pacer",

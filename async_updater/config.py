@@ -8,10 +8,10 @@ from enum import Enum
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
-from .operation import Operation
+from .operations.base import Operation
+from .pipeline.safety import DEFAULT_MAX_FAILURES, DEFAULT_REJECTIONS_IN_A_ROW, MaxFailures
 from .ratelimit.concurrency import DEFAULT_MAX_CONCURRENCY
 from .ratelimit.controller import ControllerSettings
-from .safety import DEFAULT_MAX_FAILURES, DEFAULT_REJECTIONS_IN_A_ROW, MaxFailures
 
 __all__ = ["DEFAULT_ENDPOINT", "LimitScope", "UpdaterConfig", "check_read_support"]
 

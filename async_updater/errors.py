@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .safety import StopReason
+    from .pipeline.safety import StopReason
 
 __all__ = [
     "ConfigError",

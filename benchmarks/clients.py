@@ -116,8 +116,8 @@ async def _run_async_updater(args: argparse.Namespace, *, cognito: bool = False)
     """async_updater through its library API: Chime's fast path, or (``cognito``) Cognito
     AdminUpdateUserAttributes serialized by botocore from its model, as the CLI builds it."""
     from async_updater import CsvReport, CsvSource, Updater, UpdaterConfig
-    from async_updater.aws_operation import ModelOperation
-    from async_updater.transport import AiohttpTransport
+    from async_updater.operations.aws_model import ModelOperation
+    from async_updater.transport.http import AiohttpTransport
 
     config = UpdaterConfig(
         endpoint_url=args.url,

@@ -55,7 +55,7 @@ def process_cpu_s(pid: int) -> float:
 
 
 class MockServer:
-    """``python -m async_updater.mock_server`` in a child process, with admin calls."""
+    """``python -m async_updater.testing.mock`` in a child process, with admin calls."""
 
     def __init__(self, *args: str, duration: float = 3600.0) -> None:
         self.args = ("--port", "0", "--duration", str(duration), *args)
@@ -64,7 +64,7 @@ class MockServer:
 
     def __enter__(self) -> MockServer:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "async_updater.mock_server", *self.args],
+            [sys.executable, "-m", "async_updater.testing.mock", *self.args],
             stdout=subprocess.PIPE,
             text=True,
             cwd=ROOT,
@@ -148,7 +148,7 @@ class Check:
 
 
 def generate_input(path: Path, users: int, accounts: int = 10, seed: int = 1) -> None:
-    from async_updater.sample import generate_users
+    from async_updater.testing.sample import generate_users
 
     if not path.exists():
         generate_users(path, users, accounts, seed=seed)

@@ -75,10 +75,10 @@ from typing import Any
 from urllib.parse import unquote
 
 from async_updater import Updater, UpdaterConfig
+from async_updater.aws.credentials import StaticCredentials
 from async_updater.config import LimitScope
 from async_updater.model import UserRecord
 from async_updater.ratelimit.concurrency import DEFAULT_MAX_CONCURRENCY
-from async_updater.signing import StaticCredentials
 from async_updater.testing import ServerShape, SimulatedServer, run_virtual
 from async_updater.transport import Response
 from benchmarks.common import (
@@ -257,7 +257,7 @@ class Sizing:
 
 
 def records_for(cell: Cell, users: int, seed: int) -> list[UserRecord]:
-    from async_updater.sample import sample_records
+    from async_updater.testing.sample import sample_records
 
     records = list(sample_records(users, cell.accounts, seed=seed * 1000 + cell.index))
     if cell.sorted_input:
@@ -266,7 +266,7 @@ def records_for(cell: Cell, users: int, seed: int) -> list[UserRecord]:
 
 
 def write_csv(path: Path, records: Sequence[UserRecord]) -> None:
-    from async_updater.sample import write_users
+    from async_updater.testing.sample import write_users
 
     write_users(path, iter(records))
 
@@ -573,7 +573,6 @@ def _severity(cell: Cell, row: Mapping[str, Any], tol_ms: int) -> tuple[int, flo
 
 
 def write_markdown(path: Path, doc: Mapping[str, Any], cells: Sequence[Cell]) -> None:
-    sim = doc["mode"] == "sim"
     tol = doc["cooldown_tol_ms"]
     clients = doc["clients"]
     results = doc["cells"]
@@ -610,8 +609,17 @@ def write_markdown(path: Path, doc: Mapping[str, Any], cells: Sequence[Cell]) ->
                 _marks(cell, row, tol),
             ]
         rows.append(line)
+    summary = _summary_notes(doc, cells)
+    _write_markdown_file(path, doc, headers, rows, summary)
+
+
+def _summary_notes(doc: Mapping[str, Any], cells: Sequence[Cell]) -> list[str]:
+    """Per client: cells passing every bar, the worst and the lowest-goodput cell; then the
+    machine-bound and in-flight-bound cells."""
+    tol = doc["cooldown_tol_ms"]
+    results = doc["cells"]
     summary = []
-    for client in clients:
+    for client in doc["clients"]:
         scored = [
             (cell, results[str(cell.index)]["clients"][client])
             for cell in cells
@@ -652,6 +660,18 @@ def write_markdown(path: Path, doc: Mapping[str, Any], cells: Sequence[Cell]) ->
             f"- Cells needing more than async_updater's default {DEFAULT_MAX_CONCURRENCY:,} "
             f"requests in flight to reach capacity (capacity x latency): {', '.join(wide)}."
         )
+    return summary
+
+
+def _write_markdown_file(
+    path: Path,
+    doc: Mapping[str, Any],
+    headers: list[str],
+    rows: list[list[Any]],
+    summary: list[str],
+) -> None:
+    sim = doc["mode"] == "sim"
+    tol = doc["cooldown_tol_ms"]
     if sim:
         how = (
             "Virtual time: a full `Updater` (pipeline, signer, controller, scheduler) over "
@@ -795,6 +815,40 @@ def _parse_only(text: str) -> list[int]:
     return chosen
 
 
+def _print_estimate(
+    chosen: Sequence[Cell], sizing: Sizing, measure_above: float, sim: bool
+) -> None:
+    measured = sum(CEILING_S + 12 * c.latency_s + 4 for c in chosen if c.capacity > measure_above)
+    estimate = measured + sum(sizing.estimate_s(c, k) for c in chosen for k in (AU, LEGACY))
+    worst = measured + sum(sizing.time_limit(c, k) + 4 for c in chosen for k in (AU, LEGACY))
+    print(
+        f"{len(chosen)} cells, {sum(sizing.users(c) for c in chosen):,} users in all; "
+        + (
+            "virtual time (real time: a few seconds a cell)"
+            if sim
+            else f"estimate ~{estimate / 60:.0f} min (at most ~{worst / 60:.0f} min if every "
+            "client ran to its time limit)"
+        ),
+        flush=True,
+    )
+
+
+def _print_cell(cell: Cell, got: Mapping[str, Any], tol: int, took: float) -> None:
+    figures = "; ".join(
+        f"{client} goodput {row['goodput']:.2f} throttled {_pct(row['throttled_share'])}"
+        f" lost {row['lost']} twice {row['applied_twice']} in cool-down "
+        + "/".join(str(row["in_cooldown"][str(t)]) for t in TOLERANCES_MS)
+        + f" {_marks(cell, row, tol)}"
+        for client, row in got["clients"].items()
+    )
+    print(
+        f"cell {cell.index} [{cell.shape()}] users {got['users']} capacity "
+        f"{got['capacity']:.1f}{' machine-bound' if got['machine_bound'] else ''}: "
+        f"{figures} ({took:.0f} s)",
+        flush=True,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = bench_parser("shapes", __doc__, f"{QUICK_CELLS} small cells (*_quick.*)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="the matrix's seed")
@@ -840,21 +894,7 @@ def main(argv: list[str] | None = None) -> int:
         if old.get("seed") == args.seed and old.get("mode") == doc["mode"]:
             doc["cells"] = old["cells"]  # re-run cells replace their old figures
             doc["command"] = old["command"] + "; then `" + command_line() + "`"
-    measured = sum(
-        CEILING_S + 12 * c.latency_s + 4 for c in chosen if c.capacity > args.measure_above
-    )
-    estimate = measured + sum(sizing.estimate_s(c, k) for c in chosen for k in (AU, LEGACY))
-    worst = measured + sum(sizing.time_limit(c, k) + 4 for c in chosen for k in (AU, LEGACY))
-    print(
-        f"{len(chosen)} cells, {sum(sizing.users(c) for c in chosen):,} users in all; "
-        + (
-            "virtual time (real time: a few seconds a cell)"
-            if args.sim
-            else f"estimate ~{estimate / 60:.0f} min (at most ~{worst / 60:.0f} min if every "
-            "client ran to its time limit)"
-        ),
-        flush=True,
-    )
+    _print_estimate(chosen, sizing, args.measure_above, args.sim)
     with tempfile.TemporaryDirectory(prefix="shapes-") as tmp:
         measuring = not args.sim and any(c.capacity > args.measure_above for c in chosen)
         ceiling_users = CeilingInput.write(Path(tmp)) if measuring else None
@@ -868,19 +908,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
             got["cell"] = asdict(cell)
             doc["cells"][str(cell.index)] = got
-            figures = "; ".join(
-                f"{client} goodput {row['goodput']:.2f} throttled {_pct(row['throttled_share'])}"
-                f" lost {row['lost']} twice {row['applied_twice']} in cool-down "
-                + "/".join(str(row["in_cooldown"][str(t)]) for t in TOLERANCES_MS)
-                + f" {_marks(cell, row, doc['cooldown_tol_ms'])}"
-                for client, row in got["clients"].items()
-            )
-            print(
-                f"cell {cell.index} [{cell.shape()}] users {got['users']} capacity "
-                f"{got['capacity']:.1f}{' machine-bound' if got['machine_bound'] else ''}: "
-                f"{figures} ({time.monotonic() - started:.0f} s)",
-                flush=True,
-            )
+            _print_cell(cell, got, doc["cooldown_tol_ms"], time.monotonic() - started)
             json_path.write_text(json.dumps(doc), encoding="utf-8")  # a partial run survives
     every = draw_cells(args.seed, max(int(k) for k in doc["cells"]))
     md = args.out / f"{name}.md"

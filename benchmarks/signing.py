@@ -13,7 +13,8 @@ import sys
 import timeit
 from typing import Any
 
-from async_updater.signing import Credentials, SigV4Signer
+from async_updater.aws.credentials import Credentials
+from async_updater.aws.sigv4 import SigV4Signer
 from benchmarks.common import bench_parser
 
 _BODY = b'{"UserSettings": {"Telephony": {"InboundCalling": true, "OutboundCalling": false}}}'

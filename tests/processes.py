@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
+from async_updater.io.reader import read_report
+from async_updater.io.source import CsvSource
 from async_updater.model import UserRecord
-from async_updater.report import read_report
-from async_updater.source import CsvSource
 
 CONCURRENCY = 32
 MOCK_KEY, MOCK_SECRET = "AKIDMOCK", "mock-secret"
@@ -30,11 +30,11 @@ BIN = Path(sys.executable).parent
 
 
 class MockProcess:
-    """``python -m async_updater.mock_server`` in its own process, read through /_mock/."""
+    """``python -m async_updater.testing.mock`` in its own process, read through /_mock/."""
 
     def __init__(self, *args: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "async_updater.mock_server", "--port", "0", *args],
+            [sys.executable, "-m", "async_updater.testing.mock", "--port", "0", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
@@ -134,17 +134,17 @@ class Run:
             *("--endpoint-url", url, "--report", str(report), "--no-progress"),
             *("--rate", "2000", "--concurrency", str(CONCURRENCY), *extra),
         ]
-        self._spawn(tmp, argv, report, env)
+        self.spawn(tmp, argv, report, env)
 
     @classmethod
     def command(
         cls, tmp: Path, argv: list[str], report: Path, env: dict[str, str] | None = None
     ) -> Run:
         run = cls.__new__(cls)
-        run._spawn(tmp, argv, report, env)
+        run.spawn(tmp, argv, report, env)
         return run
 
-    def _spawn(self, tmp: Path, argv: list[str], report: Path, env: dict[str, str] | None) -> None:
+    def spawn(self, tmp: Path, argv: list[str], report: Path, env: dict[str, str] | None) -> None:
         n = len(list(tmp.glob("run-*.out")))
         self.out_path, self.err_path = tmp / f"run-{n}.out", tmp / f"run-{n}.err"
         self.report = report

@@ -18,9 +18,10 @@ from typing import Any
 import boto3
 import pytest
 
+from async_updater.aws.credentials import StaticCredentials
 from async_updater.cli import build_parser, run_command
-from async_updater.mock_server import MockApi, MockChimeServer, MockConfig
-from async_updater.signing import StaticCredentials
+from async_updater.testing.mock import MockChimeServer
+from async_updater.testing.mock.config import MockApi, MockConfig
 
 MOTO_KEY = "testing"  # moto accepts any key; this one is its documented default
 COGNITO = "cognito-idp:AdminUpdateUserAttributes"

@@ -15,18 +15,18 @@ import pytest
 from aiohttp import web
 from multidict import CIMultiDict
 
-from async_updater.aws_operation import (
-    ModelOperation,
-    describe_operation,
-    list_operations,
-    list_services,
-    load_model,
-    resolve_endpoint,
-)
+from async_updater.aws.catalog import describe_operation, list_operations, list_services, load_model
+from async_updater.aws.endpoint import resolve_endpoint
 from async_updater.errors import ConfigError, RowError
 from async_updater.model import RowRecord
-from async_updater.retry import THROTTLING_CODES, ErrorClass, classify
-from async_updater.transport import AiohttpTransport
+from async_updater.operations.aws_model import ModelOperation
+from async_updater.pipeline.retry import (
+    THROTTLING_CODES,
+    ErrorClass,
+    botocore_throttling_codes,
+    classify,
+)
+from async_updater.transport.http import AiohttpTransport
 
 from .test_cli import Run, one_line_error, run  # noqa: F401  (run is a fixture)
 
@@ -292,9 +292,7 @@ def test_a_throttling_code_is_throttling_whatever_the_status(status: int) -> Non
 
 
 def test_throttling_codes_include_every_code_botocore_retries_as_throttling() -> None:
-    from botocore.retries.standard import ThrottledRetryableChecker
-
-    botocore_codes = set(ThrottledRetryableChecker()._throttled_error_codes)
+    botocore_codes = set(botocore_throttling_codes())
     assert "TooManyRequestsException" in botocore_codes  # the list is where we read it from
     assert botocore_codes <= THROTTLING_CODES
     assert "ThrottledClientException" in THROTTLING_CODES  # Chime's, not botocore's

@@ -24,13 +24,14 @@ from botocore.utils import percent_encode_sequence
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from async_updater.aws_operation import ModelOperation
+from async_updater.aws.credentials import Credentials
+from async_updater.aws.sigv4 import SigV4Signer
 from async_updater.config import UpdaterConfig
 from async_updater.errors import RowError
 from async_updater.model import UserRecord
-from async_updater.operation import ChimeUpdateUserSettings
-from async_updater.signing import Credentials, SigV4Signer
-from async_updater.template import PLACEHOLDER
+from async_updater.operations.aws_model import ModelOperation
+from async_updater.operations.chime import ChimeUpdateUserSettings
+from async_updater.operations.template import PLACEHOLDER
 
 # Text a CSV cell can hold (no control characters), stripped as the row parser strips it.
 cell = (

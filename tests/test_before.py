@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from async_updater.before import BeforeJournal, MemoryBeforeStore, discard, journal_path
+from async_updater.io.before import BeforeJournal, MemoryBeforeStore, discard, journal_path
 
 STATE = '{"inbound_calling": false, "outbound_calling": true, "sms": false}'
 
@@ -26,7 +26,7 @@ def test_a_flushed_journal_line_survives_the_process_being_killed(tmp_path: Path
     report = tmp_path / "r.csv"
     code = (
         "import os, sys\n"
-        "from async_updater.before import BeforeJournal\n"
+        "from async_updater.io.before import BeforeJournal\n"
         f"j = BeforeJournal.start({str(report)!r})\n"
         f"j.record('acct', 'ü/1', {STATE!r})\n"
         "j.flush()\n"

@@ -29,11 +29,13 @@ from async_updater.cli import (
     main,
     resume_command,
     resume_text,
+    run_parser,
     version,
 )
-from async_updater.mock_server import MockChimeServer, MockConfig
 from async_updater.model import REPORT_COLUMNS
-from async_updater.sample import generate_users
+from async_updater.testing.mock import MockChimeServer
+from async_updater.testing.mock.config import MockConfig
+from async_updater.testing.sample import generate_users
 
 AK, SK = "AKIDCLITEST", "cli-test-secret"
 HEADER = "account_id,user_id,inbound_calling,outbound_calling,sms\n"
@@ -176,7 +178,8 @@ def test_mock_server_subcommand_passes_the_clock_date_and_api_options_to_the_moc
     import time
     import urllib.request
 
-    from async_updater.signing import Credentials, SigV4Signer
+    from async_updater.aws.credentials import Credentials
+    from async_updater.aws.sigv4 import SigV4Signer
 
     from .processes import BIN
 
@@ -679,12 +682,6 @@ def test_unwritable_summary_or_timeline_exits_2_before_anything_is_sent(
 # -- the resume command -------------------------------------------------------------------------
 
 
-def run_parser() -> argparse.ArgumentParser:
-    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    parser: argparse.ArgumentParser = sub.choices["run"]
-    return parser
-
-
 def other_value(action: argparse.Action) -> list[str]:
     """Arguments giving ``action`` a value other than its default (a space and a quote in
     free text, so the shell quoting is exercised too)."""
@@ -710,7 +707,7 @@ def other_value(action: argparse.Action) -> list[str]:
 
 def test_every_run_option_round_trips_through_the_resume_command() -> None:
     parser = build_parser()
-    actions = [a for a in run_parser()._actions if a.option_strings and a.dest != "help"]
+    actions = [a for a in run_parser().options() if a.option_strings and a.dest != "help"]
     given = ["run", "my users.csv", *(arg for a in actions for arg in other_value(a))]
     args = parser.parse_args(given)
     cmd = resume_command(args, Path("out dir/r.csv"))
@@ -829,7 +826,7 @@ def test_resume_command_carries_the_reading_options() -> None:
 def test_a_fresh_run_replaces_the_before_journal_of_an_earlier_run_and_a_finished_one_removes_it(
     tmp_path: Path, run: Run, server: MockChimeServer, aws: dict[str, str], reading: list[str]
 ) -> None:
-    from async_updater.before import journal_path
+    from async_updater.io.before import journal_path
 
     report = tmp_path / "r.csv"
     journal_path(report).write_text('{"account_id": "a", "user_id": "u", "before": {}}\n')

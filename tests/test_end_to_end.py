@@ -10,16 +10,18 @@ import os
 import sys
 from pathlib import Path
 
+from async_updater.aws.credentials import StaticCredentials
 from async_updater.cli import build_parser, run_command
 from async_updater.config import UpdaterConfig
-from async_updater.mock_server import MockChimeServer, MockConfig
+from async_updater.io.report import MemoryReport
+from async_updater.io.source import CsvSource
 from async_updater.model import Status, UserRecord
-from async_updater.operation import HttpRequest
-from async_updater.pipeline import Updater
-from async_updater.report import MemoryReport
-from async_updater.sample import generate_users, write_users
-from async_updater.signing import StaticCredentials
-from async_updater.source import CsvSource
+from async_updater.operations.base import HttpRequest
+from async_updater.operations.chime import ChimeUpdateUserSettings
+from async_updater.pipeline.updater import Updater
+from async_updater.testing.mock import MockChimeServer
+from async_updater.testing.mock.config import MockConfig
+from async_updater.testing.sample import generate_users, write_users
 
 from .fault_servers import FaultServer, Reply, Request, ok
 
@@ -219,15 +221,10 @@ async def test_throttling_and_503_are_retried_404_is_final_with_code(tmp_path: P
     assert server.counters["throttled"] > 0 and server.counters["faults"] > 0
 
 
-class EmptyBodyOperation:
+class EmptyBodyOperation(ChimeUpdateUserSettings):
     """A second operation: the same route with a body the server must refuse (400)."""
 
     name = "empty-body"
-    service = "chime"
-    columns = ("account_id", "user_id")
-
-    def row_parser(self, header: object) -> object:
-        raise NotImplementedError
 
     def build(self, record: UserRecord) -> HttpRequest:
         return HttpRequest(
@@ -239,7 +236,7 @@ async def test_400_bad_request_is_final_and_reported_with_code_and_message() -> 
     async with MockChimeServer(mock_config()) as server:
         config = UpdaterConfig(endpoint_url=server.url, rate=100.0)
         sink = MemoryReport()
-        async with Updater(config, credentials=CREDS, operation=EmptyBodyOperation()) as up:  # type: ignore[arg-type]
+        async with Updater(config, credentials=CREDS, operation=EmptyBodyOperation()) as up:
             await up.run([UserRecord("a", "u", True, True, True)], sink)
     (r,) = sink.results
     assert (r.status, r.http_status, r.error_code, r.attempts) == (

@@ -21,15 +21,17 @@ from typing import Any
 
 import pytest
 
+from async_updater.aws.credentials import Credentials, StaticCredentials
 from async_updater.cli import build_parser, run_command
 from async_updater.config import UpdaterConfig
 from async_updater.errors import CredentialsError
-from async_updater.mock_server import MockChimeServer, MockConfig
+from async_updater.io.reader import read_report
+from async_updater.io.report import MemoryReport
 from async_updater.model import Result, Status, UserRecord
-from async_updater.pipeline import Updater
-from async_updater.report import MemoryReport, read_report
-from async_updater.sample import generate_users, write_users
-from async_updater.signing import Credentials, StaticCredentials
+from async_updater.pipeline.updater import Updater
+from async_updater.testing.mock import MockChimeServer
+from async_updater.testing.mock.config import MockConfig
+from async_updater.testing.sample import generate_users, write_users
 
 from .fault_servers import Action, Close, FaultServer, Hang, Reply, Request, Reset, Truncate, ok
 from .processes import (

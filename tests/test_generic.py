@@ -7,9 +7,9 @@ import json
 import pytest
 
 from async_updater.errors import ConfigError, InputError, RowError
-from async_updater.generic import GenericOperation, load_operation
 from async_updater.model import RowRecord
-from async_updater.operation import ChimeUpdateUserSettings
+from async_updater.operations.chime import ChimeUpdateUserSettings
+from async_updater.operations.generic import GenericOperation, load_operation
 
 
 def op(**kw: object) -> GenericOperation:
@@ -126,7 +126,7 @@ class ThirdPartyOperation(ChimeUpdateUserSettings):
 def _registered(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
     from importlib.metadata import EntryPoint
 
-    import async_updater.generic as generic
+    import async_updater.operations.generic as generic
 
     group = generic.ENTRY_POINT_GROUP
     plugin = EntryPoint(name="third-party", value=value, group=group)
@@ -198,7 +198,7 @@ def test_generic_answer_maps_to_columns_through_json_pointers() -> None:
 
 
 def test_json_pointer_escapes_and_array_indexes() -> None:
-    from async_updater.generic import parse_pointer, resolve_pointer
+    from async_updater.operations.generic import parse_pointer, resolve_pointer
 
     doc = {"a/b": {"m~n": [10, 20]}, "": 1}
     assert resolve_pointer(doc, parse_pointer("/a~1b/m~0n/1")) == 20
@@ -306,7 +306,7 @@ def test_read_options_that_cannot_work_are_config_errors_naming_the_option(
 
 
 def test_read_field_specs_are_column_equals_pointer() -> None:
-    from async_updater.generic import parse_read_fields
+    from async_updater.operations.generic import parse_read_fields
 
     assert parse_read_fields(["a=/x", " b = /y/0 "]) == {"a": "/x", "b": "/y/0"}
     for bad, says in (
@@ -328,12 +328,45 @@ class ReaderlessOperation:
     name = "third-party"
     service = "chime"
     columns = ("account_id", "user_id")
+    id_column = "user_id"
+    scope_column = "account_id"
 
     def row_parser(self, header: object) -> object:
         raise NotImplementedError
 
     def build(self, record: object) -> object:
         raise NotImplementedError
+
+    def error_parser(self, status: int, headers: object, body: bytes) -> tuple[str, str]:
+        raise NotImplementedError
+
+
+class ColumnlessOperation:
+    """A plugin that does not say which columns name a row's user and account, nor how to read
+    an error answer."""
+
+    name = "third-party"
+    service = "chime"
+    columns = ("account_id", "user_id")
+    reader = None
+
+    def row_parser(self, header: object) -> object:
+        raise NotImplementedError
+
+    def build(self, record: object) -> object:
+        raise NotImplementedError
+
+
+def test_a_plugin_without_id_and_scope_columns_or_error_parser_is_refused_naming_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _registered(monkeypatch, "tests.test_generic:ColumnlessOperation")
+    with pytest.raises(ConfigError) as info:
+        load_operation("third-party")
+    assert str(info.value) == (
+        "--operation: 'third-party' does not implement the Operation protocol: it has no "
+        "id_column, scope_column, error_parser"
+    )
 
 
 def test_a_plugin_without_reader_is_a_config_error_saying_how_to_declare_it(

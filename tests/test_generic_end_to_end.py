@@ -18,9 +18,9 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
+from async_updater.aws.credentials import StaticCredentials
 from async_updater.cli import build_parser, run_command
-from async_updater.mock_server import SigV4Verifier
-from async_updater.signing import StaticCredentials
+from async_updater.testing.mock.verifier import SigV4Verifier
 
 AK, SK = "AKIDFLAGS", "flags-secret"
 REGION, SERVICE = "eu-west-1", "execute-api"

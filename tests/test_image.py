@@ -245,7 +245,7 @@ def test_the_installed_entrypoint_runs_two_shards_and_merges_them(
     work = installed.workdir
     users = work / "users.csv"
     _check(
-        installed.run(installed.bin("python"), "-m", "async_updater.sample", str(users),
+        installed.run(installed.bin("python"), "-m", "async_updater.testing.sample", str(users),
                       "--users", "150", "--accounts", "1"),
         "writing users",
     )  # fmt: skip

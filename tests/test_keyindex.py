@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from async_updater.keyindex import KeyIndex, key_digest
+from async_updater.io.keyindex import KeyIndex, key_digest
 
 
 def test_new_key_returns_none_and_a_known_key_returns_its_first_value() -> None:

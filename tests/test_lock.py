@@ -20,9 +20,9 @@ import pytest
 
 from async_updater.cli import main
 from async_updater.errors import ReportError, ReportLocked
-from async_updater.lock import LockHolder, ReportLock, lock_path
-from async_updater.report import read_report
-from async_updater.sample import generate_users
+from async_updater.io.lock import LockHolder, ReportLock, lock_path
+from async_updater.io.reader import read_report
+from async_updater.testing.sample import generate_users
 
 from .processes import (
     MockProcess,

@@ -17,12 +17,15 @@ import pytest
 
 from async_updater.cli import main
 from async_updater.errors import ReportError
-from async_updater.merge import merge_reports
-from async_updater.mock_server import MockChimeServer, MockConfig
+from async_updater.io.meta import meta_path, write_meta
+from async_updater.io.reader import read_report
+from async_updater.io.report import open_report
+from async_updater.io.source import MAX_ROW
 from async_updater.model import Result, Status
-from async_updater.report import meta_path, open_report, read_report, write_meta
-from async_updater.sample import generate_users
-from async_updater.source import MAX_ROW
+from async_updater.reporting.merge import merge_reports
+from async_updater.testing.mock import MockChimeServer
+from async_updater.testing.mock.config import MockConfig
+from async_updater.testing.sample import generate_users
 
 from .test_cli import ThreadedMock
 

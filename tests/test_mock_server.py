@@ -27,18 +27,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict
 
-from async_updater.mock_server import (
+from async_updater.aws.credentials import Credentials as SigningCredentials
+from async_updater.aws.sigv4 import SigV4Signer
+from async_updater.testing.mock import MockChimeServer
+from async_updater.testing.mock.cli import main
+from async_updater.testing.mock.config import MockConfig
+from async_updater.testing.mock.verifier import (
     SIGNATURE_MISMATCH,
-    MockChimeServer,
-    MockConfig,
     SigV4Verifier,
     canonical_query,
     canonical_uri,
-    main,
     verify_sigv4,
 )
-from async_updater.signing import Credentials as SigningCredentials
-from async_updater.signing import SigV4Signer
 
 from .processes import mock_process
 
@@ -651,7 +651,7 @@ async def test_the_clock_offset_and_the_date_header_change_at_run_time(
 async def test_a_read_is_judged_by_the_servers_clock_and_answered_with_its_date(
     http: aiohttp.ClientSession, ahead: MockChimeServer
 ) -> None:
-    from async_updater.mock_server import initial_settings
+    from async_updater.testing.mock import initial_settings
 
     signer = SigV4Signer(host=ahead.url.split("//")[1], region="us-east-1", service="chime")
     path = settings_path("acc-1", "user-1")
@@ -913,7 +913,7 @@ async def test_standalone_prints_its_url_answers_and_exits_by_itself(
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "async_updater.mock_server",
+        "async_updater.testing.mock",
         "--port",
         "0",
         "--duration",
@@ -999,7 +999,7 @@ async def test_record_events_flag_turns_recording_on_in_standalone_mode(
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "async_updater.mock_server",
+        "async_updater.testing.mock",
         "--port",
         "0",
         "--duration",
@@ -1050,7 +1050,7 @@ def telephony(reply: Reply) -> dict[str, bool]:
 async def test_a_user_never_written_reads_as_a_state_derived_from_its_ids(
     http: aiohttp.ClientSession, server: MockChimeServer
 ) -> None:
-    from async_updater.mock_server import initial_settings
+    from async_updater.testing.mock import initial_settings
 
     ids = [("acc-1", f"user-{i}") for i in range(64)] + [("a/b", "ü s%")]
     states = set()
@@ -1119,7 +1119,7 @@ async def test_reads_are_signed_checked_throttled_and_faulted_like_writes(
 async def test_admin_user_endpoint_shows_a_users_state_and_counts(
     http: aiohttp.ClientSession, server: MockChimeServer
 ) -> None:
-    from async_updater.mock_server import initial_settings
+    from async_updater.testing.mock import initial_settings
 
     await put_signed(http, server, "a/b", "u 1")
     await get_signed(http, server, "a/b", "u 1")

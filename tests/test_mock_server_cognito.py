@@ -15,9 +15,12 @@ import urllib3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from async_updater.aws.credentials import Credentials
+from async_updater.aws.sigv4 import SigV4Signer
 from async_updater.errors import ConfigError
-from async_updater.mock_server import MockApi, MockChimeServer, MockConfig
-from async_updater.signing import Credentials, SigV4Signer
+from async_updater.pipeline.retry import botocore_throttling_codes
+from async_updater.testing.mock import MockChimeServer
+from async_updater.testing.mock.config import MockApi, MockConfig
 
 from .test_cli import ThreadedMock
 
@@ -73,8 +76,6 @@ def test_boto3s_request_is_applied_and_attributes_accumulate(server: MockChimeSe
 
 
 def test_throttling_is_a_400_too_many_requests_that_botocore_reads_as_throttling() -> None:
-    from botocore.retries.standard import ThrottledRetryableChecker
-
     with cognito_mock(rate_limit=0.01, burst=2, retry_after=2.0) as server:
         c = client(server)
         update(c, "u1", email="1@example.com")
@@ -85,7 +86,7 @@ def test_throttling_is_a_400_too_many_requests_that_botocore_reads_as_throttling
     assert error["ResponseMetadata"]["HTTPStatusCode"] == 400
     assert error["Error"]["Code"] == "TooManyRequestsException"
     assert error["ResponseMetadata"]["HTTPHeaders"]["retry-after"] == "2"
-    assert error["Error"]["Code"] in ThrottledRetryableChecker()._throttled_error_codes
+    assert error["Error"]["Code"] in botocore_throttling_codes()
     assert server.counters["throttled"] == 1
     assert ("us-east-1_pool", "u3") not in server.attributes
 

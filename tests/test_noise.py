@@ -5,11 +5,11 @@ say nothing about the limit, and must not drag the rate down."""
 
 from __future__ import annotations
 
+from async_updater.aws.credentials import Credentials
 from async_updater.config import UpdaterConfig
+from async_updater.io.report import MemoryReport
 from async_updater.model import Status, UserRecord
-from async_updater.pipeline import Updater
-from async_updater.report import MemoryReport
-from async_updater.signing import Credentials
+from async_updater.pipeline.updater import Updater
 from async_updater.testing import ServerShape, SimulatedServer, virtual_time
 
 

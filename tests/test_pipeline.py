@@ -12,15 +12,15 @@ from collections.abc import Mapping
 
 import pytest
 
+from async_updater.aws.credentials import Credentials
 from async_updater.config import UpdaterConfig
 from async_updater.errors import CredentialsError
-from async_updater.keyindex import KeyIndex
+from async_updater.io.keyindex import KeyIndex
+from async_updater.io.report import MemoryReport
 from async_updater.model import Result, Status, UserRecord
-from async_updater.pipeline import Updater
-from async_updater.report import MemoryReport
-from async_updater.signing import Credentials
+from async_updater.pipeline.updater import Updater
 from async_updater.testing import virtual_time
-from async_updater.transport import Response, TransportError
+from async_updater.transport.base import Response, TransportError
 
 OK = Response(204, "rid")
 THROTTLED = Response(429, "rid", "ThrottledClientException", "Rate exceeded")

@@ -12,8 +12,8 @@ import pytest
 
 from async_updater.cli import main
 from async_updater.errors import ConfigError, InputError
-from async_updater.plot import plot_timeline, read_timeline
-from async_updater.stats import Timeline
+from async_updater.pipeline.stats import Timeline
+from async_updater.reporting.plot import plot_timeline, read_timeline
 
 pytest.importorskip("matplotlib")
 

@@ -14,8 +14,13 @@ from dataclasses import dataclass, field
 import pytest
 
 from async_updater.model import Result, Status
-from async_updater.progress import ProgressDisplay, _Sample, progress_figures, progress_line
-from async_updater.stats import RunStats
+from async_updater.pipeline.stats import RunStats
+from async_updater.reporting.progress import (
+    ProgressDisplay,
+    _Sample,
+    progress_figures,
+    progress_line,
+)
 
 
 def result(status: Status) -> Result:

@@ -11,16 +11,18 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from async_updater.before import journal_path
+from async_updater.aws.credentials import StaticCredentials
 from async_updater.cli import build_parser, main, run_command
 from async_updater.config import UpdaterConfig
-from async_updater.mock_server import MockChimeServer, MockConfig, initial_settings
+from async_updater.io.before import journal_path
+from async_updater.io.reader import read_report
+from async_updater.io.report import MemoryReport
+from async_updater.io.source import CsvSource
 from async_updater.model import Status, UserRecord
-from async_updater.pipeline import Updater
-from async_updater.report import MemoryReport, read_report
-from async_updater.sample import generate_users
-from async_updater.signing import StaticCredentials
-from async_updater.source import CsvSource
+from async_updater.pipeline.updater import Updater
+from async_updater.testing.mock import MockChimeServer, initial_settings
+from async_updater.testing.mock.config import MockConfig
+from async_updater.testing.sample import generate_users
 
 from .fault_servers import FaultServer, Reply, Request
 from .test_faults import Run, mock_process

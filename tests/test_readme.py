@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from async_updater.cli import build_parser, environment_variables
+from async_updater.cli import build_parser, environment_variables, run_parser
+from async_updater.io.source import CsvSource, Shard
 from async_updater.model import UserRecord
-from async_updater.source import CsvSource, Shard
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -84,9 +84,7 @@ SHARED_LIMIT = "--shared-limit"
 
 def run_options() -> set[str]:
     """The option strings of ``async-updater run``."""
-    sub = next(a for a in build_parser()._actions if a.dest == "command")
-    run = sub.choices["run"]  # type: ignore[attr-defined]
-    return set(run._option_string_actions)
+    return {s for a in run_parser().options() for s in a.option_strings}
 
 
 def parse_run_args(argv: list[str]) -> tuple[argparse.Namespace, str | None]:
@@ -115,7 +113,7 @@ def _venv_is_current() -> bool:
 def _mock(*args: str) -> Iterator[str]:
     proc = subprocess.Popen(
         [
-            *(sys.executable, "-m", "async_updater.mock_server", "--port", "0"),
+            *(sys.executable, "-m", "async_updater.testing.mock", "--port", "0"),
             *("--rate-limit", "400", "--latency-ms", "2", "--duration", "120", *args),
         ],
         stdout=subprocess.PIPE,
@@ -179,7 +177,7 @@ def _run_commands(
             else:  # what the wrapper runs, without (re)building .venv from inside a test
                 script, _, rest = command.partition(" ")
                 assert script == "scripts/gen_users", command
-                command = f"{shlex.quote(sys.executable)} -m async_updater.sample {rest}"
+                command = f"{shlex.quote(sys.executable)} -m async_updater.testing.sample {rest}"
         done = subprocess.run(
             ["bash", "-c", command],
             cwd=tmp_path,
@@ -275,10 +273,7 @@ def test_example_csv_is_valid_input(tmp_path: Path) -> None:
 
 def test_cli_reference_mentions_every_run_option() -> None:
     text = README.read_text(encoding="utf-8")
-    parser = build_parser()
-    sub = next(a for a in parser._actions if a.dest == "command")
-    run = sub.choices["run"]  # type: ignore[attr-defined]
-    options = [s for a in run._actions for s in a.option_strings if s.startswith("--")]
+    options = [s for a in run_parser().options() for s in a.option_strings if s.startswith("--")]
     missing = [o for o in options if o != "--help" and f"`{o}" not in text]
     assert not missing
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from async_updater.redact import REDACTED, Redactor
-from async_updater.signing import Credentials, SigV4Signer
-from async_updater.transport import Response
+from async_updater.aws.credentials import Credentials
+from async_updater.aws.redact import REDACTED, Redactor
+from async_updater.aws.sigv4 import SigV4Signer
+from async_updater.transport.base import Response
 
 AK = "AKIDREDACTTEST01"
 SECRET = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYzRedactSecret"

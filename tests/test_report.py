@@ -11,17 +11,12 @@ from typing import Any
 import pytest
 
 from async_updater.errors import ReportError
+from async_updater.io.meta import meta_path, write_meta
+from async_updater.io.reader import read_report
+from async_updater.io.report import CsvReport, JsonlReport, open_report
+from async_updater.io.resume import ResumeState
 from async_updater.model import REPORT_COLUMNS, Result, Status
-from async_updater.report import (
-    CsvReport,
-    JsonlReport,
-    ResumeState,
-    meta_path,
-    open_report,
-    read_report,
-    write_meta,
-)
-from async_updater.summary import summarize_report
+from async_updater.reporting.summary import summarize_report
 
 from .processes import small_disk
 
@@ -477,7 +472,7 @@ def test_a_jsonl_report_written_before_the_before_column_is_still_read(tmp_path:
 
 
 def test_report_has_before_tells_new_reports_from_old_ones(tmp_path: Path) -> None:
-    from async_updater.report import report_has_before
+    from async_updater.io.reader import report_has_before
 
     new_csv, new_jsonl = tmp_path / "n.csv", tmp_path / "n.jsonl"
     write(new_csv, [res("u1")])
@@ -521,7 +516,7 @@ def state_text(sms: bool) -> str:
 def test_resume_with_read_before_keeps_the_first_state_captured_for_each_user_not_done(
     tmp_path: Path,
 ) -> None:
-    from async_updater.before import BeforeJournal, journal_path
+    from async_updater.io.before import BeforeJournal, journal_path
 
     path = tmp_path / "r.csv"
     write(
@@ -567,7 +562,7 @@ def test_resume_with_read_before_keeps_the_first_state_captured_for_each_user_no
 
 
 def test_a_failed_rows_before_is_carried_when_the_journal_is_gone(tmp_path: Path) -> None:
-    from async_updater.before import journal_path
+    from async_updater.io.before import journal_path
 
     path = tmp_path / "r.jsonl"
     write(path, [res("u1", Status.FAILED, before=state_text(True))], "jsonl")
@@ -579,7 +574,7 @@ def test_a_failed_rows_before_is_carried_when_the_journal_is_gone(tmp_path: Path
 
 
 def test_a_fresh_resume_with_read_before_starts_an_empty_journal(tmp_path: Path) -> None:
-    from async_updater.before import journal_path
+    from async_updater.io.before import journal_path
 
     path = tmp_path / "r.csv"
     journal_path(path).write_text('{"account_id": "a", "user_id": "stale", "before": {}}\n')
@@ -591,7 +586,7 @@ def test_a_fresh_resume_with_read_before_starts_an_empty_journal(tmp_path: Path)
 
 
 def test_an_unreadable_journal_line_stops_the_resume_naming_it(tmp_path: Path) -> None:
-    from async_updater.before import journal_path
+    from async_updater.io.before import journal_path
 
     path = tmp_path / "r.csv"
     write(path, [res("u1", Status.FAILED)])

@@ -6,10 +6,12 @@ from email.utils import formatdate
 
 import pytest
 
-from async_updater.retry import (
+from async_updater.pipeline.retry import (
+    Action,
     ErrorClass,
     RetryBudget,
     classify,
+    decide,
     full_jitter_backoff,
     parse_retry_after,
 )
@@ -102,8 +104,6 @@ def test_retry_budget_never_grows_past_its_capacity() -> None:
 
 
 # -- the retry policy as a table -------------------------------------------------------------
-
-from async_updater.retry import Action, decide  # noqa: E402
 
 
 @pytest.mark.parametrize(

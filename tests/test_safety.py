@@ -9,7 +9,7 @@ import pytest
 from async_updater.config import UpdaterConfig
 from async_updater.errors import ConfigError, SafetyStop, UpdaterError
 from async_updater.model import Result, Status
-from async_updater.safety import (
+from async_updater.pipeline.safety import (
     DEFAULT_MAX_FAILURES,
     DEFAULT_REJECTIONS_IN_A_ROW,
     MIN_ANSWERED_FOR_SHARE,

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from async_updater.report import read_report
-from async_updater.sample import generate_users
+from async_updater.io.reader import read_report
+from async_updater.testing.sample import generate_users
 
 from .processes import (
     Run,
@@ -28,8 +28,8 @@ from .processes import (
 STOP_TEXT = "stopped by the plugin after 50 rows (403 AccessDeniedException: no more for you)"
 PLUGIN = '''
 from async_updater.errors import SafetyStop
-from async_updater.operation import ChimeUpdateUserSettings
-from async_updater.safety import StopCause, StopReason
+from async_updater.operations.chime import ChimeUpdateUserSettings
+from async_updater.pipeline.safety import StopCause, StopReason
 
 
 class StopAfter50(ChimeUpdateUserSettings):

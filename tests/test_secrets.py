@@ -16,11 +16,12 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from async_updater.aws.credentials import Credentials, StaticCredentials
 from async_updater.cli import build_parser, main, run_command
 from async_updater.errors import SafetyStop, UpdaterError
-from async_updater.mock_server import MockChimeServer, MockConfig
-from async_updater.sample import generate_users
-from async_updater.signing import Credentials, StaticCredentials
+from async_updater.testing.mock import MockChimeServer
+from async_updater.testing.mock.config import MockConfig
+from async_updater.testing.sample import generate_users
 
 from .test_cli import ThreadedMock
 
@@ -303,9 +304,9 @@ async def test_mock_server_in_process_run_with_token_does_not_leak(
 ) -> None:
     """The library path (no CLI): results carry no secret either."""
     from async_updater.config import UpdaterConfig
-    from async_updater.pipeline import Updater
-    from async_updater.report import MemoryReport
-    from async_updater.source import CsvSource
+    from async_updater.io.report import MemoryReport
+    from async_updater.io.source import CsvSource
+    from async_updater.pipeline.updater import Updater
 
     async with MockChimeServer(mock()) as server:
         sink = MemoryReport()
@@ -367,9 +368,9 @@ class _EchoTransport:
 
 async def _run_echo(answer: Any, n: int = 1) -> tuple[list[Any], str, _EchoTransport]:
     from async_updater.config import UpdaterConfig
+    from async_updater.io.report import MemoryReport
     from async_updater.model import UserRecord
-    from async_updater.pipeline import Updater
-    from async_updater.report import MemoryReport
+    from async_updater.pipeline.updater import Updater
 
     transport = _EchoTransport(answer)
     config = UpdaterConfig(endpoint_url="http://127.0.0.1:9", rate=10_000.0, max_attempts=1)
@@ -382,7 +383,7 @@ async def _run_echo(answer: Any, n: int = 1) -> tuple[list[Any], str, _EchoTrans
 
 
 async def test_a_refreshed_credentials_old_token_echoed_later_is_still_redacted() -> None:
-    from async_updater.transport import Response
+    from async_updater.transport.base import Response
 
     def answer(user: str, headers: Any, tokens: list[str]) -> Response:
         token = headers["X-Amz-Security-Token"]
@@ -403,7 +404,7 @@ async def test_a_refreshed_credentials_old_token_echoed_later_is_still_redacted(
 
 
 async def test_normal_errors_pass_through_but_header_echoes_do_not() -> None:
-    from async_updater.transport import Response, TransportError
+    from async_updater.transport.base import Response, TransportError
 
     def answer(user: str, headers: Any, tokens: list[str]) -> Response:
         if user == "u0":
@@ -432,8 +433,9 @@ async def test_an_aiohttp_error_holding_signed_headers_gives_a_message_without_t
     from multidict import CIMultiDict, CIMultiDictProxy
     from yarl import URL
 
-    from async_updater.signing import SigV4Signer
-    from async_updater.transport import AiohttpTransport, TransportError
+    from async_updater.aws.sigv4 import SigV4Signer
+    from async_updater.transport.base import TransportError
+    from async_updater.transport.http import AiohttpTransport
 
     from .conftest import aioresponses
 
@@ -464,9 +466,9 @@ async def test_a_message_cut_inside_the_echoed_token_leaks_no_piece_of_it() -> N
     from aioresponses import CallbackResult
 
     from async_updater.config import UpdaterConfig
+    from async_updater.io.report import MemoryReport
     from async_updater.model import UserRecord
-    from async_updater.pipeline import Updater
-    from async_updater.report import MemoryReport
+    from async_updater.pipeline.updater import Updater
 
     from .conftest import CompatClientResponse, aioresponses
 

@@ -14,14 +14,15 @@ from pathlib import Path
 
 import pytest
 
+from async_updater.aws.credentials import StaticCredentials
 from async_updater.config import UpdaterConfig
-from async_updater.mock_server import MockChimeServer, MockConfig
+from async_updater.io.report import MemoryReport
 from async_updater.model import Status, UserRecord
-from async_updater.pipeline import Updater
+from async_updater.pipeline.updater import Updater
 from async_updater.ratelimit import RateController
 from async_updater.ratelimit.shared import SharedLimit, SharedLimitError
-from async_updater.report import MemoryReport
-from async_updater.signing import StaticCredentials
+from async_updater.testing.mock import MockChimeServer
+from async_updater.testing.mock.config import MockConfig
 from async_updater.testing.redis_server import RedisServer
 
 CREDS = StaticCredentials("AKIDMOCK", "mock-secret")

@@ -13,15 +13,11 @@ from botocore.credentials import Credentials as BotoCredentials
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from async_updater.aws.credentials import BotocoreCredentials, Credentials, StaticCredentials
+from async_updater.aws.sigv4 import SigV4Signer
 from async_updater.errors import ConfigError, CredentialsError
 from async_updater.model import UserRecord
-from async_updater.operation import ChimeUpdateUserSettings
-from async_updater.signing import (
-    BotocoreCredentials,
-    Credentials,
-    SigV4Signer,
-    StaticCredentials,
-)
+from async_updater.operations.chime import ChimeUpdateUserSettings
 
 
 def botocore_headers(

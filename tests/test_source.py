@@ -17,11 +17,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from async_updater.errors import ConfigError, InputError
+from async_updater.io.reader import read_report
+from async_updater.io.report import CsvReport
+from async_updater.io.source import MAX_ROW, CsvSource, Shard, ShardBasis
 from async_updater.model import Result, Status, UserRecord
-from async_updater.operation import encode_segment
-from async_updater.report import CsvReport, read_report
-from async_updater.sample import generate_users
-from async_updater.source import MAX_ROW, CsvSource, Shard, ShardBasis
+from async_updater.operations.base import encode_segment
+from async_updater.testing.sample import generate_users
 
 HEADER = "account_id,user_id,inbound_calling,outbound_calling,sms\n"
 EXPECTED = "account_id,user_id,inbound_calling,outbound_calling,sms"

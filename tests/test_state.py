@@ -10,10 +10,10 @@ import pytest
 
 from async_updater.config import UpdaterConfig, check_read_support
 from async_updater.errors import ConfigError, StateError
-from async_updater.generic import GenericOperation
 from async_updater.model import Plan, Result, Status, UserRecord
-from async_updater.operation import ChimeGetUserSettings, ChimeUpdateUserSettings
-from async_updater.state import (
+from async_updater.operations.chime import ChimeGetUserSettings, ChimeUpdateUserSettings
+from async_updater.operations.generic import GenericOperation
+from async_updater.pipeline.state import (
     NextStep,
     PlanTally,
     after_read,

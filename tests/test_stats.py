@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from async_updater.stats import LatencyHistogram, percentile
+from async_updater.pipeline.stats import LatencyHistogram, percentile
 
 latencies = st.lists(
     st.floats(min_value=0.002, max_value=600_000.0, allow_nan=False), min_size=1, max_size=300

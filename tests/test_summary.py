@@ -10,10 +10,10 @@ import re
 from pathlib import Path
 
 from async_updater.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_SAFETY_STOP, exit_code
+from async_updater.io.report import open_report
 from async_updater.model import Plan, Result, RunSummary, Status
-from async_updater.report import open_report
-from async_updater.stats import RunStats
-from async_updater.summary import format_report_summary, format_summary, summarize_report
+from async_updater.pipeline.stats import RunStats
+from async_updater.reporting.summary import format_report_summary, format_summary, summarize_report
 
 
 def summary(plan: Plan | None = None, interrupted: bool = False, **counts: int) -> RunSummary:

@@ -10,9 +10,12 @@ import aiohttp
 import pytest
 from aioresponses import CallbackResult
 
-from async_updater.mock_server import MockChimeServer, MockConfig
-from async_updater.signing import Credentials, SigV4Signer
-from async_updater.transport import AiohttpTransport, TransportError
+from async_updater.aws.credentials import Credentials
+from async_updater.aws.sigv4 import SigV4Signer
+from async_updater.testing.mock import MockChimeServer
+from async_updater.testing.mock.config import MockConfig
+from async_updater.transport.base import TransportError
+from async_updater.transport.http import AiohttpTransport
 
 from .conftest import CompatClientResponse, aioresponses
 
@@ -232,7 +235,7 @@ async def test_an_error_answer_keeps_the_servers_date_header_and_a_success_does_
 
 
 async def test_a_read_refused_for_its_time_keeps_the_date_a_served_one_its_body() -> None:
-    from async_updater.mock_server import initial_settings
+    from async_updater.testing.mock import initial_settings
 
     wall = 1_800_000_000.0
     config = MockConfig(credentials={"AKIDT": "secret-t"}, clock_offset_s=900.0)
@@ -272,7 +275,7 @@ async def test_a_success_does_not_keep_the_date_header(transport: AiohttpTranspo
 
 
 async def test_a_reads_2xx_answer_comes_back_with_its_body_over_a_real_socket() -> None:
-    from async_updater.transport import MAX_READ_BODY
+    from async_updater.transport.base import MAX_READ_BODY
 
     from .fault_servers import FaultServer, Reply
 

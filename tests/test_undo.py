@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 
 from async_updater.cli import main
-from async_updater.mock_server import MockConfig
+from async_updater.io.meta import write_meta
+from async_updater.io.report import open_report
+from async_updater.io.source import CsvSource
 from async_updater.model import REPORT_COLUMNS, Result, Status, UserRecord
-from async_updater.report import open_report, write_meta
-from async_updater.source import CsvSource
+from async_updater.testing.mock.config import MockConfig
 
 from .test_cli import Run, ThreadedMock, one_line_error
 
@@ -178,7 +179,7 @@ GENERIC = [
 def test_undo_needs_the_runs_operation_options_for_a_generic_operation(
     tmp_path: Path, run: Run
 ) -> None:
-    from async_updater.generic import GenericOperation
+    from async_updater.operations.generic import GenericOperation
 
     body = tmp_path / "body.json"
     body.write_text('{"flags": {"enabled": "{enabled:bool}", "seats": "{seats:int}"}}')
@@ -230,7 +231,7 @@ def test_undo_needs_the_runs_operation_options_for_a_generic_operation(
 def test_running_the_undo_file_puts_the_server_back_in_the_before_states(
     tmp_path: Path, run: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from async_updater.mock_server import initial_settings
+    from async_updater.testing.mock import initial_settings
 
     for key, value in {
         "AWS_ACCESS_KEY_ID": AK,
