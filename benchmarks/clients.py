@@ -2,6 +2,7 @@
 
     python -m benchmarks.clients KIND --url URL --csv USERS.csv [--rate R] [--concurrency C]
         [--attempts N] [--loop asyncio|uvloop] [--time-limit S] [--report PATH]
+        [--limit-scope global|account]
 
 KIND is one of ``CLIENTS``. The process sets itself up (imports, client, credentials from the
 environment), prints ``READY`` and waits for a line on standard input, so the harness can reset
@@ -111,7 +112,7 @@ COGNITO_TEMPLATE = {
 async def _run_async_updater(args: argparse.Namespace, *, cognito: bool = False) -> dict[str, Any]:
     """async_updater through its library API: Chime's fast path, or (``cognito``) Cognito
     AdminUpdateUserAttributes serialized by botocore from its model, as the CLI builds it."""
-    from async_updater import CsvReport, CsvSource, Updater, UpdaterConfig
+    from async_updater import CsvReport, CsvSource, LimitScope, Updater, UpdaterConfig
     from async_updater.aws_operation import ModelOperation
     from async_updater.transport import AiohttpTransport
 
@@ -120,6 +121,7 @@ async def _run_async_updater(args: argparse.Namespace, *, cognito: bool = False)
         rate=args.rate,
         concurrency=args.concurrency,
         max_attempts=args.attempts,
+        limit_scope=LimitScope(args.limit_scope),
     )
     operation = None
     transport = None
@@ -328,6 +330,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     parser.add_argument("--time-limit", type=float, default=300.0, help="give up after (s)")
     parser.add_argument("--report", help="async_updater: write its CSV report here")
+    parser.add_argument(
+        "--limit-scope",
+        choices=("global", "account"),
+        default="global",
+        help="async_updater: one rate limit for the run, or one per account",
+    )
     args = parser.parse_args(argv)
     cpu_start = _cpu()
     kind = args.kind

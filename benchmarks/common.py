@@ -202,6 +202,7 @@ def run_client(
     schedule: Sequence[tuple[float, dict[str, Any]]] = (),
     events: bool = False,
     report: Path | None = None,
+    limit_scope: str = "global",
 ) -> ClientRun:
     """Start ``client`` in its own process, reset the server (with ``limits``) when the client is
     ready, apply ``schedule`` (seconds after the start, limits to POST), and collect."""
@@ -224,6 +225,8 @@ def run_client(
         loop,
         "--time-limit",
         str(time_limit),
+        "--limit-scope",
+        limit_scope,
     ]
     if report is not None:
         cmd += ["--report", str(report)]
