@@ -250,8 +250,9 @@ def write_markdown(path: Path, results: list[dict[str, Any]], args: argparse.Nam
         "",
         f"Run {now_utc()}; async_updater on {args.loop} (library API, CSV report on disk, "
         f"--concurrency {args.concurrency}, no rate limit) against the mock (no limit, 1 ms "
-        "latency, --verify-fraction 0.05) in its own process. Each client process had "
-        f"rows / {SLOWEST_ROWS_PER_S:,.0f} s (at least {MIN_TIME_LIMIT_S:.0f} s) to finish.",
+        "latency, --verify-fraction 0.05) in its own process. Each client process had a "
+        f"second per {SLOWEST_ROWS_PER_S:,.0f} rows (at least {MIN_TIME_LIMIT_S:.0f} s) to "
+        "finish.",
         "",
         f"Machine: {machine_note()}. Versions: {versions()}.",
         "",
