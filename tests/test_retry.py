@@ -113,6 +113,7 @@ def test_retry_budget_never_grows_past_its_capacity() -> None:
         (ErrorClass.FINAL, 1, False, True, Action.FAIL, "", False),
         (ErrorClass.EXPIRED_CREDENTIALS, 1, False, True, Action.REFRESH, "", False),
         (ErrorClass.EXPIRED_CREDENTIALS, 2, True, True, Action.FAIL, "", False),
+        (ErrorClass.THROTTLED, 1, False, False, Action.RETRY, "", False),
         (ErrorClass.THROTTLED, 3, False, False, Action.RETRY, "", False),
         (ErrorClass.THROTTLED, 8, False, True, Action.FAIL, "gave up after 8 attempts: ", False),
         (ErrorClass.TRANSIENT, 2, False, True, Action.RETRY, "", True),
@@ -139,5 +140,7 @@ def test_the_retry_decision_for_each_answer_and_history(
         backoff=0.25,
     )
     assert (d.action, d.why, d.spends_budget) == (action, why, spends)
-    # Throttled rows are not backed off (the pacing slows them); the others wait.
-    assert d.delay == (0.25 if action is Action.RETRY and kind is not ErrorClass.THROTTLED else 0.0)
+    # A row throttled on its first attempt is not backed off (the pacing slows it); throttled
+    # again, or any other retry, it waits.
+    first_throttle = kind is ErrorClass.THROTTLED and attempts <= 1
+    assert d.delay == (0.25 if action is Action.RETRY and not first_throttle else 0.0)

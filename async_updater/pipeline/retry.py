@@ -134,9 +134,12 @@ def decide(
 ) -> Decision:
     """The retry policy as a table: the answer's class and the row's history in, an action out.
 
-    Throttled rows go straight back to their scope's queue (at its end): the rate limiter
-    already slows the scope, a back-off on top would only idle it. Other retryable answers
-    wait ``backoff`` seconds (full jitter, computed by the caller) and spend the global retry
+    A throttled row goes straight back to its scope's queue (at its end) the first time: the
+    rate limiter already slows the scope. Throttled again, it waits ``backoff`` as well (other
+    rows go meanwhile, so the scope does not idle): the last rows of a scope, re-sent at once
+    while the controller is still finding a lower rate, would otherwise spend all their
+    attempts within a few round trips of one overload. Other retryable answers wait
+    ``backoff`` seconds (full jitter, computed by the caller) and spend the global retry
     budget, so a server that fails everything costs a bounded number of extra requests.
     """
     if kind is ErrorClass.SUCCESS:
@@ -148,7 +151,7 @@ def decide(
     if attempts >= max_attempts:
         return Decision(Action.FAIL, why=f"gave up after {attempts} attempts: ")
     if kind is ErrorClass.THROTTLED:
-        return _RETRY_NOW
+        return _RETRY_NOW if attempts <= 1 else Decision(Action.RETRY, delay=backoff)
     if not budget_left:
         return Decision(Action.FAIL, why="retry budget exhausted: ")
     return Decision(Action.RETRY, delay=backoff, spends_budget=True)
