@@ -332,3 +332,21 @@ def test_an_overload_is_followed_even_when_round_trips_spread_widely() -> None:
         c.on_answer(seq, t, t + 0.01, Outcome.THROTTLED if n % 2 else Outcome.ACCEPTED)
         t += 1.0 / rate
     assert c.rate_at(t) <= 0.6 * before  # cut within a second, not after runs of 4 x 0.8 s
+
+
+def test_the_leader_of_a_shared_limit_follows_the_fleets_samples_whatever_its_own_timing() -> None:
+    """The leader's samples are the whole fleet's, tallied elsewhere; its own round trips (one
+    answer 0.8 s late here) say nothing of the other processes' timing, so no run-span rule
+    holds a lower limit back."""
+    from async_updater.ratelimit import Sample
+
+    c = RateController(initial=1000.0)
+    c.external = True
+    for sent, rtt in ((0.0, 0.01), (0.1, 0.8)):  # a wide spread of its own
+        seq = c.on_send(sent)
+        c.on_answer(seq, sent, sent + rtt, Outcome.ACCEPTED)
+    assert c.rtt.spread > 0.5
+    for i in range(1, 41):  # the fleet: throttles in a row, 2 accepted every 10 ms
+        c.on_sample(Sample(1.0 + i * 0.01, 5, 0.01), 1.0 + i * 0.01)
+    assert c.limit == pytest.approx(500.0)
+    assert c.rate_at(1.5) <= 500.0

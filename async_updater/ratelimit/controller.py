@@ -515,8 +515,10 @@ class RateController:
     def _run_span(self) -> float:
         """How long each run of throttles in a row must span to measure the limit. Not where
         the server answers throttles with cool-downs: there every run ends in a pause after a
-        few throttles, so none is long, and a pause costs more than a low reading."""
-        if self.cooldowns:
+        few throttles, so none is long, and a pause costs more than a low reading. Nor for
+        the leader of a shared limit: its samples are the whole fleet's, tallied per slot,
+        and its own round trips say nothing of the other processes' timing."""
+        if self.cooldowns or self.external:
             return 0.0
         return self.settings.noise_spans * self.rtt.spread
 
