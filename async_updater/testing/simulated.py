@@ -2,7 +2,7 @@
 bucket at the moment it arrives, answers after a latency, and records what it accepted.
 
 Meant for the virtual-time loop (benchmarks of the controller over many server shapes, and
-tests of scheduling and fairness). The real mock server (``async_updater.mock_server``) is
+tests of scheduling and fairness). The real mock server (``async_updater.testing.mock``) is
 the one that checks signatures over real sockets.
 """
 
