@@ -205,7 +205,6 @@ class RateController:
         "_next_probe",
         "_probe_backoff",
         "_probe_base",
-        "_probe_sent",
         "_probe_since",
         "_quiet_until",
         "_rate",
@@ -257,7 +256,6 @@ class RateController:
         self._next_probe = math.inf
         self._quiet_until = -math.inf  # no probe before this (set by cool-downs)
         self._probe_since = -math.inf
-        self._probe_sent = 0
         self._probe_base = 0.0
         self._climb = 0  # probe steps held in a row, in the climb under way
         self._climb_base = 0.0  # the estimate the climb started from, when, and sent since
@@ -332,7 +330,6 @@ class RateController:
     def on_send(self, now: float) -> int:
         self._mode_sent += 1
         if self.mode is Mode.PROBE:
-            self._probe_sent += 1
             self._climb_sent += 1
         if self._round_at == -math.inf:
             self._round_at = now
@@ -357,7 +354,7 @@ class RateController:
                 self._m_acc += 1
             if sent_at >= self._m_from + self.rtt.spread and outcome is not Outcome.UNKNOWN:
                 late = self._m_late  # sent after any clump had ended: accepted, throttled, rates
-                late[outcome is Outcome.THROTTLED] += 1
+                late[1 if outcome is Outcome.THROTTLED else 0] += 1
                 late[2] += sent_rate
         if outcome is Outcome.THROTTLED:
             self.throttled += 1
@@ -700,9 +697,8 @@ class RateController:
 
     def _step(self, now: float, rate: float, base: float | None = None) -> None:
         """Hold ``rate`` as a probe: sustained, it raises ``lo``; throttled, it lowers ``hi``."""
-        self._enter(Mode.PROBE)
+        self._enter(Mode.PROBE)  # counts the step's requests (``_mode_sent``) from here
         self._probe_since = now
-        self._probe_sent = 0
         self._probe_base = base if base is not None else max(self.bounds.lo, rate / 2.0)
         if base is None:  # a first step, not one of a climb
             self._climb = 0
@@ -717,7 +713,7 @@ class RateController:
         elapsed = now - self._probe_since
         if elapsed < hold:
             return
-        if self._probe_sent / self.share < 0.5 * self._rate * elapsed:
+        if self._mode_sent / self.share < 0.5 * self._rate * elapsed:
             self._cruise(now)  # the step was not used (no work, or the in-flight cap): no news
             return
         self.bounds.sustained(self._rate)

@@ -145,6 +145,12 @@ class SendLog:
         return Sample(sent_at, accepted, sent_at - anchor)
 
 
+def _continues(older: Sample, start: float) -> bool:
+    """``older`` ends where the newer sample, which began at ``start``, began: the two are
+    throttles in a row with no break between them."""
+    return abs(older.at - start) <= 1e-9
+
+
 class LimitEstimate:
     """The server's refill rate, pooled over the most recent samples.
 
@@ -180,7 +186,7 @@ class LimitEstimate:
             self._samples.popleft()
         while len(self._samples) > 256:
             self._samples.popleft()
-        accepted, span, _ = self._pool(-math.inf, self._min_accepted, 0.0)
+        accepted, span, _ = self._pool(-math.inf, self._min_accepted)
         if accepted >= self._min_accepted and span > 0:
             value = accepted / span
             if value >= short_above or self.newest_run() >= run_span:
@@ -188,9 +194,9 @@ class LimitEstimate:
                 self.updated_at = now
         return self.value
 
-    def _pool(self, since: float, enough: float, run_span: float) -> tuple[float, float, int]:
+    def _pool(self, since: float, enough: float) -> tuple[float, float, int]:
         """Sum the newest samples that began at or after ``since`` until they hold ``enough``
-        accepted requests over ``run_span`` per run: (accepted, span, runs)."""
+        accepted requests: (accepted, span, runs of samples in a row)."""
         accepted = 0.0
         span = 0.0
         runs = 0
@@ -198,12 +204,12 @@ class LimitEstimate:
         for s in reversed(self._samples):
             if s.at - s.span < since:
                 break
-            if not abs(s.at - start) <= 1e-9:  # does not end where the newer one began
+            if not _continues(s, start):
                 runs += 1
             start = s.at - s.span
             accepted += s.accepted
             span += s.span
-            if accepted >= enough and span >= run_span * runs:
+            if accepted >= enough:
                 break
         return accepted, span, runs
 
@@ -212,7 +218,7 @@ class LimitEstimate:
         span = 0.0
         start = math.nan
         for s in reversed(self._samples):
-            if not math.isnan(start) and not abs(s.at - start) <= 1e-9:
+            if not math.isnan(start) and not _continues(s, start):
                 break
             start = s.at - s.span
             span += s.span
@@ -221,7 +227,7 @@ class LimitEstimate:
     def pooled(self, since: float) -> tuple[float, float, int]:
         """Accepted requests, time and runs of samples in a row, summed over the samples that
         began at or after ``since`` (send time)."""
-        return self._pool(since, math.inf, 0.0)
+        return self._pool(since, math.inf)
 
     def provisional(self, value: float, now: float) -> None:
         """A rougher measure (fewer accepted requests) to use until pooled samples replace it."""
