@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from ..aws.endpoint import resolve_endpoint
 from ..config import DEFAULT_ENDPOINT, LimitScope, UpdaterConfig
@@ -40,14 +41,7 @@ def operation_from_args(args: argparse.Namespace) -> Operation:
         raise ConfigError("--operation and --path-template cannot be used together")
     if not args.service:
         raise ConfigError("--service: required with --path-template (e.g. execute-api)")
-    body = None
-    if args.body_template:
-        try:
-            body = json.loads(Path(args.body_template).read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigError(f"--body-template: cannot read it ({exc.strerror})") from None
-        except ValueError as exc:
-            raise ConfigError(f"--body-template: not valid JSON ({exc})") from None
+    body = _read_json(args.body_template, "--body-template") if args.body_template else None
     return GenericOperation(
         service=args.service,
         path_template=args.path_template,
@@ -81,12 +75,7 @@ def _model_operation(args: argparse.Namespace) -> ModelOperation:
             "--params-template: required with --aws-operation "
             f"(async-updater operations {args.aws_operation} prints a skeleton)"
         )
-    try:
-        template = json.loads(Path(args.params_template).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"--params-template: cannot read it ({exc.strerror})") from None
-    except ValueError as exc:
-        raise ConfigError(f"--params-template: not valid JSON ({exc})") from None
+    template = _read_json(args.params_template, "--params-template")
     return ModelOperation(
         args.aws_operation,
         template,
@@ -161,3 +150,13 @@ def _profile_region(profile: str | None) -> str | None:
 def default_report_path(input_path: str, fmt: str) -> Path:
     p = Path(input_path)
     return p.with_name(f"{p.stem}.report.{fmt}")
+
+
+def _read_json(path: str, option: str) -> Any:
+    """A template file given to ``option``, parsed; one line naming the option if it cannot be."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{option}: cannot read it ({exc.strerror})") from None
+    except ValueError as exc:
+        raise ConfigError(f"{option}: not valid JSON ({exc})") from None
