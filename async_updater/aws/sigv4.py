@@ -94,7 +94,6 @@ class SigV4Signer:
         if content_type != self._content_type:
             self._set_content_type(content_type)
         amz_date = self._amz_date
-        scope = self._scope
         token = credentials.token
         if token:
             signed = "content-type;host;x-amz-date;x-amz-security-token"
@@ -106,19 +105,11 @@ class SigV4Signer:
             f"{method}\n{_canonical_path(path)}\n\n{canonical_headers}\n{signed}\n"
             f"{self._payload_hash(body)}"
         )
-        mac = self._signing_mac(credentials.secret_key)
-        mac.update(
-            (self._to_sign + hashlib.sha256(canonical_request.encode()).hexdigest()).encode()
-        )
-        signature = mac.hexdigest()
         out = {
             "Host": self.host,
             "Content-Type": content_type,
             "X-Amz-Date": amz_date,
-            "Authorization": (
-                f"AWS4-HMAC-SHA256 Credential={credentials.access_key}/{scope}, "
-                f"SignedHeaders={signed}, Signature={signature}"
-            ),
+            "Authorization": self._authorization(canonical_request, signed, credentials),
         }
         if token:
             out["X-Amz-Security-Token"] = token
@@ -171,15 +162,19 @@ class SigV4Signer:
             f"{method}\n{_canonical_path(path)}\n{canonical_query(query)}\n"
             f"{canonical_headers}\n{signed}\n{self._payload_hash(body)}"
         )
+        out["Authorization"] = self._authorization(canonical_request, signed, credentials)
+        return out
+
+    def _authorization(self, canonical_request: str, signed: str, credentials: Credentials) -> str:
+        """The Authorization header for a canonical request (both paths end here)."""
         mac = self._signing_mac(credentials.secret_key)
         mac.update(
             (self._to_sign + hashlib.sha256(canonical_request.encode()).hexdigest()).encode()
         )
-        out["Authorization"] = (
+        return (
             f"AWS4-HMAC-SHA256 Credential={credentials.access_key}/{self._scope}, "
             f"SignedHeaders={signed}, Signature={mac.hexdigest()}"
         )
-        return out
 
     def _set_content_type(self, content_type: str) -> None:
         """The canonical headers before the token: the same for every request of one second
