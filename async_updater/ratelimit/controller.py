@@ -191,6 +191,8 @@ class RateController:
         "_cut_at",
         "_drain",
         "_ep_accepted",
+        "_first",
+        "_fresh_at",
         "_ep_from",
         "_m_acc",
         "_m_est",
@@ -245,6 +247,7 @@ class RateController:
         self._round_seq = 0
         self._round_at = -math.inf
         self._cut_at = -math.inf  # when the rate was last lowered
+        self._fresh_at = -math.inf  # when a sample begun since then last moved the estimate
         self._m_since = -math.inf  # when the current measurement began
         self._m_from = -math.inf  # send time of the throttle that began it
         self._m_rate = 0.0  # the rate that throttle was sent at
@@ -262,6 +265,7 @@ class RateController:
         self._climb_since = -math.inf
         self._climb_sent = 0
         self._probe_backoff = 1.0
+        self._first = True  # no probe yet since slow start ended: the estimate is untested
         self._mode_sent = 0  # requests sent and throttles since slow start or a step began
         self._mode_thr = 0
         self._thr_rate = 0.0  # the rate the last throttled request was sent at
@@ -446,9 +450,17 @@ class RateController:
             sample = Sample(sample.at, sample.accepted * scale, sample.span)
         before = self.estimate.value
         value = self.estimate.add(sample, now, self._run_span(), self._rate)
-        if value is None or value == before or self.mode is not Mode.CRUISE:
+        if value is None or value == before:
             return
-        if value < self._rate:
+        # Throttles in a row sent before the rate was last lowered measured the overshoot the
+        # cut answered for: they may refine the estimate, never say the limit fell since
+        # (above a bucket of one token they read low; the rates held since are a better bound).
+        fresh = sample.at - sample.span >= self._cut_at
+        if fresh:
+            self._fresh_at = now
+        if self.mode is not Mode.CRUISE:
+            return
+        if value < self._rate and fresh:
             # Throttles in a row below the rate we cruise at: the limit fell.
             self.bounds.fell(self._rate)
             self.cuts += 1
@@ -493,6 +505,7 @@ class RateController:
                 self._probe_backoff = 1.0
                 self.bounds.sustained(self._rate)
                 self._enter(Mode.STARTUP)
+                self._first = True
                 self._round_seq = self.log.next_seq
                 self._round_at = now
 
@@ -549,7 +562,9 @@ class RateController:
     def _measuring(self, now: float) -> None:
         """While measuring, stay just above the limit the answers show, so they keep measuring
         it without throttling more than they must."""
-        if self.estimate.updated_at >= self._m_since:
+        # Throttled while cruising, only samples begun since count (see ``_on_sample``).
+        updated = self.estimate.updated_at if self._m_est is None else self._fresh_at
+        if updated >= self._m_since:
             if now >= self._cooldown_until:
                 self._measured(now)
             return
@@ -664,7 +679,7 @@ class RateController:
         if value is not None:
             self._rate = self._target()
         self._enter(Mode.CRUISE)
-        self._next_probe = max(self._quiet_until, now + self._probe_interval())
+        self._next_probe = max(self._quiet_until, now + self._probe_interval(self._first))
 
     def _target(self) -> float:
         """Where to cruise: ``cruise_gain`` below a measured limit (measures are noisy), or at
@@ -685,6 +700,7 @@ class RateController:
         """Step above ``base``: into the middle of the bounds if the limit is bracketed, else
         by ``probe_gain``, and by twice as much more for each step already held in this climb
         (a limit that rose far is reached in a few steps, as CUBIC's convex probe does)."""
+        self._first = False
         if not climbing:
             self._climb = 0
             self._climb_base, self._climb_since, self._climb_sent = base, now, 0
@@ -741,8 +757,12 @@ class RateController:
     def _clamp(self, rate: float) -> float:
         return min(self._ceiling, max(self.settings.floor, rate))
 
-    def _probe_interval(self) -> float:
+    def _probe_interval(self, first: bool = False) -> float:
+        """Time to the next probe. The ``first`` after slow start tests an estimate taken in
+        one round trip: it comes as soon as enough requests and round trips have passed (the
+        time floor spaces later probes out; this one is due anyway, and a low first reading,
+        as above a bucket of one token, would otherwise hold the rate down until then)."""
         s = self.settings
         srtt = self.rtt.srtt if not math.isnan(self.rtt.srtt) else 0.0
         requests = s.probe_every_requests / max(self._rate, s.floor)
-        return max(s.probe_every_s, s.probe_every_rtts * srtt, requests)
+        return max(0.0 if first else s.probe_every_s, s.probe_every_rtts * srtt, requests)
