@@ -375,3 +375,13 @@ def test_the_first_probe_after_slow_start_comes_without_waiting_out_the_probe_pe
     c = RateController(settings=settings)
     drive(c, limit=1800, burst=1.0, rtt=0.01, seconds=3)
     assert c.bounds.lo > 0  # a probe step has held since slow start
+
+
+def test_a_lone_throttle_while_cruising_keeps_the_cruise_rate_not_the_one_it_was_sent_at() -> None:
+    """On a long round trip, answers to slow start's overshoot still come in after the
+    controller cruises; one of them, sent at a lower rate, is a lone throttle. Whether it was
+    noise is known a few round trips later; meanwhile, and after, the rate is the cruise's."""
+    c = RateController()
+    out = drive(c, limit=300, burst=30, rtt=0.5, seconds=16)
+    cruising = [rate for t, rate in out.rates if t > 8.0]
+    assert statistics.median(cruising) >= 0.9 * 300

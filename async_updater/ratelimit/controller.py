@@ -545,7 +545,10 @@ class RateController:
         self._m_rate = rate
         self._m_acc = self._m_thr = 0
         self._m_late = [0.0, 0.0, 0.0]
-        self._rate = self._clamp(min(self._rate, rate))  # no more growth
+        if self._m_est is None:
+            self._rate = self._clamp(min(self._rate, rate))  # no more growth
+        # else cruising: hold the rate until the answers say whether the limit fell (a
+        # throttle of a request sent earlier, at a lower rate, may well be noise)
         self._cut_at = now
         self.cuts += 1
 
@@ -637,9 +640,12 @@ class RateController:
                 self.estimate.provisional(self._m_rate * self._m_acc / answered, now)
                 self._measured(now)
                 return
-            # Noise: cruise on as if it had not come (a stray throttle every few seconds
-            # must not put off the next probe for ever).
+            # Noise: cruise on as if it had not come, at the rate it held (a stray throttle
+            # of a request sent at a lower rate must not leave the rate there), and on the
+            # probe schedule it had (a stray throttle every few seconds must not put off the
+            # next probe for ever).
             self.mode = Mode.CRUISE
+            self._rate = self._target()
             self._next_probe = max(self._m_probe, self._quiet_until)
             return
         self._cruise(now)
