@@ -385,3 +385,13 @@ def test_a_lone_throttle_while_cruising_keeps_the_cruise_rate_not_the_one_it_was
     out = drive(c, limit=300, burst=30, rtt=0.5, seconds=16)
     cruising = [rate for t, rate in out.rates if t > 8.0]
     assert statistics.median(cruising) >= 0.9 * 300
+
+
+def test_a_limit_that_rose_is_measured_afresh_not_pooled_with_the_old_one() -> None:
+    """Once a climb shows the limit rose, the samples of the old limit say nothing: the
+    overshoot of the new slow start measures the new one, and the rate follows at once."""
+    c = RateController()
+    out = drive(c, limit=800, burst=80, rtt=0.02, seconds=30, limits=((8.0, 300.0), (18.0, 800.0)))
+    back = next(t for t, rate in out.rates if t > 18.0 and rate > 600)
+    settled = [rate for t, rate in out.rates if back + 0.5 < t < back + 2.5]
+    assert min(settled) >= 0.9 * 800

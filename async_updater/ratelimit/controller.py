@@ -504,6 +504,7 @@ class RateController:
                 # More sent above the estimate than a burst explains: the limit rose.
                 self._probe_backoff = 1.0
                 self.bounds.sustained(self._rate)
+                self.estimate.forget()  # it measured the old limit: pooled, it would read low
                 self._enter(Mode.STARTUP)
                 self._first = True
                 self._round_seq = self.log.next_seq
