@@ -395,3 +395,14 @@ def test_a_limit_that_rose_is_measured_afresh_not_pooled_with_the_old_one() -> N
     back = next(t for t, rate in out.rates if t > 18.0 and rate > 600)
     settled = [rate for t, rate in out.rates if back + 0.5 < t < back + 2.5]
     assert min(settled) >= 0.9 * 800
+
+
+@pytest.mark.parametrize("rtt", [0.025, 0.03])
+def test_the_first_climb_after_a_fall_also_tests_the_bound_the_fall_left(rtt: float) -> None:
+    """After the limit fell, the lowest rate throttled at is a bound of the low limit. The
+    first climb that reaches it goes on to test it, so a limit that rose again is found in
+    one probe period, not two."""
+    c = RateController()
+    out = drive(c, limit=800, burst=80, rtt=rtt, seconds=30, limits=((8.0, 300.0), (18.0, 800.0)))
+    back = next(t for t, rate in out.rates if t > 18.0 and rate >= 0.9 * 800)
+    assert back - 18.0 <= 4.5  # at most one probe period (3 s) and a climb

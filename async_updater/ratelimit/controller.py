@@ -138,14 +138,16 @@ class Bounds:
     """What is known of the limit without measuring it: ``lo``, a rate held long enough
     without a throttle, and ``hi``, the lowest rate throttled at since the limit last rose."""
 
-    __slots__ = ("hi", "lo", "lo_before")
+    __slots__ = ("fell_since", "hi", "lo", "lo_before")
 
     def __init__(self) -> None:
         self.lo = 0.0
         self.lo_before = 0.0  # the ``lo`` before the current one, in case that proves wrong
         self.hi = math.inf
+        self.fell_since = False  # the limit fell, and nothing has been held since
 
     def sustained(self, rate: float) -> None:
+        self.fell_since = False
         if rate > self.lo:
             self.lo_before, self.lo = self.lo, rate
         if rate >= self.hi:
@@ -162,6 +164,7 @@ class Bounds:
         """The limit fell below ``below``: rates held before say nothing any more."""
         if self.lo >= below:
             self.lo = self.lo_before = 0.0
+        self.fell_since = True
         self.hi = min(self.hi, below)
 
     def disprove(self, limit: float) -> None:
@@ -185,6 +188,7 @@ class RateController:
         "_ceiling",
         "_climb",
         "_climb_base",
+        "_climb_fell",
         "_climb_sent",
         "_climb_since",
         "_cooldown_until",
@@ -260,7 +264,9 @@ class RateController:
         self._quiet_until = -math.inf  # no probe before this (set by cool-downs)
         self._probe_since = -math.inf
         self._probe_base = 0.0
-        self._climb = 0  # probe steps held in a row, in the climb under way
+        # Probe steps held in a row in the climb under way, and whether it began after the
+        # limit fell, before anything was held since.
+        self._climb, self._climb_fell = 0, False
         self._climb_base = 0.0  # the estimate the climb started from, when, and sent since
         self._climb_since = -math.inf
         self._climb_sent = 0
@@ -711,6 +717,7 @@ class RateController:
         if not climbing:
             self._climb = 0
             self._climb_base, self._climb_since, self._climb_sent = base, now, 0
+            self._climb_fell = self.bounds.fell_since
         b = self.bounds
         if b.hi < math.inf and b.hi > base * self.settings.narrow:
             step = math.sqrt(base * b.hi)
@@ -726,6 +733,7 @@ class RateController:
         if base is None:  # a first step, not one of a climb
             self._climb = 0
             self._climb_base, self._climb_since, self._climb_sent = self._probe_base, now, 0
+            self._climb_fell = self.bounds.fell_since
         self._rate = self._clamp(rate)
         self._next_probe = math.inf
 
@@ -739,9 +747,20 @@ class RateController:
         if self._mode_sent / self.share < 0.5 * self._rate * elapsed:
             self._cruise(now)  # the step was not used (no work, or the in-flight cap): no news
             return
+        below = self._rate < self.bounds.hi
         self.bounds.sustained(self._rate)
-        if self._rate >= self._ceiling or self.bounds.narrow(self.settings.narrow):
-            self._cruise(now)  # found it (or the ceiling): hold it
+        if self._rate >= self._ceiling:
+            self._cruise(now)
+            return
+        if self.bounds.narrow(self.settings.narrow):
+            if self.cooldowns or not (below and self._climb_fell):
+                self._cruise(now)  # found it: hold it
+                return
+            # The first climb since the limit fell came up to the lowest rate throttled at:
+            # test that one too, once, as the limit may have risen again since. Not where
+            # throttles cost cool-downs: there a bound found is held.
+            self._climb_fell = False
+            self._probe(now, self._rate, climbing=True)
             return
         self._climb += 1
         self._probe(now, self._rate, climbing=True)
