@@ -23,7 +23,9 @@ The estimate is the best lower bound: ``max(measured, lo)``, capped by ``hi``. M
 - ``PROBE``: now and then, step above the estimate (into the middle of the bounds, or by
   ``probe_gain``), hold each step long enough to tell, climb while steps hold, and stop at the
   first throttle, whose answers refresh the estimate. Above all bounds, a probe that sends more
-  above the estimate than any burst explains returns to ``STARTUP``: the limit rose.
+  above the estimate than any burst explains returns to ``STARTUP``: the limit rose (and is
+  measured afresh). The first probe after slow start comes early: it tests a reading of a
+  round trip or two. The first climb after the limit fell also tests the bound the fall left.
 """
 
 from __future__ import annotations
