@@ -368,15 +368,6 @@ def test_above_a_one_token_bucket_a_low_reading_of_an_overshoot_does_not_undo_a_
     assert out.accepted >= 0.85 * limit * 30
 
 
-def test_the_first_probe_after_slow_start_comes_without_waiting_out_the_probe_period() -> None:
-    """The first estimate is one round trip's reading (low above a bucket of one token): it is
-    tested as soon as enough requests have gone, not after ``probe_every_s``."""
-    settings = ControllerSettings(probe_every_s=30.0)
-    c = RateController(settings=settings)
-    drive(c, limit=1800, burst=1.0, rtt=0.01, seconds=3)
-    assert c.bounds.lo > 0  # a probe step has held since slow start
-
-
 def test_a_lone_throttle_while_cruising_keeps_the_cruise_rate_not_the_one_it_was_sent_at() -> None:
     """On a long round trip, answers to slow start's overshoot still come in after the
     controller cruises; one of them, sent at a lower rate, is a lone throttle. Whether it was

@@ -24,8 +24,7 @@ The estimate is the best lower bound: ``max(measured, lo)``, capped by ``hi``. M
   ``probe_gain``), hold each step long enough to tell, climb while steps hold, and stop at the
   first throttle, whose answers refresh the estimate. Above all bounds, a probe that sends more
   above the estimate than any burst explains returns to ``STARTUP``: the limit rose (and is
-  measured afresh). The first probe after slow start comes early: it tests a reading of a
-  round trip or two. The first climb after the limit fell also tests the bound the fall left.
+  measured afresh). The first climb after the limit fell also tests the bound the fall left.
 """
 
 from __future__ import annotations
@@ -198,7 +197,6 @@ class RateController:
         "_drain",
         "_ep_accepted",
         "_ep_from",
-        "_first",
         "_fresh_at",
         "_m_acc",
         "_m_est",
@@ -273,7 +271,6 @@ class RateController:
         self._climb_since = -math.inf
         self._climb_sent = 0
         self._probe_backoff = 1.0
-        self._first = True  # no probe yet since slow start ended: the estimate is untested
         self._mode_sent = 0  # requests sent and throttles since slow start or a step began
         self._mode_thr = 0
         self._thr_rate = 0.0  # the rate the last throttled request was sent at
@@ -514,7 +511,6 @@ class RateController:
                 self.bounds.sustained(self._rate)
                 self.estimate.forget()  # it measured the old limit: pooled, it would read low
                 self._enter(Mode.STARTUP)
-                self._first = True
                 self._round_seq = self.log.next_seq
                 self._round_at = now
 
@@ -694,7 +690,7 @@ class RateController:
         if value is not None:
             self._rate = self._target()
         self._enter(Mode.CRUISE)
-        self._next_probe = max(self._quiet_until, now + self._probe_interval(self._first))
+        self._next_probe = max(self._quiet_until, now + self._probe_interval())
 
     def _target(self) -> float:
         """Where to cruise: ``cruise_gain`` below a measured limit (measures are noisy), or at
@@ -715,7 +711,6 @@ class RateController:
         """Step above ``base``: into the middle of the bounds if the limit is bracketed, else
         by ``probe_gain``, and by twice as much more for each step already held in this climb
         (a limit that rose far is reached in a few steps, as CUBIC's convex probe does)."""
-        self._first = False
         if not climbing:
             self._climb = 0
             self._climb_base, self._climb_since, self._climb_sent = base, now, 0
@@ -785,12 +780,8 @@ class RateController:
     def _clamp(self, rate: float) -> float:
         return min(self._ceiling, max(self.settings.floor, rate))
 
-    def _probe_interval(self, first: bool = False) -> float:
-        """Time to the next probe. The ``first`` after slow start tests an estimate taken in
-        one round trip: it comes as soon as enough requests and round trips have passed (the
-        time floor spaces later probes out; this one is due anyway, and a low first reading,
-        as above a bucket of one token, would otherwise hold the rate down until then)."""
+    def _probe_interval(self) -> float:
         s = self.settings
         srtt = self.rtt.srtt if not math.isnan(self.rtt.srtt) else 0.0
         requests = s.probe_every_requests / max(self._rate, s.floor)
-        return max(0.0 if first else s.probe_every_s, s.probe_every_rtts * srtt, requests)
+        return max(s.probe_every_s, s.probe_every_rtts * srtt, requests)
