@@ -712,9 +712,7 @@ class RateController:
         by ``probe_gain``, and by twice as much more for each step already held in this climb
         (a limit that rose far is reached in a few steps, as CUBIC's convex probe does)."""
         if not climbing:
-            self._climb = 0
-            self._climb_base, self._climb_since, self._climb_sent = base, now, 0
-            self._climb_fell = self.bounds.fell_since
+            self._begin_climb(base, now)
         b = self.bounds
         if b.hi < math.inf and b.hi > base * self.settings.narrow:
             step = math.sqrt(base * b.hi)
@@ -728,11 +726,15 @@ class RateController:
         self._probe_since = now
         self._probe_base = base if base is not None else max(self.bounds.lo, rate / 2.0)
         if base is None:  # a first step, not one of a climb
-            self._climb = 0
-            self._climb_base, self._climb_since, self._climb_sent = self._probe_base, now, 0
-            self._climb_fell = self.bounds.fell_since
+            self._begin_climb(self._probe_base, now)
         self._rate = self._clamp(rate)
         self._next_probe = math.inf
+
+    def _begin_climb(self, base: float, now: float) -> None:
+        """A climb starts from ``base``: no step held yet, nothing sent above it yet."""
+        self._climb = 0
+        self._climb_base, self._climb_since, self._climb_sent = base, now, 0
+        self._climb_fell = self.bounds.fell_since
 
     def _probe_held(self, now: float) -> None:
         """A probe step held without a throttle for long enough: it is sustainable. Climb on
