@@ -290,6 +290,52 @@ def test_how_long_a_refilled_bucket_lasts_at_two_rates_measures_the_limit() -> N
     assert result == pytest.approx(100.0)
 
 
+def test_paced_windows_count_what_the_rate_sent_not_the_answers_seen() -> None:
+    """The leader of a shared limit sees a few of the fleet's answers; the shared bucket paced
+    the whole fleet at the window's rate, so that rate times the window is what the server
+    took. limit 800/s, burst 80: at 1,200/s the bucket lasts 0.2 s, at 1,000/s 0.4 s."""
+    from async_updater.ratelimit import DrainFit
+
+    fit = DrainFit()
+    results = []
+    for start, rate, lasted in ((10.0, 1200.0, 0.2), (20.0, 1000.0, 0.4)):
+        fit.resumed(start, rate)
+        for i in range(3):  # its own part of the traffic: too few answers to count
+            fit.answered(start + i * 0.05, rate, True)
+        results.append(fit.throttled(start + lasted, paced=True))
+    assert results[0] is None  # one window: not yet
+    assert results[1] == pytest.approx(800.0)
+    assert fit.burst == pytest.approx(80.0)
+
+
+def test_the_leader_of_a_shared_limit_measures_it_from_the_fleets_windows() -> None:
+    """Leading eight processes (an eighth of the answers), every 429 pausing all for 1 s: each
+    pause refills the server's bucket (800/s, burst 80), and the fleet then sends at the
+    shared rate until it is spent. The fleet's tallies around a pause read high (they hold
+    the answers from before the bucket ran dry); the windows, ended by other processes'
+    throttles, give the limit itself, not this process's share of it, by the third pause."""
+    limit, burst = 800.0, 80.0
+    c = RateController()
+    c.external, c.share = True, 0.125
+    c.adopt(1600.0, 0.0)
+    now, pauses = 0.0, 0
+    for _ in range(6):
+        rate = c.rate_at(now)
+        if rate <= limit:
+            break
+        lasted = burst / (rate - limit)  # from the end of the pause to the first throttle
+        c.on_send(now)  # this process's own part of the window
+        c.on_answer(c.log.next_seq - 1, now, now + 0.02, Outcome.ACCEPTED)
+        sent_at = now + lasted
+        c.on_cooldown(sent_at + 0.03, sent_at + 1.03, sent_at, rate)  # another's 429
+        c.on_tally(int(rate * 0.2), int(rate * 0.02))  # the slot the pause began in
+        pauses += 1
+        now = sent_at + 1.03
+    assert pauses <= 3
+    assert c.estimate.value == pytest.approx(limit, rel=0.02)
+    assert 0.9 * limit <= c.rate_at(now) <= limit
+
+
 def test_a_window_whose_rate_changed_measures_nothing() -> None:
     from async_updater.ratelimit import DrainFit
 

@@ -112,6 +112,51 @@ async def test_a_cool_down_told_to_one_process_pauses_them_all(redis_server: Red
     assert inside <= 3, f"{inside} requests were sent into announced cool-downs"
 
 
+async def test_a_pause_tells_the_leader_when_and_at_what_rate_the_throttled_request_left(
+    redis_server: RedisServer,
+) -> None:
+    """The leader measures the limit from windows of the fleet's sending that end at the
+    request another process was throttled for: the pause message carries when that request
+    was sent (on Redis's clock) and the shared rate it was sent at, not when the message
+    came."""
+    from async_updater.ratelimit import Outcome
+
+    a = SharedLimit(redis_server.url, namespace="sent")
+    b = SharedLimit(redis_server.url, namespace="sent")
+    await a.connect()
+    await b.connect()
+    try:
+        loop = asyncio.get_running_loop()
+        controllers = {"a": RateController(), "b": RateController()}
+        pa = a.pacer("", controllers["a"], lambda: None, loop.time())
+        pb = b.pacer("", controllers["b"], lambda: None, loop.time())
+        await poll(lambda: pa.leader or pb.leader)
+        leader, follower = (pa, pb) if pa.leader else (pb, pa)
+        led, follows = (
+            (controllers["a"], controllers["b"])
+            if pa.leader
+            else (controllers["b"], controllers["a"])
+        )
+        leader.set_rate(321.0, loop.time())
+        while follower.rate != 321.0:  # the follower learns the rate with its next tokens
+            follower.delay(loop.time())
+            await asyncio.sleep(0.01)
+        # The follower's request went out half a second before its 429 came back.
+        now = loop.time()
+        sent_at = now - 0.5
+        seq = follows.on_send(sent_at)
+        follows.on_answer(seq, sent_at, now, Outcome.THROTTLED)
+        assert follower.pause_until(now + 2.0)
+        follows.on_cooldown(now, now + 2.0, sent_at)
+        await poll(lambda: leader.paused_until > now + 1.0)
+        assert led.cooldowns == 1
+        assert led.episode_from == pytest.approx(sent_at, abs=0.01)
+        assert led.bounds.hi == pytest.approx(321.0)  # the rate it was throttled at
+    finally:
+        await a.close()
+        await b.close()
+
+
 def _inside(pauses: Sequence[float], arrived: float, *, pause: float, tolerance: float) -> bool:
     i = bisect.bisect_right(pauses, arrived - tolerance)
     return i > 0 and arrived - pauses[i - 1] < pause

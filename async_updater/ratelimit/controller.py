@@ -286,8 +286,7 @@ class RateController:
         # With ``external``, samples of the limit come from ``on_sample`` (the answers of every
         # process sharing the limit, tallied elsewhere), not from this process's own answers.
         self.external = False
-        self.accepted = 0  # answers seen, of each kind (read by whoever tallies them)
-        self.throttled = 0
+        self.accepted = self.throttled = 0  # answers of each kind (read by whoever tallies)
         if initial is not None:
             # What other scopes learned: start there as a provisional estimate. A limit of
             # its own shows soon enough (throttles measure a lower one, probes a higher one).
@@ -375,12 +374,17 @@ class RateController:
         if self.mode is Mode.MEASURE:
             self._measuring(now)
 
-    def on_cooldown(self, now: float, until: float, sent_at: float) -> None:
+    def on_cooldown(
+        self, now: float, until: float, sent_at: float, rate: float | None = None
+    ) -> None:
         """The server said: nothing before ``until``, in answer to a request sent at
-        ``sent_at`` (call it after ``on_answer`` for that answer). The pacer pauses; here the
-        chain of samples breaks, and the rate after the pause is decided when it ends."""
+        ``sent_at`` (call it after ``on_answer`` for that answer), at ``rate`` if it was
+        another process's. The pacer pauses; here the chain of samples breaks, and the rate
+        after the pause is decided when it ends."""
         if until <= self._cooldown_until:
             return
+        if rate is not None:
+            self._thr_rate = rate
         self.cooldowns += 1
         if now >= self._cooldown_until:  # a new episode, not one more answer to the last
             if not math.isnan(self._ep_from) and sent_at > self._ep_from:
@@ -388,7 +392,7 @@ class RateController:
                 self.bounds.sustained(self._ep_accepted / (sent_at - self._ep_from))
             self._ep_from = sent_at
             self._ep_accepted = 0
-            drained = None if self.external else self._drain.throttled(sent_at)
+            drained = self._drain.throttled(sent_at, paced=self.external)
             self.log.break_chain(now)
             if self.mode is Mode.STARTUP or self.mode is Mode.PROBE:
                 # A throttle that stops everything for a while is never noise to tolerate.
@@ -399,12 +403,17 @@ class RateController:
             if drained is not None:
                 # How long the refilled bucket lasted measures the limit (``DrainFit``).
                 self.bounds.disprove(drained)
-                self.estimate.provisional(drained * self.share, now)
+                self.estimate.provisional(self._drained(drained), now)
         self._cooldown_until = until
         pause = until - now
         wait = max(self._probe_interval(), self.settings.cooldown_probe_factor * pause)
         self._quiet_until = max(self._quiet_until, until + wait * self._probe_backoff)
         self._next_probe = max(self._next_probe, self._quiet_until)
+
+    def _drained(self, limit: float) -> float:
+        """The limit a ``DrainFit`` measured: of this process's share of the traffic, unless
+        it leads a shared limit (its windows then count the whole fleet's sending)."""
+        return limit if self.external else limit * self.share
 
     # -- transitions ----------------------------------------------------------------------
 
@@ -443,6 +452,11 @@ class RateController:
         if self.mode is Mode.MEASURE:
             self._m_acc += accepted
             self._m_thr += throttled
+
+    @property
+    def episode_from(self) -> float:
+        """Send time of the request whose answer began the last cool-down (NaN: none yet)."""
+        return self._ep_from
 
     def on_sample(self, sample: Sample, now: float) -> None:
         """A measure of the limit from elsewhere (``external``): the whole fleet's answers."""
@@ -662,7 +676,7 @@ class RateController:
         if not measured and self._drain.limit is not None:
             # Measured by how long the bucket lasted: a better measure than this episode's
             # few answers (a probe's overshoot, most likely).
-            self.estimate.provisional(self._drain.limit * self.share, now)
+            self.estimate.provisional(self._drained(self._drain.limit), now)
             measured = True
         if not measured:
             accepted, span, runs = self._measured_so_far()

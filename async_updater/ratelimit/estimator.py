@@ -257,7 +257,7 @@ class DrainFit:
     def __init__(self) -> None:
         self.limit: float | None = None  # the last fit: refill rate and bucket size
         self.burst = 0.0
-        self._points: deque[tuple[float, int, float]] = deque(maxlen=3)  # (T, n, rate)
+        self._points: deque[tuple[float, float, float]] = deque(maxlen=3)  # (T, n, rate)
         self._start = math.nan
         self._rate = 0.0
         self._acc = 0
@@ -275,13 +275,19 @@ class DrainFit:
         elif accepted:
             self._acc += 1
 
-    def throttled(self, sent_at: float) -> float | None:
+    def throttled(self, sent_at: float, *, paced: bool = False) -> float | None:
         """A throttle with a cool-down, for a request sent at ``sent_at``: close the window and
-        return the limit if two windows now measure it."""
+        return the limit if two windows now measure it. ``paced``: count the requests the
+        server took as the window's rate times its length instead of the answers seen (for
+        the leader of a shared limit: its own answers are a part of the fleet's, whose sending
+        the shared bucket paced at that rate; the server took all of it until the throttle)."""
         start, self._start = self._start, math.nan
-        if self._mixed or not sent_at > start or self._acc < 2:
+        if self._mixed or not sent_at > start:
             return None
-        point = (sent_at - start, self._acc, self._rate)
+        accepted = self._rate * (sent_at - start) if paced else self._acc
+        if accepted < 2:
+            return None
+        point = (sent_at - start, accepted, self._rate)
         fit = None
         for other in reversed(self._points):
             fit = self._fit(point, other)
@@ -293,7 +299,7 @@ class DrainFit:
 
     @staticmethod
     def _fit(
-        a: tuple[float, int, float], b: tuple[float, int, float]
+        a: tuple[float, float, float], b: tuple[float, float, float]
     ) -> tuple[float, float] | None:
         (t1, n1, r1), (t2, n2, r2) = sorted((a, b))
         if t2 < 1.25 * t1:

@@ -96,7 +96,8 @@ local paused = tonumber(redis.call('HGET', KEYS[1], 'paused_until')) or 0
 if untl > paused then
   local u = string.format('%.0f', untl)
   redis.call('HSET', KEYS[1], 'paused_until', u, 'tokens', '0', 'ts', u)
-  redis.call('PUBLISH', KEYS[2], 'pause ' .. u .. ' ' .. string.format('%.0f', now))
+  local msg = 'pause ' .. u .. ' ' .. string.format('%.0f', now) .. ' ' .. ARGV[2] .. ' ' .. ARGV[3]
+  redis.call('PUBLISH', KEYS[2], msg)
   return untl
 end
 return paused
@@ -313,8 +314,8 @@ class SharedLimit:
             if pacer is None:
                 continue
             if data.startswith("pause "):
-                _, until, stamp = data.split()
-                pacer.paused_remotely(int(until), int(stamp))
+                _, until, stamp, sent, rate = data.split()
+                pacer.paused_remotely(int(until), int(stamp), int(sent), float(rate))
             elif data.startswith("throttled "):
                 pacer.throttled_elsewhere(float(data.split()[1]))
 
@@ -432,13 +433,22 @@ class SharedPacer:
             return extended
         if when <= self.paused_until:
             return False
+        now = asyncio.get_running_loop().time()
         self.paused_until = when
         self._tokens = 0
-        seconds = when - asyncio.get_running_loop().time()
-        self._pauses.append((when - seconds, when))
-        self._shared.spawn(self._write_pause(seconds))
-        self._shared.spawn(self._tally_during(when))
+        self._pauses.append((now, when))
+        self._shared.spawn(self._announce(when))
         return True
+
+    async def _announce(self, when: float) -> None:
+        """Tell every process of this pause, and tally what this one saw. A task: by the time
+        it runs, the controller has been told of the cool-down and knows when the request
+        that began it was sent (at the shared rate: a follower's own controller paces
+        nothing), which the leader's ``DrainFit`` needs."""
+        sent_at = self._controller.episode_from
+        seconds = when - asyncio.get_running_loop().time()
+        self._shared.spawn(self._write_pause(seconds, sent_at, self.rate))
+        await self._tally_during(when)
 
     def full(self, now: float) -> bool:
         return self._tokens == 0 and now >= self.paused_until and not self._fetching
@@ -531,9 +541,13 @@ class SharedPacer:
             now = asyncio.get_running_loop().time()
             self._controller.fleet_throttled(rate, now)
 
-    async def _write_pause(self, seconds: float) -> None:
+    async def _write_pause(self, seconds: float, sent_at: float, rate: float) -> None:
+        # When the throttled request was sent, on Redis's clock (0: not known).
+        sent_us = 0 if math.isnan(sent_at + self._offset) else int((sent_at + self._offset) * 1e6)
         try:
-            await self._shared.call("pause", [self.bucket, self.channel], [max(seconds, 0.0)])
+            await self._shared.call(
+                "pause", [self.bucket, self.channel], [max(seconds, 0.0), sent_us, repr(rate)]
+            )
         except Exception as exc:
             self._shared.lost(exc)
 
@@ -548,8 +562,11 @@ class SharedPacer:
         except Exception as exc:
             shared.lost(exc)
 
-    def paused_remotely(self, until_us: int, stamp_us: int) -> None:
-        """Another process (or this one) announced a pause in the bucket's time."""
+    def paused_remotely(
+        self, until_us: int, stamp_us: int, sent_us: int = 0, rate: float = 0.0
+    ) -> None:
+        """Another process (or this one) announced a pause in the bucket's time, for a
+        request it sent at ``sent_us`` (0: not known) at ``rate``."""
         loop_now = asyncio.get_running_loop().time()
         if math.isnan(self._offset):
             self._offset = stamp_us / 1e6 - loop_now
@@ -559,8 +576,14 @@ class SharedPacer:
         self.paused_until = until
         self._tokens = 0
         self._pauses.append((loop_now, until))
+        if sent_us:
+            sent_at = sent_us / 1e6 - self._offset
+        else:  # sent about a round trip before its answer, which the pause was written in
+            rtt = self._controller.rtt.srtt
+            sent_at = stamp_us / 1e6 - self._offset - (rtt if not math.isnan(rtt) else 0.0)
+        sent_at = min(sent_at, loop_now)
         if self.leader:
-            self._controller.on_cooldown(loop_now, until, loop_now)
+            self._controller.on_cooldown(loop_now, until, sent_at, rate if rate > 0 else None)
         self._shared.spawn(self._tally_during(until))
         self._wake()
 
@@ -602,10 +625,12 @@ class SharedPacer:
             taken = await client.set(self.lease, shared.member, nx=True, px=LEASE_MS)
             if not taken:
                 return
+            # Read the rate everyone paces at before leading: until then this process's own
+            # controller (which paced nothing) must not publish its view.
+            published = await client.hget(self.bucket, "rate")
             self.leader = True
             self._controller.external = True  # the fleet's tallies measure the limit
             self._slot_read = -1
-            published = await client.hget(self.bucket, "rate")
             if published is not None:
                 # Taking over from a leader that left: start from the rate everyone has been
                 # pacing at, not from this process's own view of its share.
