@@ -336,6 +336,26 @@ def test_the_leader_of_a_shared_limit_measures_it_from_the_fleets_windows() -> N
     assert 0.9 * limit <= c.rate_at(now) <= limit
 
 
+def test_the_fleets_throttles_of_requests_sent_before_a_cut_do_not_cut_again() -> None:
+    """The leader of a shared limit, throttled once while cruising, waits to see whether the
+    limit fell. The fleet's tallies meanwhile hold the other processes' throttles of requests
+    they sent before that (at the old rate): counted, they read as half the answers throttled
+    and halve the rate; only answers to requests sent since count."""
+    c = RateController()
+    c.external = True
+    c.adopt(1000.0, 0.0)
+    held = c.rate_at(1.0)
+    seq = c.on_send(1.0)
+    c.on_answer(seq, 1.0, 1.02, Outcome.THROTTLED)  # its own: measure whether the limit fell
+    assert c.mode is Mode.MEASURE
+    c.on_tally(100, 100, sent_from=0.8)  # a slot of answers to requests sent before
+    c.on_tally(40, 0, sent_from=1.05)  # answers to requests sent since: all accepted
+    for t in (1.1, 1.2, 1.5, 2.0):
+        c.rate_at(t)
+    assert c.mode is Mode.CRUISE
+    assert c.rate_at(2.0) == pytest.approx(held)
+
+
 def test_a_window_whose_rate_changed_measures_nothing() -> None:
     from async_updater.ratelimit import DrainFit
 

@@ -447,9 +447,15 @@ class RateController:
             self.bounds.throttled(rate)
             self._measure(now, rate, now - (self.rtt.srtt if not math.isnan(self.rtt.srtt) else 0))
 
-    def on_tally(self, accepted: int, throttled: int) -> None:
-        """Answers of the whole fleet sharing the limit (``external``), tallied elsewhere."""
-        if self.mode is Mode.MEASURE:
+    def on_tally(self, accepted: int, throttled: int, sent_from: float = -math.inf) -> None:
+        """Answers of the whole fleet sharing the limit (``external``), tallied elsewhere, to
+        requests sent from ``sent_from`` on. Answers to requests sent before the rate was
+        last lowered say nothing of the new rate (the other processes' throttles of the
+        overshoot come back after the cut): they do not count, except around a cool-down,
+        whose answers are all to requests sent before it."""
+        if self.mode is not Mode.MEASURE:
+            return
+        if sent_from >= self._cut_at or self._cooldown_until >= self._m_since:
             self._m_acc += accepted
             self._m_thr += throttled
 

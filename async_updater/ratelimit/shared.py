@@ -447,7 +447,7 @@ class SharedPacer:
         nothing), which the leader's ``DrainFit`` needs."""
         sent_at = self._controller.episode_from
         seconds = when - asyncio.get_running_loop().time()
-        self._shared.spawn(self._write_pause(seconds, sent_at, self.rate))
+        await self._write_pause(seconds, sent_at, self.rate)
         await self._tally_during(when)
 
     def full(self, now: float) -> bool:
@@ -690,9 +690,12 @@ class SharedPacer:
                 pipe.hmget(f"{self.slots}{slot}", "a", "t")
             tallies = await pipe.execute()
         self._slot_read = current - 1
+        high = self._controller.rtt.high
         for slot, (accepted, throttled) in zip(range(first, current), tallies, strict=True):
             a, t = int(accepted or 0), int(throttled or 0)
-            self._controller.on_tally(a, t)
+            # The slot's answers were sent up to a (high) round trip before it began.
+            sent_from = slot * SLOT_S - self._offset - (high if not math.isnan(high) else 0.0)
+            self._controller.on_tally(a, t, sent_from)
             if t == 0:
                 self._controller.on_round(a, SLOT_S, loop_now)
                 continue
