@@ -157,6 +157,34 @@ async def test_a_pause_tells_the_leader_when_and_at_what_rate_the_throttled_requ
         await b.close()
 
 
+async def test_a_message_it_cannot_read_does_not_stop_it_hearing_pauses(
+    redis_server: RedisServer,
+) -> None:
+    """A process of another version (or anything else) may publish on the scope's channel:
+    what cannot be read is skipped, and the next pause is still heard."""
+    import redis.asyncio as aioredis
+
+    a = SharedLimit(redis_server.url, namespace="garbled")
+    b = SharedLimit(redis_server.url, namespace="garbled")
+    await a.connect()
+    await b.connect()
+    client = aioredis.from_url(redis_server.url, decode_responses=True)
+    try:
+        loop = asyncio.get_running_loop()
+        pa = a.pacer("", RateController(), lambda: None, loop.time())
+        pb = b.pacer("", RateController(), lambda: None, loop.time())
+        await asyncio.sleep(0.2)  # both listening
+        for garbage in ("pause", "pause soon 12", "throttled fast", ""):
+            await client.publish(pa.channel, garbage)
+        now = loop.time()
+        assert pa.pause_until(now + 2.0)
+        await poll(lambda: pb.paused_until > now + 1.0)
+    finally:
+        await client.aclose()
+        await a.close()
+        await b.close()
+
+
 def _inside(pauses: Sequence[float], arrived: float, *, pause: float, tolerance: float) -> bool:
     i = bisect.bisect_right(pauses, arrived - tolerance)
     return i > 0 and arrived - pauses[i - 1] < pause

@@ -313,11 +313,22 @@ class SharedLimit:
             data = str(message.get("data", ""))
             if pacer is None:
                 continue
-            if data.startswith("pause "):
-                _, until, stamp, sent, rate = data.split()
-                pacer.paused_remotely(int(until), int(stamp), int(sent), float(rate))
-            elif data.startswith("throttled "):
-                pacer.throttled_elsewhere(float(data.split()[1]))
+            try:
+                _tell(pacer, data.split())
+            except (ValueError, IndexError):
+                continue  # not a message of this version: a pause still reaches the bucket
+
+
+def _tell(pacer: SharedPacer, words: list[str]) -> None:
+    """Hand a message of another process to ``pacer``: ``pause UNTIL STAMP [SENT RATE]`` (Redis
+    microseconds; when the throttled request left and the rate it left at) or ``throttled
+    RATE``."""
+    if words[0] == "pause":
+        until, stamp = int(words[1]), int(words[2])
+        sent, rate = (int(words[3]), float(words[4])) if len(words) >= 5 else (0, 0.0)
+        pacer.paused_remotely(until, stamp, sent, rate)
+    elif words[0] == "throttled":
+        pacer.throttled_elsewhere(float(words[1]))
 
 
 def _safe_url(url: str) -> str:
