@@ -99,6 +99,48 @@ async def test_only_the_leader_sets_the_shared_rate(redis_server: RedisServer) -
         await b.close()
 
 
+async def test_a_process_taking_over_the_lead_keeps_the_rate_everyone_paces_at(
+    redis_server: RedisServer,
+) -> None:
+    """The leader leaves; a follower whose own controller is still at slow start's first rate
+    takes the lead while its scheduler keeps asking for that rate. It must read the shared
+    rate before it leads: it used to lead first, publish its own 4/s in between, then adopt
+    what it read back, and the whole fleet crawled."""
+    import redis.asyncio as aioredis
+
+    a = SharedLimit(redis_server.url, namespace="takeover")
+    b = SharedLimit(redis_server.url, namespace="takeover")
+    await a.connect()
+    await b.connect()
+    client = aioredis.from_url(redis_server.url, decode_responses=True)
+    try:
+        loop = asyncio.get_running_loop()
+        pa = a.pacer("", RateController(), lambda: None, loop.time())
+        await poll(lambda: pa.leader)
+        follows = RateController()
+        pb = b.pacer("", follows, lambda: None, loop.time())
+        pa.set_rate(800.0, loop.time())
+        await poll_async(lambda: client.hget(pa.bucket, "rate"), "800.0")
+
+        async def scheduler() -> None:  # as the scheduler's sync_rate does, all the time
+            while True:
+                pb.set_rate(follows.rate_at(loop.time()), loop.time())
+                await asyncio.sleep(0)
+
+        asking = asyncio.ensure_future(scheduler())
+        try:
+            await a.close()  # the leader's run ends: it gives up the lead
+            await poll(lambda: pb.leader)
+            await asyncio.sleep(0.2)  # any write it made meanwhile has landed
+            assert float(await client.hget(pb.bucket, "rate")) == 800.0
+        finally:
+            asking.cancel()
+    finally:
+        await client.aclose()
+        await a.close()
+        await b.close()
+
+
 async def test_a_cool_down_told_to_one_process_pauses_them_all(redis_server: RedisServer) -> None:
     async with MockChimeServer(mock(retry_after=1.0, record_events=True)) as server:
         await run_shards(server.url, redis_server.url, shards=3, per_shard=300)
