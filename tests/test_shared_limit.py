@@ -227,6 +227,40 @@ async def test_a_message_it_cannot_read_does_not_stop_it_hearing_pauses(
         await b.close()
 
 
+async def test_a_pause_ends_when_redis_says_however_late_an_answer_was_read(
+    redis_server: RedisServer,
+) -> None:
+    """Redis's clock is read from the times it stamps, each read here a little later than
+    stamped. One answer read 0.3 s late (a loaded machine) must not move the end of every
+    later pause 0.3 s later: the least delayed reading is the one to keep."""
+    import time
+
+    import redis.asyncio as aioredis
+
+    shared = SharedLimit(redis_server.url, namespace="clock")
+    await shared.connect()
+    client = aioredis.from_url(redis_server.url, decode_responses=True)
+    try:
+        loop = asyncio.get_running_loop()
+        pacer = shared.pacer("", RateController(), lambda: None, loop.time())
+        await poll(lambda: pacer.delay(loop.time()) == 0.0)  # tokens came, read on time
+        for yields in range(1, 6):
+            pacer.take(loop.time())  # the last token: the next batch is fetched at once
+            for _ in range(yields):  # the fetch goes out (how many steps that takes is
+                await asyncio.sleep(0)  # the client's business: each count is tried)...
+            time.sleep(0.3)  # ...and the loop is busy when its answer comes: read 0.3 s late
+            await poll(lambda: pacer.delay(loop.time()) == 0.0)
+        # A pause written in Redis's time; its end on this clock, read with little delay.
+        seconds, stamp = await client.time()
+        redis_now, local_now = seconds + stamp / 1e6, loop.time()
+        until_us = int((redis_now + 2.0) * 1e6)
+        pacer.paused_remotely(until_us, int(redis_now * 1e6))
+        assert pacer.paused_until == pytest.approx(local_now + 2.0, abs=0.05)
+    finally:
+        await client.aclose()
+        await shared.close()
+
+
 def _inside(pauses: Sequence[float], arrived: float, *, pause: float, tolerance: float) -> bool:
     i = bisect.bisect_right(pauses, arrived - tolerance)
     return i > 0 and arrived - pauses[i - 1] < pause

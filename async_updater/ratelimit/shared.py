@@ -519,10 +519,7 @@ class SharedPacer:
                 local_now = loop.time()
                 granted, wait_s = int(granted), int(wait_us) / 1e6
                 redis_s, paused_s = int(redis_now) / 1e6, int(paused) / 1e6
-                offset = redis_s - local_now
-                # The smallest offset seen is the one least delayed by the round trip.
-                if math.isnan(self._offset) or offset < self._offset:
-                    self._offset = offset
+                self._clock_from(redis_s, local_now)
                 if not self.leader:
                     self.rate = float(rate)
                 paused_local = paused_s - self._offset
@@ -536,6 +533,14 @@ class SharedPacer:
         finally:
             self._fetching = False
             self._wake()
+
+    def _clock_from(self, redis_s: float, local_now: float) -> None:
+        """Learn the offset of Redis's clock from a time it stamped, read here at
+        ``local_now``: later than the stamp by however long the answer took, so each reading
+        is low by that much, and the highest seen is the least delayed."""
+        offset = redis_s - local_now
+        if math.isnan(self._offset) or offset > self._offset:
+            self._offset = offset
 
     async def _signal_throttle(self) -> None:
         client = self._shared.client
@@ -579,8 +584,7 @@ class SharedPacer:
         """Another process (or this one) announced a pause in the bucket's time, for a
         request it sent at ``sent_us`` (0: not known) at ``rate``."""
         loop_now = asyncio.get_running_loop().time()
-        if math.isnan(self._offset):
-            self._offset = stamp_us / 1e6 - loop_now
+        self._clock_from(stamp_us / 1e6, loop_now)
         until = until_us / 1e6 - self._offset
         if until <= self.paused_until or until <= loop_now:
             return
