@@ -7,8 +7,11 @@
   grants nothing until it ends, and publishes it: every process pauses on the message.
 - **The rate.** One process per scope leads (a key it holds with a time-to-live and renews). Its
   rate controller decides the rate for all: one cut per round trip for the whole fleet, one
-  recovery. The leader's answers are only its share of the traffic, so what it measures is
-  divided by its share of the tokens granted. The others follow the bucket.
+  recovery. Its own answers are only its share of the traffic, so it measures the limit from
+  the whole fleet's: their tallies in Redis per 200 ms slot (answers to requests sent before
+  the rate was last cut do not count), and, where every 429 pauses everyone, how long the
+  refilled bucket lasted at the shared rate between pauses (a pause message says when the
+  throttled request was sent, and at what rate). The others follow the bucket.
 - **Losing Redis loses nothing.** Unreachable at the start: ``SharedLimitError`` (one line).
   Gone mid-run: each process goes on alone at its last known share of the rate, says so once,
   and rejoins when Redis answers again.
