@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import json
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -72,13 +74,7 @@ async def test_processes_sharing_a_limit_follow_one_leader_and_lose_nothing(
 async def test_only_the_leader_sets_the_shared_rate(redis_server: RedisServer) -> None:
     """Two processes' pacers on one scope: one holds the lease; a follower's controller may
     want another rate, but only the leader's reaches the bucket."""
-    import redis.asyncio as aioredis
-
-    a = SharedLimit(redis_server.url, namespace="test")
-    b = SharedLimit(redis_server.url, namespace="test")
-    await a.connect()
-    await b.connect()
-    try:
+    async with processes(redis_server.url, "test") as ((a, b), client):
         loop = asyncio.get_running_loop()
         now = loop.time()
         pa = a.pacer("", RateController(), lambda: None, now)
@@ -88,15 +84,8 @@ async def test_only_the_leader_sets_the_shared_rate(redis_server: RedisServer) -
         assert not follower.leader
         follower.set_rate(5000.0, loop.time())
         leader.set_rate(123.0, loop.time())
-        client = aioredis.from_url(redis_server.url, decode_responses=True)
-        try:
-            await poll_async(lambda: client.hget(leader.bucket, "rate"), "123.0")
-            assert float(await client.hget(leader.bucket, "rate")) == 123.0
-        finally:
-            await client.aclose()
-    finally:
-        await a.close()
-        await b.close()
+        await poll_async(lambda: client.hget(leader.bucket, "rate"), "123.0")
+        assert float(await client.hget(leader.bucket, "rate")) == 123.0
 
 
 async def test_a_process_taking_over_the_lead_keeps_the_rate_everyone_paces_at(
@@ -106,14 +95,7 @@ async def test_a_process_taking_over_the_lead_keeps_the_rate_everyone_paces_at(
     takes the lead while its scheduler keeps asking for that rate. It must read the shared
     rate before it leads: it used to lead first, publish its own 4/s in between, then adopt
     what it read back, and the whole fleet crawled."""
-    import redis.asyncio as aioredis
-
-    a = SharedLimit(redis_server.url, namespace="takeover")
-    b = SharedLimit(redis_server.url, namespace="takeover")
-    await a.connect()
-    await b.connect()
-    client = aioredis.from_url(redis_server.url, decode_responses=True)
-    try:
+    async with processes(redis_server.url, "takeover") as ((a, b), client):
         loop = asyncio.get_running_loop()
         pa = a.pacer("", RateController(), lambda: None, loop.time())
         await poll(lambda: pa.leader)
@@ -135,10 +117,6 @@ async def test_a_process_taking_over_the_lead_keeps_the_rate_everyone_paces_at(
             assert float(await client.hget(pb.bucket, "rate")) == 800.0
         finally:
             asking.cancel()
-    finally:
-        await client.aclose()
-        await a.close()
-        await b.close()
 
 
 async def test_a_cool_down_told_to_one_process_pauses_them_all(redis_server: RedisServer) -> None:
@@ -163,11 +141,7 @@ async def test_a_pause_tells_the_leader_when_and_at_what_rate_the_throttled_requ
     came."""
     from async_updater.ratelimit import Outcome
 
-    a = SharedLimit(redis_server.url, namespace="sent")
-    b = SharedLimit(redis_server.url, namespace="sent")
-    await a.connect()
-    await b.connect()
-    try:
+    async with processes(redis_server.url, "sent") as ((a, b), _):
         loop = asyncio.get_running_loop()
         controllers = {"a": RateController(), "b": RateController()}
         pa = a.pacer("", controllers["a"], lambda: None, loop.time())
@@ -194,9 +168,6 @@ async def test_a_pause_tells_the_leader_when_and_at_what_rate_the_throttled_requ
         assert led.cooldowns == 1
         assert led.episode_from == pytest.approx(sent_at, abs=0.01)
         assert led.bounds.hi == pytest.approx(321.0)  # the rate it was throttled at
-    finally:
-        await a.close()
-        await b.close()
 
 
 async def test_a_message_it_cannot_read_does_not_stop_it_hearing_pauses(
@@ -204,14 +175,7 @@ async def test_a_message_it_cannot_read_does_not_stop_it_hearing_pauses(
 ) -> None:
     """A process of another version (or anything else) may publish on the scope's channel:
     what cannot be read is skipped, and the next pause is still heard."""
-    import redis.asyncio as aioredis
-
-    a = SharedLimit(redis_server.url, namespace="garbled")
-    b = SharedLimit(redis_server.url, namespace="garbled")
-    await a.connect()
-    await b.connect()
-    client = aioredis.from_url(redis_server.url, decode_responses=True)
-    try:
+    async with processes(redis_server.url, "garbled") as ((a, b), client):
         loop = asyncio.get_running_loop()
         pa = a.pacer("", RateController(), lambda: None, loop.time())
         pb = b.pacer("", RateController(), lambda: None, loop.time())
@@ -221,10 +185,6 @@ async def test_a_message_it_cannot_read_does_not_stop_it_hearing_pauses(
         now = loop.time()
         assert pa.pause_until(now + 2.0)
         await poll(lambda: pb.paused_until > now + 1.0)
-    finally:
-        await client.aclose()
-        await a.close()
-        await b.close()
 
 
 async def test_a_pause_ends_when_redis_says_however_late_an_answer_was_read(
@@ -235,12 +195,7 @@ async def test_a_pause_ends_when_redis_says_however_late_an_answer_was_read(
     later pause 0.3 s later: the least delayed reading is the one to keep."""
     import time
 
-    import redis.asyncio as aioredis
-
-    shared = SharedLimit(redis_server.url, namespace="clock")
-    await shared.connect()
-    client = aioredis.from_url(redis_server.url, decode_responses=True)
-    try:
+    async with processes(redis_server.url, "clock", count=1) as ((shared,), client):
         loop = asyncio.get_running_loop()
         pacer = shared.pacer("", RateController(), lambda: None, loop.time())
         await poll(lambda: pacer.delay(loop.time()) == 0.0)  # tokens came, read on time
@@ -256,9 +211,6 @@ async def test_a_pause_ends_when_redis_says_however_late_an_answer_was_read(
         until_us = int((redis_now + 2.0) * 1e6)
         pacer.paused_remotely(until_us, int(redis_now * 1e6))
         assert pacer.paused_until == pytest.approx(local_now + 2.0, abs=0.05)
-    finally:
-        await client.aclose()
-        await shared.close()
 
 
 def _inside(pauses: Sequence[float], arrived: float, *, pause: float, tolerance: float) -> bool:
@@ -346,6 +298,26 @@ async def test_a_password_in_the_url_never_reaches_a_message(redis_server: Redis
         await SharedLimit(url, namespace="t").connect()
     assert "s3cret-pw" not in str(info.value)
     assert json.dumps(str(info.value))
+
+
+@contextlib.asynccontextmanager
+async def processes(
+    url: str, namespace: str, count: int = 2
+) -> AsyncIterator[tuple[tuple[SharedLimit, ...], Any]]:
+    """``count`` processes' connections to one shared limit (each its own, as separate
+    processes would have), and a plain Redis client to look at what they wrote."""
+    import redis.asyncio as aioredis
+
+    shared = tuple(SharedLimit(url, namespace=namespace) for _ in range(count))
+    for one in shared:
+        await one.connect()
+    client = aioredis.from_url(url, decode_responses=True)
+    try:
+        yield shared, client
+    finally:
+        await client.aclose()
+        for one in shared:
+            await one.close()
 
 
 async def poll(condition: object, deadline: float = 30.0) -> None:
