@@ -403,17 +403,12 @@ class RateController:
             if drained is not None:
                 # How long the refilled bucket lasted measures the limit (``DrainFit``).
                 self.bounds.disprove(drained)
-                self.estimate.provisional(self._drained(drained), now)
+                self.estimate.provisional(drained, now)
         self._cooldown_until = until
         pause = until - now
         wait = max(self._probe_interval(), self.settings.cooldown_probe_factor * pause)
         self._quiet_until = max(self._quiet_until, until + wait * self._probe_backoff)
         self._next_probe = max(self._next_probe, self._quiet_until)
-
-    def _drained(self, limit: float) -> float:
-        """The limit a ``DrainFit`` measured: of this process's share of the traffic, unless
-        it leads a shared limit (its windows then count the whole fleet's sending)."""
-        return limit if self.external else limit * self.share
 
     # -- transitions ----------------------------------------------------------------------
 
@@ -682,7 +677,7 @@ class RateController:
         if not measured and self._drain.limit is not None:
             # Measured by how long the bucket lasted: a better measure than this episode's
             # few answers (a probe's overshoot, most likely).
-            self.estimate.provisional(self._drained(self._drain.limit), now)
+            self.estimate.provisional(self._drain.limit, now)
             measured = True
         if not measured:
             accepted, span, runs = self._measured_so_far()
