@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 from .errors import ConfigError
 from .operations.base import Operation
 from .pipeline.safety import DEFAULT_MAX_FAILURES, DEFAULT_REJECTIONS_IN_A_ROW, MaxFailures
-from .ratelimit.concurrency import DEFAULT_MAX_CONCURRENCY
+from .ratelimit.concurrency import DEFAULT_MAX_CONCURRENCY, connections_allowed
 from .ratelimit.controller import ControllerSettings
 
 __all__ = ["DEFAULT_ENDPOINT", "LimitScope", "UpdaterConfig", "check_read_support"]
@@ -33,6 +33,7 @@ class UpdaterConfig:
     """How to run. ``rate`` is an optional ceiling in requests/s per limit scope: without one
     the controller discovers the server's limit. ``concurrency`` is a ceiling on requests in
     flight (default ``DEFAULT_MAX_CONCURRENCY``); below it the cap follows what the rate needs.
+    Either is held to what the open-files limit allows (``max_concurrency``).
     ``shared_limit`` (a ``redis://`` or ``rediss://`` URL) shares each limit scope's rate,
     cool-downs and admission with every process that names the same URL, endpoint, service and
     scope (``ratelimit.shared``).
@@ -111,8 +112,10 @@ class UpdaterConfig:
 
     @property
     def max_concurrency(self) -> int:
-        """The ceiling on requests in flight."""
-        return DEFAULT_MAX_CONCURRENCY if self.concurrency is None else self.concurrency
+        """The ceiling on requests in flight: ``concurrency`` or the default, within what the
+        open-files limit allows (raised as far as needed where it can be)."""
+        wanted = DEFAULT_MAX_CONCURRENCY if self.concurrency is None else self.concurrency
+        return connections_allowed(wanted)
 
     @property
     def sends(self) -> bool:

@@ -323,6 +323,37 @@ async def test_requests_in_flight_never_exceed_concurrency() -> None:
 
 
 @virtual_time
+async def test_the_memory_budget_does_not_cap_requests_in_flight() -> None:
+    # A long round trip at a high rate needs more requests in flight than the rows kept
+    # queued in memory; the budget is for rows waiting, besides those the in-flight cap lets out.
+    t = ScriptedTransport(delay=0.05)
+    await run_all(users(300), t, concurrency=64, queue_size=16)
+    assert t.max_in_flight == 64
+
+
+@virtual_time
+async def test_the_summary_names_the_in_flight_ceiling_that_held_the_run_back() -> None:
+    t = ScriptedTransport(delay=0.05)
+    _, up = await run_all(users(200), t, concurrency=2)
+    assert up.summary().bound_by == "--concurrency"
+
+
+@virtual_time
+async def test_the_summary_names_the_open_files_limit_when_that_set_the_ceiling(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Where the hard limit on open files allowed fewer connections than asked for, raising
+    # --concurrency would not help: the summary says what would.
+    import async_updater.config
+
+    monkeypatch.setattr(async_updater.config, "connections_allowed", lambda wanted: 2)
+    t = ScriptedTransport(delay=0.05)
+    _, up = await run_all(users(200), t, concurrency=64)
+    assert t.max_in_flight == 2
+    assert up.summary().bound_by == "the open-files limit (ulimit -n: 2 connections)"
+
+
+@virtual_time
 async def test_async_iterable_input_is_accepted() -> None:
     async def gen() -> object:
         for r in users(20):

@@ -7,6 +7,10 @@ from __future__ import annotations
 import asyncio
 import math
 import pickle
+import subprocess
+import sys
+
+import pytest
 
 from async_updater.ratelimit import InFlightLimit, LoopClock, Scheduler
 from async_updater.ratelimit.overflow import Overflow
@@ -81,6 +85,50 @@ def test_in_flight_cap_follows_rate_times_latency_with_headroom_up_to_the_ceilin
     assert cap.update(rate=100_000.0, latency=1.0) == 1024
     fixed = InFlightLimit(32, auto=False)
     assert fixed.update(rate=1.0, latency=0.01) == 32
+
+
+_OPEN_FILES = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_NOFILE, (int(sys.argv[1]), int(sys.argv[2])))
+from async_updater.config import UpdaterConfig
+ceiling = UpdaterConfig(concurrency=None if sys.argv[3] == "auto" else int(sys.argv[3]))
+print(ceiling.max_concurrency, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+"""
+
+
+def _hard_limit() -> int:
+    import resource
+
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    return 1 << 30 if hard == resource.RLIM_INFINITY else hard
+
+
+def _open_files(soft: int, hard: int, asked: str) -> list[int]:
+    out = subprocess.run(
+        [sys.executable, "-c", _OPEN_FILES, str(soft), str(hard), asked],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.split()
+    return [int(x) for x in out]
+
+
+def test_the_in_flight_ceiling_raises_the_open_files_limit_as_far_as_it_needs() -> None:
+    # Each connection holds a descriptor; past the soft limit, connecting fails ("too many open
+    # files"), which would read as the server failing. Processes of their own: limits are
+    # global. 64 descriptors are kept for the input, the report and the rest.
+    hard = _hard_limit()
+    if hard < 4096 + 64:
+        pytest.skip(f"the hard limit on open files here is {hard}")
+    assert _open_files(256, hard, "auto") == [4096, 4096 + 64]
+    assert _open_files(256, hard, "2000") == [2000, 2000 + 64]
+    assert _open_files(hard, hard, "auto") == [4096, hard]  # high enough: left alone
+
+
+def test_the_in_flight_ceiling_is_what_the_hard_open_files_limit_allows() -> None:
+    assert _open_files(256, 1000, "auto") == [1000 - 64, 1000]
+    assert _open_files(256, 1000, "5000") == [1000 - 64, 1000]
 
 
 def test_the_in_flight_ceiling_reports_when_it_holds_work_back() -> None:

@@ -312,7 +312,9 @@ def _add_run_options(p: Parser) -> None:
         metavar="N|auto",
         help=(
             "ceiling on requests in flight (default auto: up to "
-            f"{DEFAULT_MAX_CONCURRENCY}, sized from the rate and the measured latency)"
+            f"{DEFAULT_MAX_CONCURRENCY}, sized from the rate and the measured latency); each "
+            "holds a connection, so an open file: the open-files limit (ulimit -n) is raised "
+            "as far as needed where the hard limit allows, else it caps this"
         ),
     )
     p.add_env_argument(

@@ -8,9 +8,9 @@
 
 The feeder validates and builds each record's request and queues it in its limit scope. The
 scheduler hands out work whose scope may send now, under the adaptive in-flight cap; each piece
-of work becomes one attempt task. At most ``queue_size`` records are alive in memory at once
-(with one limit per account, a busy account's further rows wait on disk), so memory is flat
-in the input size.
+of work becomes one attempt task. At most ``queue_size`` records wait in memory besides those in
+flight (with one limit per account, a busy account's further rows wait on disk), so memory is
+flat in the input size.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from ..io.keyindex import KeyIndex
 from ..model import Record, Result, Status
 from ..operations.base import HttpRequest, Operation
 from ..ratelimit.clock import Cancellable, Clock
-from ..ratelimit.concurrency import InFlightLimit
+from ..ratelimit.concurrency import DEFAULT_MAX_CONCURRENCY, InFlightLimit
 from ..ratelimit.estimator import Outcome
 from ..ratelimit.overflow import Overflow
 from ..ratelimit.scheduler import Scheduler, Scope, local_pacer
@@ -248,7 +248,7 @@ class Run:
         sched = self.scheduler
         if over is None:
             if sched.concurrency.at_ceiling:
-                return "--concurrency"
+                return self._concurrency_ceiling()
             return "--rate" if sched.at_rate_ceiling else ""
         share = max(over, 1e-9) / 10.0
         concurrency = sched.concurrency
@@ -256,8 +256,17 @@ class Run:
         if concurrency.at_ceiling:
             held += self.clock.now() - concurrency.bound_since
         if held >= share:
-            return "--concurrency"
+            return self._concurrency_ceiling()
         return "--rate" if sched.rate_bound_s >= share else ""
+
+    def _concurrency_ceiling(self) -> str:
+        """What sets the in-flight ceiling: ``--concurrency`` (or its default), or the open-files
+        limit where that allowed fewer connections and could not be raised."""
+        cfg = self.cfg
+        wanted = DEFAULT_MAX_CONCURRENCY if cfg.concurrency is None else cfg.concurrency
+        if cfg.max_concurrency < wanted:
+            return f"the open-files limit (ulimit -n: {cfg.max_concurrency} connections)"
+        return "--concurrency"
 
     # -- feeding ------------------------------------------------------------------------
 
@@ -320,11 +329,13 @@ class Run:
         return True
 
     async def _wait_for_room(self) -> None:
-        """Backpressure: at most ``queue_size`` records in memory (queued, in flight or waiting
-        to retry), so memory is flat in the input size."""
-        limit = self.cfg.queue_size
+        """Backpressure: at most ``queue_size`` records in memory (queued or waiting to retry)
+        besides those the in-flight cap lets out, so memory is flat in the input size."""
         scheduler = self.scheduler
-        while self.outstanding - scheduler.parked >= limit and not self.stopping:
+        while (
+            self.outstanding - scheduler.parked >= self.cfg.queue_size + scheduler.concurrency.limit
+            and not self.stopping
+        ):
             self.room = asyncio.get_running_loop().create_future()
             scheduler.pressure += 1  # the other scopes' shares shrink to let this one in
             try:

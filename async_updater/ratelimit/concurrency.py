@@ -9,11 +9,44 @@ so when the user's ceiling, not the server, is what holds the run back.
 
 from __future__ import annotations
 
+import functools
 import math
 
-__all__ = ["DEFAULT_MAX_CONCURRENCY", "InFlightLimit"]
+try:
+    import resource
+except ImportError:  # not on Windows: no limit to read or raise there
+    resource = None  # type: ignore[assignment]
 
-DEFAULT_MAX_CONCURRENCY = 1024
+__all__ = ["DEFAULT_MAX_CONCURRENCY", "InFlightLimit", "connections_allowed"]
+
+# Enough for 2,000 requests/s at a one-second round trip, twice over (the headroom below). Each
+# request in flight holds a connection, and so a file descriptor: see ``connections_allowed``.
+DEFAULT_MAX_CONCURRENCY = 4096
+# Descriptors kept for everything else a run opens: the input, the report, logs, Redis.
+FILES_RESERVED = 64
+
+
+@functools.cache
+def connections_allowed(wanted: int) -> int:
+    """How many connections this process can hold open, up to ``wanted``: the soft limit on open
+    files (``ulimit -n``, often 1,024) less ``FILES_RESERVED``. The soft limit is first raised
+    as far as needed, when the hard limit allows (any process may do so): past the soft limit a
+    connection fails with "too many open files", which reads as the server failing."""
+    if resource is None:
+        return wanted
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        need = wanted + FILES_RESERVED
+        if soft != resource.RLIM_INFINITY and soft < need:
+            raised = need if hard == resource.RLIM_INFINITY else min(need, hard)
+            if raised > soft:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+                soft = raised
+    except (OSError, ValueError):
+        return wanted  # cannot tell: trust the number asked for
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    return max(1, min(wanted, soft - FILES_RESERVED))
 
 
 class InFlightLimit:
