@@ -16,8 +16,9 @@ async_updater with its DEFAULTS (no tuning flags: only ``--limit-scope account``
 is per account and ``--rate`` in the ceiling cells), then the aiobotocore ``legacy`` client (a
 Semaphore and ``max_pool_connections`` of 64, botocore's legacy retry mode, 8 attempts).
 
-Users per cell: ~``--seconds`` (15) of the cell's capacity (8x the Retry-After where that is
-longer: the 0.85 bar leaves room for about one pause), at least 100 and at most 30,000,
+Users per cell: ~``--seconds`` (15) of the cell's capacity (20x the Retry-After where that is
+longer: the bar where 429s carry Retry-After is 0.05 below the other, room for one pause in
+twenty), at least 100 and at most 30,000,
 sized against ``--sizing-ceiling`` (2,000/s) rather than the server limit where that is
 higher, so a cell runs a bounded time whatever the draw. Each client run has a time limit
 (async_updater 3x the cell's expected time + 30 s; legacy 1.2x + 10 s: it is the reference,
@@ -221,14 +222,16 @@ class Sizing:
     """How big each cell is: ``seconds`` of capacity (counted at most at ``ceiling``/s), or
     ``pauses`` times the Retry-After where that is longer, clamped to ``floor``-``cap`` users.
 
-    The bar where 429s carry Retry-After (0.85) leaves room for about one pause; a run only a
-    few pauses long would miss it for its length alone."""
+    The bar where 429s carry Retry-After (0.85) is 0.05 below the other (0.90) for the pause
+    that discovering the limit costs: one pause is 0.05 of a run 20 pauses long. A run 8 pauses
+    long (this benchmark's earlier sizing) loses 0.125 to that one pause, so no client that
+    obeys pauses could meet the bar there, however well it found the limit."""
 
     seconds: float
     floor: int
     cap: int
     ceiling: float
-    pauses: float = 8.0
+    pauses: float = 20.0
 
     def seconds_for(self, cell: Cell) -> float:
         return max(self.seconds, self.pauses * (cell.retry_after or 0))
@@ -866,7 +869,7 @@ def main(argv: list[str] | None = None) -> int:
     chosen = [c for c in cells if c.index in args.only] if args.only else cells
     seconds = args.seconds or (5.0 if args.quick else 15.0)
     floor, cap = (30, 8000) if args.quick else (100, 30000)
-    pauses = 1.0 if args.quick else 8.0  # a quick run checks the harness, not the bars
+    pauses = 1.0 if args.quick else 20.0  # a quick run checks the harness, not the bars
     if args.sim:
         # No machine in virtual time: every cell gets its seconds of the server's capacity.
         sizing = Sizing(seconds, floor, cap * 4, math.inf, pauses)
