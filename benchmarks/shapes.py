@@ -871,8 +871,9 @@ def main(argv: list[str] | None = None) -> int:
     floor, cap = (30, 8000) if args.quick else (100, 30000)
     pauses = 1.0 if args.quick else 20.0  # a quick run checks the harness, not the bars
     if args.sim:
-        # No machine in virtual time: every cell gets its seconds of the server's capacity.
-        sizing = Sizing(seconds, floor, cap * 4, math.inf, pauses)
+        # No machine in virtual time: every cell gets its seconds (or pauses) of the server's
+        # capacity (the cap only bounds the simulation's own time: 20 pauses of 5 s at 5,000/s).
+        sizing = Sizing(seconds, floor, cap * 20, math.inf, pauses)
     else:
         sizing = Sizing(seconds, floor, cap, args.sizing_ceiling, pauses)
     name = "shapes" + ("_sim" if args.sim else "") + ("_quick" if args.quick else "")

@@ -463,3 +463,25 @@ def test_the_first_climb_after_a_fall_also_tests_the_bound_the_fall_left(rtt: fl
     out = drive(c, limit=800, burst=80, rtt=rtt, seconds=30, limits=((8.0, 300.0), (18.0, 800.0)))
     back = next(t for t, rate in out.rates if t > 18.0 and rate >= 0.9 * 800)
     assert back - 18.0 <= 4.5  # at most one probe period (3 s) and a climb
+
+
+def test_a_throttle_at_a_ceiling_slow_start_reached_halves_the_rate_at_once() -> None:
+    # The ceiling is a guess (--rate): slow start reached it with nothing measured, so the
+    # first throttle there says as little as one in slow start. Holding the ceiling to measure
+    # sent five throttles into a 5/s limit within 0.3 s.
+    c = RateController(20.0)
+    out = drive(c, limit=5.0, burst=3.0, rtt=0.005, seconds=20.0)
+    rates = [rate for _, rate in out.rates]
+    top = rates.index(20.0)
+    assert next(rate for rate in rates[top:] if rate < 20.0) == pytest.approx(10.0)
+    assert out.throttled <= 4
+    assert c.limit == pytest.approx(5.0, rel=0.1)
+
+
+def test_half_the_ceiling_held_without_a_throttle_is_a_bound_to_climb_from() -> None:
+    # The limit (9/s) is above half the ceiling (8.25/s): the halved rate holds, and the
+    # controller climbs toward the ceiling instead of cruising at what it sent.
+    c = RateController(16.5)
+    out = drive(c, limit=9.0, burst=1.7, rtt=0.0044, seconds=20.0)
+    assert c.bounds.lo >= 8.25
+    assert out.rate_near(20.0) >= 0.9 * 9.0

@@ -199,6 +199,7 @@ class RateController:
         "_ep_from",
         "_fresh_at",
         "_m_acc",
+        "_m_blind",
         "_m_est",
         "_m_from",
         "_m_late",
@@ -256,6 +257,7 @@ class RateController:
         self._m_from = -math.inf  # send time of the throttle that began it
         self._m_rate = 0.0  # the rate that throttle was sent at
         self._m_est: float | None = None  # the estimate before it, when cruising
+        self._m_blind = False  # it came at a ceiling slow start reached, nothing measured
         self._m_acc = 0  # answers to requests sent since that throttle: accepted, throttled
         self._m_late = [0.0, 0.0, 0.0]  # sent a round-trip spread or more after it: answers
         self._m_probe = math.inf  # when the next probe was due, when cruising
@@ -555,9 +557,14 @@ class RateController:
     def _measure(self, now: float, rate: float, sent_at: float) -> None:
         self._m_est = self.limit if self.mode is Mode.CRUISE else None
         self._m_probe = self._next_probe
-        if self.mode is Mode.STARTUP:
-            # Slow start doubled into this throttle: the rate before the last doubling is
-            # where to measure from (a burst may have hidden more; the answers will say).
+        # Slow start grew up to the ceiling and cruised there with nothing measured: the
+        # ceiling is a guess, as likely far above the limit as near it.
+        self._m_blind = self._m_est is None and self.mode is Mode.CRUISE
+        if self.mode is Mode.STARTUP or self._m_blind:
+            # Slow start doubled into this throttle (or up to the ceiling): the rate before the
+            # last doubling is where to measure from (a burst may have hidden more; the
+            # answers will say).
+            self.bounds.throttled(rate)
             self._rate = rate / 2.0
         self.mode = Mode.MEASURE
         self._m_since = now
@@ -609,6 +616,11 @@ class RateController:
             accepted, span, runs = self._measured_so_far()
         if accepted < 2 or span <= 0:
             return
+        if self._m_blind and not self._m_thr:
+            # Dropped from the ceiling, no throttle since: what the answers show is the rate
+            # sent, below the limit as far as they tell. Whether it holds is decided when the
+            # silence ends.
+            return
         measured = accepted / span
         if measured < self._rate and span < self._run_span() * runs:
             return  # too short to tell a lower limit from timing noise yet
@@ -642,6 +654,15 @@ class RateController:
         Otherwise the rate it came at was an overshoot that is gone: hold what is known."""
         if self._m_est is None and self.limit is None:
             accepted, span, _ = self._measured_so_far()
+            if self._m_blind and not self._m_thr:
+                # Not one throttle since the first, at half the ceiling: that rate holds (the
+                # answers only show it); the limit is between it and the ceiling.
+                self.bounds.sustained(self._rate)
+                if self.bounds.narrow(self.settings.narrow):
+                    self._cruise(now)
+                else:
+                    self._step(now, self._bisect())
+                return
             if accepted >= self.settings.first_accepted and span > 0:
                 # Measured, but too briefly to rule out timing noise: better than a blind
                 # step into the bounds (after a large burst those are far apart); a low
