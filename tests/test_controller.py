@@ -485,3 +485,14 @@ def test_half_the_ceiling_held_without_a_throttle_is_a_bound_to_climb_from() -> 
     out = drive(c, limit=9.0, burst=1.7, rtt=0.0044, seconds=20.0)
     assert c.bounds.lo >= 8.25
     assert out.rate_near(20.0) >= 0.9 * 9.0
+
+
+def test_lone_throttles_recurring_at_one_rate_more_often_than_tolerated_lower_it() -> None:
+    # An estimate 5% high cruises just above the limit: a bucket refilled just short of it
+    # empties once every few seconds, one lone throttle each time, each taken for noise. Two
+    # at one rate, fewer than 1/throttle_tolerance requests apart, measure the limit instead.
+    settings = ControllerSettings(probe_every_s=1000.0, probe_every_requests=1e6)
+    c = RateController(initial=15.1 / 0.97, settings=settings)
+    out = drive(c, limit=14.8, burst=5.0, rtt=0.294, seconds=60.0)
+    assert c.limit == pytest.approx(14.8, rel=0.01)
+    assert out.throttled <= 0.005 * out.sent  # 14 of 906 (1.5%) before, and on for ever

@@ -198,6 +198,8 @@ class RateController:
         "_ep_accepted",
         "_ep_from",
         "_fresh_at",
+        "_lone_at",
+        "_lone_rate",
         "_m_acc",
         "_m_blind",
         "_m_est",
@@ -258,6 +260,8 @@ class RateController:
         self._m_rate = 0.0  # the rate that throttle was sent at
         self._m_est: float | None = None  # the estimate before it, when cruising
         self._m_blind = False  # it came at a ceiling slow start reached, nothing measured
+        # Send time and rate of the last throttle taken for noise while cruising.
+        self._lone_at, self._lone_rate = -math.inf, 0.0
         self._m_acc = 0  # answers to requests sent since that throttle: accepted, throttled
         self._m_late = [0.0, 0.0, 0.0]  # sent a round-trip spread or more after it: answers
         self._m_probe = math.inf  # when the next probe was due, when cruising
@@ -686,6 +690,17 @@ class RateController:
             # probe schedule it had (a stray throttle every few seconds must not put off the
             # next probe for ever).
             self.mode = Mode.CRUISE
+            prev_at, prev_rate = self._lone_at, self._lone_rate
+            self._lone_at, self._lone_rate = self._m_from, self._m_rate
+            between = self._m_rate * (self._m_from - prev_at)  # requests since the last one
+            if prev_rate == self._m_rate and 0 < between * self.settings.throttle_tolerance < 1:
+                # Lone throttles at one rate, more often than the share of throttles tolerated:
+                # not noise but a rate just above the limit, where a bucket refilled just
+                # short of it empties once an interval. It took all but one request of the
+                # interval: that is what it accepts. (Rarer ones are noise, or a bucket of one
+                # token wasting a refill now and then: not worth a cut.)
+                self.estimate.provisional(self._m_rate - 1.0 / (self._m_from - prev_at), now)
+                self.bounds.throttled(self._m_rate)
             self._rate = self._target()
             self._next_probe = max(self._m_probe, self._quiet_until)
             return
