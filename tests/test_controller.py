@@ -496,3 +496,42 @@ def test_lone_throttles_recurring_at_one_rate_more_often_than_tolerated_lower_it
     out = drive(c, limit=14.8, burst=5.0, rtt=0.294, seconds=60.0)
     assert c.limit == pytest.approx(14.8, rel=0.01)
     assert out.throttled <= 0.005 * out.sent  # 14 of 906 (1.5%) before, and on for ever
+
+
+def test_a_probe_from_a_low_estimate_holds_long_enough_for_the_burst_of_the_step() -> None:
+    # A rough reading after a pause put the estimate at a third of the limit (323 of 930/s);
+    # slow start's overshoot left the upper bound at 4,096. The probe steps into the middle,
+    # 1,150/s: a 189-token bucket lasts 0.86 s there, and a hold sized by the low estimate's
+    # burst (0.5 s) took it for a rate the server sustains.
+    class Recorded(Bounds):
+        __slots__ = ("held",)
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.held: list[float] = []
+
+        def sustained(self, rate: float) -> None:
+            self.held.append(rate)
+            super().sustained(rate)
+
+    settings = ControllerSettings(probe_every_s=2.0, probe_every_requests=0, probe_every_rtts=0)
+    c = RateController(initial=323.0 / 0.97, settings=settings)
+    c.cooldowns = 1  # the server has announced cool-downs before
+    c.bounds = bounds = Recorded()
+    bounds.throttled(4096.0)
+    drive(c, limit=930, burst=189, rtt=0.005, seconds=30, retry_after=5.0)
+    assert max(bounds.held, default=0.0) < 930  # 1,168 before
+
+
+def test_a_cool_down_while_cruising_at_a_rate_once_held_disproves_it() -> None:
+    # A rate a burst made look sustainable is the lower bound; cruising there ends in a
+    # cool-down each time the bucket runs dry. That must lower the bound, not be followed by
+    # cruising at it again after every pause (11 pauses in 60 s before).
+    settings = ControllerSettings(
+        probe_every_s=1000.0, probe_every_requests=1e6, cooldown_probe_factor=1000.0
+    )
+    c = RateController(initial=1150 / 0.97, settings=settings)
+    c.bounds.sustained(1150.0)
+    out = drive(c, limit=930, burst=189, rtt=0.005, seconds=60, retry_after=5.0)
+    assert out.pauses <= 2
+    assert c.rate_at(60.0) < 930

@@ -404,8 +404,14 @@ class RateController:
                 # A throttle that stops everything for a while is never noise to tolerate.
                 self.bounds.throttled(self._thr_rate or self._rate)
                 self._measure(now, self._thr_rate or self._rate, sent_at)
-            elif self.mode is not Mode.MEASURE:
-                self._measure(now, self._rate, sent_at)
+            else:
+                # Cruising (the throttle's answer may have begun measuring already): not noise
+                # either. The rate is above the limit, and so is any rate held that high (a
+                # burst hid the limit while it was held).
+                if self.mode is not Mode.MEASURE:
+                    self._measure(now, self._rate, sent_at)
+                if self._m_est is not None:
+                    self.bounds.throttled(self._m_rate)
             if drained is not None:
                 # How long the refilled bucket lasted measures the limit (``DrainFit``).
                 self.bounds.disprove(drained)
@@ -819,12 +825,15 @@ class RateController:
         """How long a probe step must hold without a throttle to count as sustained."""
         srtt = self.rtt.srtt if not math.isnan(self.rtt.srtt) else 0.0
         s = self.settings
-        # Long enough that a burst of ``burst_allowance_s`` of the base could not have hidden
-        # a step above the limit (within reason: a bigger burst is caught by a later throttle).
+        # Long enough that a burst of ``burst_allowance_s`` of the limit could not have hidden
+        # a step above it (within reason: a bigger burst is caught by a later throttle). If the
+        # step is above the limit, the limit is below the step, and above the base only if the
+        # base was a good estimate: a low one (a rough reading after a pause) would shorten
+        # the hold just when a step is most likely to be far above the base.
         excess = max(self._rate - self._probe_base, 1e-9)
         # Where every overshoot costs a cool-down, being fooled costs a pause: hold longer.
         cap = s.hold_max_s * (s.cooldown_hold_factor if self.cooldowns else 1.0)
-        burst = min(cap, s.burst_allowance_s * self._probe_base / excess)
+        burst = min(cap, s.burst_allowance_s * self._rate / excess)
         # Where the server's bucket has been measured (``DrainFit``), long enough that it
         # would have run dry, whatever the cap.
         burst = max(burst, 1.25 * self._drain.lasts(self._rate))
