@@ -114,8 +114,17 @@ class UpdaterConfig:
     def max_concurrency(self) -> int:
         """The ceiling on requests in flight: ``concurrency`` or the default, within what the
         open-files limit allows (raised as far as needed where it can be)."""
-        wanted = DEFAULT_MAX_CONCURRENCY if self.concurrency is None else self.concurrency
-        return connections_allowed(wanted)
+        return connections_allowed(self._concurrency_asked)
+
+    @property
+    def open_files_bound(self) -> bool:
+        """True when the open-files limit, not ``concurrency`` or its default, set the ceiling
+        on requests in flight (it could not be raised as far as asked)."""
+        return self.max_concurrency < self._concurrency_asked
+
+    @property
+    def _concurrency_asked(self) -> int:
+        return DEFAULT_MAX_CONCURRENCY if self.concurrency is None else self.concurrency
 
     @property
     def sends(self) -> bool:

@@ -33,7 +33,7 @@ from ..io.keyindex import KeyIndex
 from ..model import Record, Result, Status
 from ..operations.base import HttpRequest, Operation
 from ..ratelimit.clock import Cancellable, Clock
-from ..ratelimit.concurrency import DEFAULT_MAX_CONCURRENCY, InFlightLimit
+from ..ratelimit.concurrency import InFlightLimit
 from ..ratelimit.estimator import Outcome
 from ..ratelimit.overflow import Overflow
 from ..ratelimit.scheduler import Scheduler, Scope, local_pacer
@@ -263,8 +263,7 @@ class Run:
         """What sets the in-flight ceiling: ``--concurrency`` (or its default), or the open-files
         limit where that allowed fewer connections and could not be raised."""
         cfg = self.cfg
-        wanted = DEFAULT_MAX_CONCURRENCY if cfg.concurrency is None else cfg.concurrency
-        if cfg.max_concurrency < wanted:
+        if cfg.open_files_bound:
             return f"the open-files limit (ulimit -n: {cfg.max_concurrency} connections)"
         return "--concurrency"
 

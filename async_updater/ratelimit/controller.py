@@ -570,11 +570,12 @@ class RateController:
         # Slow start grew up to the ceiling and cruised there with nothing measured: the
         # ceiling is a guess, as likely far above the limit as near it.
         self._m_blind = self._m_est is None and self.mode is Mode.CRUISE
+        if self._m_blind:
+            self.bounds.throttled(rate)  # as callers do for slow start's own throttles
         if self.mode is Mode.STARTUP or self._m_blind:
             # Slow start doubled into this throttle (or up to the ceiling): the rate before the
             # last doubling is where to measure from (a burst may have hidden more; the
             # answers will say).
-            self.bounds.throttled(rate)
             self._rate = rate / 2.0
         self.mode = Mode.MEASURE
         self._m_since = now
