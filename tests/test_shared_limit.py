@@ -55,6 +55,15 @@ async def run_shards(
     return list(await asyncio.gather(*(one(k) for k in range(shards))))
 
 
+async def finish(run: asyncio.Future[list[MemoryReport]]) -> list[MemoryReport]:
+    """The run's reports; a run that never ends (a process waiting on a Redis that is gone or
+    came back empty) fails here, named, rather than stalling the suite."""
+    try:
+        return await asyncio.wait_for(run, timeout=120.0)
+    except asyncio.TimeoutError:
+        pytest.fail("the shards were still running 120 s after Redis went away")
+
+
 def expected(shards: int, per_shard: int) -> dict[tuple[str, str], dict[str, bool]]:
     want = {"InboundCalling": True, "OutboundCalling": False, "SMS": True}
     return {("acct", f"s{k}-u{i}"): want for k in range(shards) for i in range(per_shard)}
@@ -229,7 +238,7 @@ async def test_redis_killed_mid_run_loses_nothing_and_each_process_goes_on_alone
         await poll(lambda: server.counters["accepted"] >= 150 or run.done())
         assert not run.done(), "the run ended before Redis could be killed"
         redis_server.kill()
-        sinks = await run
+        sinks = await finish(run)
     bad = [r for s in sinks for r in s.results if r.status is not Status.UPDATED]
     assert bad == []
     assert server.applied == expected(2, 400)
@@ -251,7 +260,7 @@ async def test_redis_back_after_a_loss_is_rejoined(redis_server: RedisServer) ->
         await poll(lambda: any("going on alone" in n for n in notices) or run.done())
         redis_server.restart()
         await poll(lambda: any("is back" in n for n in notices) or run.done())
-        await run
+        await finish(run)
     assert server.applied == expected(2, 800)
     assert any("rejoining" in n for n in notices), notices
 
