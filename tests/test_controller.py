@@ -113,6 +113,35 @@ def test_with_too_few_in_flight_to_measure_a_cool_down_bisects_to_the_limit() ->
     assert 0.85 * 100 <= c.rate_at(40.0) <= 100
 
 
+@pytest.mark.parametrize(
+    ("limit", "rtt", "retry_after", "by"),
+    [(20.5, 0.037, None, 7.5), (150.0, 0.02, None, 5.0), (14.4, 0.6, 3.0, 45.0)],
+)
+def test_a_one_token_bucket_that_reads_half_the_rate_sent_is_searched_not_believed(
+    limit: float, rtt: float, retry_after: float | None, by: float
+) -> None:
+    """A bucket of one token wastes a refill at each throttle: evenly spaced requests at one to
+    two times the limit come back every other one throttled, so the overload reads half the
+    rate sent, well below the limit. It let only a request or two through at the rate that
+    ended slow start, so the reading is a lower bound: the bounds are searched at once (not
+    after the usual probe interval, nor after twenty pauses)."""
+    c = RateController()
+    out = drive(c, limit=limit, burst=1, rtt=rtt, seconds=2 * by, retry_after=retry_after)
+    assert out.sent_in_pause == 0
+    assert 0.9 * limit <= out.rate_near(by) <= limit
+    assert out.throttled <= 0.05 * out.sent
+
+
+def test_a_bucket_drained_by_an_earlier_round_is_not_taken_for_a_thin_one() -> None:
+    """Slow start's last round can find the bucket already empty (the round before was above
+    the limit, its burst hid that): nothing let through at the rate throttled says nothing of
+    the bucket's size, and the reading (the limit, from a bucket of many tokens) holds."""
+    c = RateController()
+    out = drive(c, limit=200, burst=20, rtt=0.02, seconds=20, retry_after=1.0)
+    assert out.pauses == 1
+    assert c.rate_at(20.0) == pytest.approx(0.97 * 200, rel=0.06)
+
+
 def test_the_ceiling_is_never_exceeded_and_says_when_it_binds() -> None:
     c = RateController(50.0)
     drive(c, limit=10_000, burst=100, rtt=0.01, seconds=5)

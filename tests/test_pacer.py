@@ -58,3 +58,13 @@ def test_full_means_forgetting_it_loses_nothing() -> None:
 def test_a_rate_that_is_not_positive_is_refused() -> None:
     with pytest.raises(ValueError, match="rate"):
         Pacer(0.0, now=0.0)
+
+
+def test_a_lower_rate_spaces_the_next_request_by_its_own_interval() -> None:
+    """Half a token earned at 100/s is 5 ms since the last request: at 10/s the next one waits
+    100 ms from that request, not the 5 ms left at the old rate (a bucket of one token would
+    throttle a request sent at the old spacing, and take it for the new rate's)."""
+    p = Pacer(100.0, now=0.0)
+    p.take(0.0)
+    p.set_rate(10.0, 0.005)
+    assert p.delay(0.005) == pytest.approx(0.095)

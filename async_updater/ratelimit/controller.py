@@ -37,6 +37,10 @@ from .estimator import DrainFit, LimitEstimate, Outcome, RoundTrip, Sample, Send
 
 __all__ = ["Bounds", "ControllerSettings", "Mode", "RateController"]
 
+THIN_BURST = 2
+"""A bucket that let at most this many requests through above its rate, full when that rate
+began, holds no more than a token or two (see ``RateController._note_burst``)."""
+
 
 class Mode(Enum):
     STARTUP = "startup"
@@ -208,6 +212,7 @@ class RateController:
         "_m_probe",
         "_m_rate",
         "_m_since",
+        "_m_thin",
         "_m_thr",
         "_mode_sent",
         "_mode_thr",
@@ -219,6 +224,12 @@ class RateController:
         "_rate",
         "_round_at",
         "_round_seq",
+        "_run_acc",
+        "_run_first",
+        "_run_prev",
+        "_run_rate",
+        "_thin",
+        "_thin_bound",
         "_thr_rate",
         "accepted",
         "bounds",
@@ -260,6 +271,7 @@ class RateController:
         self._m_rate = 0.0  # the rate that throttle was sent at
         self._m_est: float | None = None  # the estimate before it, when cruising
         self._m_blind = False  # it came at a ceiling slow start reached, nothing measured
+        self._m_thin = False  # it ended a probe step into a thin bucket: nothing to read
         # Send time and rate of the last throttle taken for noise while cruising.
         self._lone_at, self._lone_rate = -math.inf, 0.0
         self._m_acc = 0  # answers to requests sent since that throttle: accepted, throttled
@@ -284,6 +296,15 @@ class RateController:
         self._ep_from = math.nan  # send time of the throttle that began the last cool-down
         self._ep_accepted = 0  # accepted answers since then
         self._drain = DrainFit()
+        # Answers to requests sent at one rate, in a row of such sends: accepted so far, and
+        # accepted before the first throttle among them (-1: none yet). At a throttle that ends
+        # slow start or a probe step, begun with the server's bucket full, the latter is how
+        # many requests the bucket let through above its rate: at most ``THIN_BURST``, it holds
+        # no more than a token or two (``_thin``).
+        self._run_rate, self._run_acc, self._run_first = 0.0, 0, -1
+        self._run_prev = 0  # accepted at the rate before
+        self._thin = False
+        self._thin_bound = math.inf  # slow start's word on it, to be settled: a bucket size bound
         self.cuts = 0
         self.cooldowns = 0
         # The part of the scope's traffic this controller sees (1.0 unless the limit is shared
@@ -330,11 +351,21 @@ class RateController:
             if self._cooldown_until >= self._m_since:
                 self._after_cooldown(now)
                 self._drain.resumed(now, self._rate)
+            elif self._m_thin and now > self._m_since:
+                # A step into a thin bucket failed: the step is the new upper bound, and
+                # nothing the overload reads is worth its throttles. Back to what held, once
+                # the answer that ended the step has said all it had to (a cool-down?). What
+                # was sent at the step's rate until now answers for the step, not the cruise.
+                self._cut_at = now
+                self._cruise(now)
             elif self._measure_timed_out(now):
                 self._after_silence(now)
         elif mode is Mode.CRUISE:
             if now >= self._next_probe and self._rate < self._ceiling:
-                self._probe(now, self.limit or self._rate)
+                if self._searching():
+                    self._search(now)
+                else:
+                    self._probe(now, self.limit or self._rate)
         elif mode is Mode.PROBE:
             self._probe_held(now)
         return self._rate
@@ -356,6 +387,13 @@ class RateController:
         # sends at the current rate or a round trip, whichever is longer.
         self.log.set_gap(max(0.05, 4.0 / self._rate, 2.0 * self.rtt.srtt))
         sent_rate = self.log.rate_at_send(seq)
+        if sent_rate != self._run_rate:
+            self._run_prev = self._run_acc
+            self._run_rate, self._run_acc, self._run_first = sent_rate, 0, -1
+        if outcome is Outcome.ACCEPTED:
+            self._run_acc += 1
+        elif outcome is Outcome.THROTTLED and self._run_first < 0:
+            self._run_first = self._run_acc
         if outcome is not Outcome.UNKNOWN:
             self._drain.answered(sent_at, sent_rate, outcome is Outcome.ACCEPTED)
         for sample in self.log.answered(seq, outcome):
@@ -402,6 +440,8 @@ class RateController:
             self.log.break_chain(now)
             if self.mode is Mode.STARTUP or self.mode is Mode.PROBE:
                 # A throttle that stops everything for a while is never noise to tolerate.
+                if rate is None:
+                    self._note_burst()
                 self.bounds.throttled(self._thr_rate or self._rate)
                 self._measure(now, self._thr_rate or self._rate, sent_at)
             else:
@@ -508,6 +548,7 @@ class RateController:
             self._mode_thr += 1
             if self._within_tolerance():
                 return  # a stray throttle or a clump from a stall: not yet the limit
+            self._note_burst()
             self.bounds.throttled(rate)
             self._measure(now, rate, sent_at)
         elif mode is Mode.CRUISE:
@@ -541,6 +582,58 @@ class RateController:
                 self._round_seq = self.log.next_seq
                 self._round_at = now
 
+    def _note_burst(self) -> None:
+        """At a throttle that ends slow start or a probe step: did the server's bucket hold
+        more than a token or two? Below the limit a bucket stays full, so a step above it was
+        let through for as long as the bucket lasted: ``THIN_BURST`` requests or fewer (none,
+        if the first came too soon after the last one at the rate before), and it is thin. A
+        thin bucket wastes a refill at each throttle (the token that was nearly in cannot be
+        stored), so every overload reads low, as low as half the rate sent (evenly spaced
+        requests between one and two times the limit: every other one is throttled). A
+        reading is then only a lower bound, and the limit is found between the bounds instead
+        (``_searching``); a step that holds beyond a couple of requests is below it.
+
+        A probe step begins full (from a rate that held). A round of slow start may not: the
+        round before may have been above the limit already (a burst hid it), and what it sent
+        may have drained the bucket. That is settled once the overload is read
+        (``_settle_thin``)."""
+        # (Sharing a limit, this process saw its share of what the fleet sent.)
+        let_through = self._run_first / self.share
+        self._thin_bound = math.inf
+        if not 0 <= let_through <= THIN_BURST:
+            self._thin = False  # it held more: whatever was read, it is not thin
+        elif self.mode is Mode.PROBE:
+            self._thin = True
+        else:
+            self._thin_bound = let_through + self._run_prev / self.share
+
+    def _settle_thin(self) -> None:
+        """Slow start's overload is read. A thin bucket reads about half the rate sent (give
+        or take a tenth, the reading's noise), never less; one drained by the round before
+        reads the limit, below half. With no reading (a cool-down came first), the bucket held
+        no more than was let through in this round and the one before."""
+        bound, self._thin_bound = self._thin_bound, math.inf
+        if bound == math.inf:
+            return
+        value = self.estimate.value
+        if value is not None:
+            self._thin = value >= 0.45 * self._m_rate
+        else:
+            self._thin = bound <= THIN_BURST
+
+    def _searching(self) -> bool:
+        """A thin bucket hid the limit somewhere between the bounds: probe on, not later."""
+        return self._thin and not self.bounds.narrow(self.settings.narrow)
+
+    def _search(self, now: float) -> None:
+        """The next step of the search for a thin bucket's limit: the middle of the bounds,
+        or, nothing below them proven yet, the rate cruised at (held, it is the floor)."""
+        b = self.bounds
+        if b.lo > 0:
+            self._step(now, math.sqrt(b.lo * b.hi), b.lo)
+        else:
+            self._step(now, self._rate, self._rate / 2.0)
+
     def _enter(self, mode: Mode) -> None:
         """Start slow start, a probe step or cruising: its throttles are counted from here."""
         self.mode = mode
@@ -570,6 +663,7 @@ class RateController:
         # Slow start grew up to the ceiling and cruised there with nothing measured: the
         # ceiling is a guess, as likely far above the limit as near it.
         self._m_blind = self._m_est is None and self.mode is Mode.CRUISE
+        self._m_thin = self._thin and self.mode is Mode.PROBE
         if self._m_blind:
             self.bounds.throttled(rate)  # as callers do for slow start's own throttles
         if self.mode is Mode.STARTUP or self._m_blind:
@@ -603,6 +697,8 @@ class RateController:
     def _measuring(self, now: float) -> None:
         """While measuring, stay just above the limit the answers show, so they keep measuring
         it without throttling more than they must."""
+        if self._m_thin:
+            return  # nothing to read (see ``rate_at``)
         # Throttled while cruising, only samples begun since count (see ``_on_sample``).
         updated = self.estimate.updated_at if self._m_est is None else self._fresh_at
         if updated >= self._m_since:
@@ -716,6 +812,9 @@ class RateController:
     def _after_cooldown(self, now: float) -> None:
         """A cool-down that began while measuring has ended: settle the rate before anything
         is sent, from the best measure there is."""
+        if self._m_thin:
+            self._cruise(now)  # a step into a thin bucket failed (see ``rate_at``)
+            return
         measured = self.estimate.updated_at >= self._m_since
         if not measured and self._drain.limit is not None:
             # Measured by how long the bucket lasted: a better measure than this episode's
@@ -748,13 +847,28 @@ class RateController:
         if value is not None:
             self._rate = self._target()
         self._enter(Mode.CRUISE)
-        self._next_probe = max(self._quiet_until, now + self._probe_interval())
+        self._settle_thin()
+        if self._searching():
+            # Once the answers of what was sent above the limit are in (the bucket refills in
+            # a request's time), and after any pause (not twenty: each step that fails costs
+            # one, each that holds raises the rate for good).
+            srtt = self.rtt.srtt if not math.isnan(self.rtt.srtt) else 0.0
+            self._next_probe = max(self._cooldown_until, now + 2.0 * srtt)
+        else:
+            self._next_probe = max(self._quiet_until, now + self._probe_interval())
 
     def _target(self) -> float:
         """Where to cruise: ``cruise_gain`` below a measured limit (measures are noisy), or at
         a rate already held without a throttle (that one is proven)."""
         if self.limit is None:
             return self._rate
+        if self._thin:
+            # Readings of a thin bucket are low, or high by its few tokens over a short span:
+            # the rates that held, and failed, are what is known.
+            b = self.bounds
+            if b.lo > 0:
+                return self._clamp(b.lo)
+            return self._clamp(min(self._rate, b.hi / self.settings.narrow))
         measured = (self.estimate.value or 0.0) * self.settings.cruise_gain
         return self._clamp(min(self.bounds.hi, max(measured, self.bounds.lo)))
 
@@ -780,6 +894,7 @@ class RateController:
 
     def _step(self, now: float, rate: float, base: float | None = None) -> None:
         """Hold ``rate`` as a probe: sustained, it raises ``lo``; throttled, it lowers ``hi``."""
+        self._settle_thin()
         self._enter(Mode.PROBE)  # counts the step's requests (``_mode_sent``) from here
         self._probe_since = now
         self._probe_base = base if base is not None else max(self.bounds.lo, rate / 2.0)
@@ -834,7 +949,10 @@ class RateController:
         excess = max(self._rate - self._probe_base, 1e-9)
         # Where every overshoot costs a cool-down, being fooled costs a pause: hold longer.
         cap = s.hold_max_s * (s.cooldown_hold_factor if self.cooldowns else 1.0)
-        burst = min(cap, s.burst_allowance_s * self._rate / excess)
+        if self._thin:
+            burst = THIN_BURST / excess  # the bucket holds no more than that
+        else:
+            burst = min(cap, s.burst_allowance_s * self._rate / excess)
         # Where the server's bucket has been measured (``DrainFit``), long enough that it
         # would have run dry, whatever the cap.
         burst = max(burst, 1.25 * self._drain.lasts(self._rate))

@@ -43,8 +43,9 @@ class Pacer:
     """Tokens at ``rate`` per second, at most ``burst_s`` seconds' worth (at least one) held.
 
     It starts with one token, so a run never opens with a burst. ``set_rate`` keeps the tokens
-    already earned (up to the new capacity). ``pause_until`` grants nothing before that time
-    and restarts from empty, so the end of a server cool-down is not met with a burst either.
+    already earned (up to the new capacity); a lower rate earns them again at that rate.
+    ``pause_until`` grants nothing before that time and restarts from empty, so the end of a
+    server cool-down is not met with a burst either.
     """
 
     __slots__ = ("_burst_s", "_capacity", "_last", "_tokens", "paused_until", "rate")
@@ -81,6 +82,11 @@ class Pacer:
         if not rate > 0:
             raise ValueError("rate must be > 0")
         self._refill(now)
+        if rate < self.rate:
+            # Lower: what was earned is time since the last request, earned now at the new
+            # rate, so the next one waits the new interval from it (sent sooner, it would be
+            # sent at the old rate, and a bucket of one token throttles it).
+            self._tokens *= rate / self.rate
         self.rate = float(rate)
         self._capacity = max(1.0, self.rate * self._burst_s)
         if self._tokens > self._capacity:
