@@ -9,6 +9,7 @@ import pytest
 
 from async_updater.ratelimit import ControllerSettings, Mode, Outcome, RateController
 from async_updater.ratelimit.controller import Bounds
+from async_updater.ratelimit.estimator import BucketGauge
 
 from .bucket_driver import drive
 
@@ -564,3 +565,55 @@ def test_a_cool_down_while_cruising_at_a_rate_once_held_disproves_it() -> None:
     out = drive(c, limit=930, burst=189, rtt=0.005, seconds=60, retry_after=5.0)
     assert out.pauses <= 2
     assert c.rate_at(60.0) < 930
+
+
+A, T = Outcome.ACCEPTED, Outcome.THROTTLED
+
+
+def _gauge(*rows: tuple[float, list[Outcome]]) -> BucketGauge:
+    gauge = BucketGauge()
+    for rate, outcomes in rows:
+        for outcome in outcomes:
+            gauge.answered(rate, outcome)
+    return gauge
+
+
+@pytest.mark.parametrize(
+    ("rows", "thin"),
+    [
+        ([(80.0, [A] * 20), (100.0, [A, T, A, T])], True),  # one let through, then alternating
+        ([(80.0, [A] * 20), (100.0, [T, A, T])], True),  # none: sent too soon after the last
+        ([(80.0, [A] * 20), (100.0, [A, A, A, T, A])], False),  # three: a bucket of more
+    ],
+)
+def test_a_probe_step_that_lets_a_token_or_two_through_finds_the_bucket_thin(
+    rows: list[tuple[float, list[Outcome]]], thin: bool
+) -> None:
+    gauge = _gauge(*rows)
+    gauge.step_ended(probe=True)
+    assert gauge.thin is thin
+
+
+def test_sharing_a_limit_counts_what_the_fleet_let_through_not_this_process() -> None:
+    gauge = _gauge((80.0, [A] * 20), (100.0, [A, T]))
+    gauge.step_ended(probe=True, share=0.25)  # one seen here: about four sent by the fleet
+    assert not gauge.thin
+
+
+@pytest.mark.parametrize(
+    ("before", "reading", "thin"),
+    [
+        ([A] * 6, 52.0, True),  # reads half the rate throttled: a thin bucket's reading
+        ([A] * 6, 30.0, False),  # reads the limit below half: drained by the round before
+        ([A], None, True),  # no reading; one let through in this round and the one before
+        ([A] * 6, None, False),  # no reading; the round before may have drained a bigger one
+    ],
+)
+def test_slow_start_settles_thinness_once_its_overload_is_read(
+    before: list[Outcome], reading: float | None, thin: bool
+) -> None:
+    gauge = _gauge((50.0, before), (100.0, [A, T]))
+    gauge.step_ended(probe=False)
+    assert not gauge.thin  # not before the reading
+    gauge.settle(reading, 100.0)
+    assert gauge.thin is thin

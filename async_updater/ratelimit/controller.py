@@ -33,13 +33,18 @@ import math
 from dataclasses import dataclass
 from enum import Enum
 
-from .estimator import DrainFit, LimitEstimate, Outcome, RoundTrip, Sample, SendLog
+from .estimator import (
+    THIN_BURST,
+    BucketGauge,
+    DrainFit,
+    LimitEstimate,
+    Outcome,
+    RoundTrip,
+    Sample,
+    SendLog,
+)
 
 __all__ = ["Bounds", "ControllerSettings", "Mode", "RateController"]
-
-THIN_BURST = 2
-"""A bucket that let at most this many requests through above its rate, full when that rate
-began, holds no more than a token or two (see ``RateController._note_burst``)."""
 
 
 class Mode(Enum):
@@ -202,6 +207,7 @@ class RateController:
         "_ep_accepted",
         "_ep_from",
         "_fresh_at",
+        "_gauge",
         "_lone_at",
         "_lone_rate",
         "_m_acc",
@@ -224,12 +230,6 @@ class RateController:
         "_rate",
         "_round_at",
         "_round_seq",
-        "_run_acc",
-        "_run_first",
-        "_run_prev",
-        "_run_rate",
-        "_thin",
-        "_thin_bound",
         "_thr_rate",
         "accepted",
         "bounds",
@@ -270,8 +270,9 @@ class RateController:
         self._m_from = -math.inf  # send time of the throttle that began it
         self._m_rate = 0.0  # the rate that throttle was sent at
         self._m_est: float | None = None  # the estimate before it, when cruising
-        self._m_blind = False  # it came at a ceiling slow start reached, nothing measured
-        self._m_thin = False  # it ended a probe step into a thin bucket: nothing to read
+        # It came at a ceiling slow start reached, nothing measured; it ended a probe step into
+        # a thin bucket (``BucketGauge``), nothing worth reading.
+        self._m_blind = self._m_thin = False
         # Send time and rate of the last throttle taken for noise while cruising.
         self._lone_at, self._lone_rate = -math.inf, 0.0
         self._m_acc = 0  # answers to requests sent since that throttle: accepted, throttled
@@ -295,16 +296,7 @@ class RateController:
         self._cooldown_until = -math.inf
         self._ep_from = math.nan  # send time of the throttle that began the last cool-down
         self._ep_accepted = 0  # accepted answers since then
-        self._drain = DrainFit()
-        # Answers to requests sent at one rate, in a row of such sends: accepted so far, and
-        # accepted before the first throttle among them (-1: none yet). At a throttle that ends
-        # slow start or a probe step, begun with the server's bucket full, the latter is how
-        # many requests the bucket let through above its rate: at most ``THIN_BURST``, it holds
-        # no more than a token or two (``_thin``).
-        self._run_rate, self._run_acc, self._run_first = 0.0, 0, -1
-        self._run_prev = 0  # accepted at the rate before
-        self._thin = False
-        self._thin_bound = math.inf  # slow start's word on it, to be settled: a bucket size bound
+        self._drain, self._gauge = DrainFit(), BucketGauge()  # the bucket's size and rate
         self.cuts = 0
         self.cooldowns = 0
         # The part of the scope's traffic this controller sees (1.0 unless the limit is shared
@@ -387,13 +379,7 @@ class RateController:
         # sends at the current rate or a round trip, whichever is longer.
         self.log.set_gap(max(0.05, 4.0 / self._rate, 2.0 * self.rtt.srtt))
         sent_rate = self.log.rate_at_send(seq)
-        if sent_rate != self._run_rate:
-            self._run_prev = self._run_acc
-            self._run_rate, self._run_acc, self._run_first = sent_rate, 0, -1
-        if outcome is Outcome.ACCEPTED:
-            self._run_acc += 1
-        elif outcome is Outcome.THROTTLED and self._run_first < 0:
-            self._run_first = self._run_acc
+        self._gauge.answered(sent_rate, outcome)
         if outcome is not Outcome.UNKNOWN:
             self._drain.answered(sent_at, sent_rate, outcome is Outcome.ACCEPTED)
         for sample in self.log.answered(seq, outcome):
@@ -583,47 +569,15 @@ class RateController:
                 self._round_at = now
 
     def _note_burst(self) -> None:
-        """At a throttle that ends slow start or a probe step: did the server's bucket hold
-        more than a token or two? Below the limit a bucket stays full, so a step above it was
-        let through for as long as the bucket lasted: ``THIN_BURST`` requests or fewer (none,
-        if the first came too soon after the last one at the rate before), and it is thin. A
-        thin bucket wastes a refill at each throttle (the token that was nearly in cannot be
-        stored), so every overload reads low, as low as half the rate sent (evenly spaced
-        requests between one and two times the limit: every other one is throttled). A
-        reading is then only a lower bound, and the limit is found between the bounds instead
-        (``_searching``); a step that holds beyond a couple of requests is below it.
-
-        A probe step begins full (from a rate that held). A round of slow start may not: the
-        round before may have been above the limit already (a burst hid it), and what it sent
-        may have drained the bucket. That is settled once the overload is read
-        (``_settle_thin``)."""
-        # (Sharing a limit, this process saw its share of what the fleet sent.)
-        let_through = self._run_first / self.share
-        self._thin_bound = math.inf
-        if not 0 <= let_through <= THIN_BURST:
-            self._thin = False  # it held more: whatever was read, it is not thin
-        elif self.mode is Mode.PROBE:
-            self._thin = True
-        else:
-            self._thin_bound = let_through + self._run_prev / self.share
+        """A throttle ends slow start or a probe step: was the bucket thin?"""
+        self._gauge.step_ended(probe=self.mode is Mode.PROBE, share=self.share)
 
     def _settle_thin(self) -> None:
-        """Slow start's overload is read. A thin bucket reads about half the rate sent (give
-        or take a tenth, the reading's noise), never less; one drained by the round before
-        reads the limit, below half. With no reading (a cool-down came first), the bucket held
-        no more than was let through in this round and the one before."""
-        bound, self._thin_bound = self._thin_bound, math.inf
-        if bound == math.inf:
-            return
-        value = self.estimate.value
-        if value is not None:
-            self._thin = value >= 0.45 * self._m_rate
-        else:
-            self._thin = bound <= THIN_BURST
+        self._gauge.settle(self.estimate.value, self._m_rate)
 
     def _searching(self) -> bool:
         """A thin bucket hid the limit somewhere between the bounds: probe on, not later."""
-        return self._thin and not self.bounds.narrow(self.settings.narrow)
+        return self._gauge.thin and not self.bounds.narrow(self.settings.narrow)
 
     def _search(self, now: float) -> None:
         """The next step of the search for a thin bucket's limit: the middle of the bounds,
@@ -663,7 +617,7 @@ class RateController:
         # Slow start grew up to the ceiling and cruised there with nothing measured: the
         # ceiling is a guess, as likely far above the limit as near it.
         self._m_blind = self._m_est is None and self.mode is Mode.CRUISE
-        self._m_thin = self._thin and self.mode is Mode.PROBE
+        self._m_thin = self._gauge.thin and self.mode is Mode.PROBE
         if self._m_blind:
             self.bounds.throttled(rate)  # as callers do for slow start's own throttles
         if self.mode is Mode.STARTUP or self._m_blind:
@@ -862,7 +816,7 @@ class RateController:
         a rate already held without a throttle (that one is proven)."""
         if self.limit is None:
             return self._rate
-        if self._thin:
+        if self._gauge.thin:
             # Readings of a thin bucket are low, or high by its few tokens over a short span:
             # the rates that held, and failed, are what is known.
             b = self.bounds
@@ -949,7 +903,7 @@ class RateController:
         excess = max(self._rate - self._probe_base, 1e-9)
         # Where every overshoot costs a cool-down, being fooled costs a pause: hold longer.
         cap = s.hold_max_s * (s.cooldown_hold_factor if self.cooldowns else 1.0)
-        if self._thin:
+        if self._gauge.thin:
             burst = THIN_BURST / excess  # the bucket holds no more than that
         else:
             burst = min(cap, s.burst_allowance_s * self._rate / excess)

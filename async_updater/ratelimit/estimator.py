@@ -17,7 +17,16 @@ from collections import deque
 from dataclasses import dataclass
 from enum import Enum
 
-__all__ = ["DrainFit", "LimitEstimate", "Outcome", "RoundTrip", "Sample", "SendLog"]
+__all__ = [
+    "THIN_BURST",
+    "BucketGauge",
+    "DrainFit",
+    "LimitEstimate",
+    "Outcome",
+    "RoundTrip",
+    "Sample",
+    "SendLog",
+]
 
 
 class Outcome(Enum):
@@ -317,6 +326,74 @@ class DrainFit:
         if self.limit is None or rate <= self.limit:
             return 0.0
         return self.burst / (rate - self.limit)
+
+
+THIN_BURST = 2
+"""A bucket that let at most this many requests through above its rate, full when that rate
+began, holds no more than a token or two (see ``BucketGauge``)."""
+
+
+class BucketGauge:
+    """Whether the server's bucket is thin: a token or two, no burst to speak of.
+
+    Below the limit a bucket stays full, so a step above it (slow start's last round, a probe
+    step) is let through for as long as the bucket lasts: ``THIN_BURST`` requests or fewer
+    (none, if the first came too soon after the last one at the rate before) and it is thin. A
+    thin bucket wastes a refill at each throttle (the token that was nearly in cannot be
+    stored), so every overload reads low, as low as half the rate sent (evenly spaced requests
+    between one and two times the limit: every other one is throttled). Its readings are then
+    only lower bounds; the limit is found between the bounds instead, and a step that holds
+    beyond a couple of requests is below it.
+
+    A probe step begins full (from a rate that held). A round of slow start may not: the round
+    before may have been above the limit already (a burst hid it) and drained the bucket. That
+    is settled once the overload is read (``settle``).
+    """
+
+    __slots__ = ("_accepted", "_before", "_first", "_pending", "_rate", "thin")
+
+    def __init__(self) -> None:
+        self.thin = False
+        self._rate = 0.0  # the rate of the row of sends being answered
+        self._accepted = 0  # accepted answers to them so far
+        self._first = -1  # accepted before the first throttle among them (-1: none yet)
+        self._before = 0  # accepted answers to the row before, at another rate
+        self._pending = math.inf  # slow start's bound on the bucket, until its overload is read
+
+    def answered(self, rate: float, outcome: Outcome) -> None:
+        """An answer to a request sent at ``rate``."""
+        if rate != self._rate:
+            self._rate, self._before, self._accepted, self._first = rate, self._accepted, 0, -1
+        if outcome is Outcome.ACCEPTED:
+            self._accepted += 1
+        elif outcome is Outcome.THROTTLED and self._first < 0:
+            self._first = self._accepted
+
+    def step_ended(self, *, probe: bool, share: float = 1.0) -> None:
+        """A throttle ended slow start's round or (``probe``) a probe step. ``share``: the part
+        of what was sent that this process saw (sharing a limit, the fleet sent the rest)."""
+        let_through = self._first / share
+        self._pending = math.inf
+        if not 0 <= let_through <= THIN_BURST:
+            self.thin = False  # it held more: whatever was read, it is not thin
+        elif probe:
+            self.thin = True
+        else:
+            self._pending = let_through + self._before / share
+
+    def settle(self, reading: float | None, throttled_at: float) -> None:
+        """Slow start's overload is read (``reading``: the limit it shows, if any) after a
+        throttle at ``throttled_at``. A thin bucket reads about half that rate (give or take a
+        tenth, the reading's noise), never less; one drained by the round before reads the
+        limit, below half. With no reading (a cool-down came first), the bucket held no more
+        than was let through in this round and the one before."""
+        pending, self._pending = self._pending, math.inf
+        if pending == math.inf:
+            return
+        if reading is not None:
+            self.thin = reading >= 0.45 * throttled_at
+        else:
+            self.thin = pending <= THIN_BURST
 
 
 class RoundTrip:
