@@ -114,6 +114,17 @@ def test_with_too_few_in_flight_to_measure_a_cool_down_bisects_to_the_limit() ->
     assert 0.85 * 100 <= c.rate_at(40.0) <= 100
 
 
+def test_probes_for_a_rise_that_find_none_come_ever_more_rarely_where_each_costs_a_pause() -> None:
+    """A steady limit behind Retry-After: every probe above it costs a pause. Each that finds
+    nothing new doubles the wait before the next (up to 16 times twenty pauses), so over 400
+    pauses' time a handful are spent, not one every twenty."""
+    c = RateController()
+    out = drive(c, limit=100, burst=10, rtt=0.02, seconds=400, retry_after=1.0)
+    assert out.sent_in_pause == 0
+    assert out.pauses <= 8  # one to find it, then probes 20, 40, 80, 160 pauses apart
+    assert out.accepted >= 0.93 * 100 * 400
+
+
 @pytest.mark.parametrize(
     ("limit", "rtt", "retry_after", "by"),
     [(20.5, 0.037, None, 7.5), (150.0, 0.02, None, 5.0), (14.4, 0.6, 3.0, 45.0)],

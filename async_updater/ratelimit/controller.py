@@ -228,6 +228,7 @@ class RateController:
         "_probe_since",
         "_quiet_until",
         "_rate",
+        "_rising",
         "_round_at",
         "_round_seq",
         "_thr_rate",
@@ -289,7 +290,9 @@ class RateController:
         self._climb_base = 0.0  # the estimate the climb started from, when, and sent since
         self._climb_since = -math.inf
         self._climb_sent = 0
-        self._probe_backoff = 1.0
+        # Cool-down waits before probing grow while probes for a rise find none (``_rising``:
+        # the step under way is one).
+        self._probe_backoff, self._rising = 1.0, False
         self._mode_sent = 0  # requests sent and throttles since slow start or a step began
         self._mode_thr = 0
         self._thr_rate = 0.0  # the rate the last throttled request was sent at
@@ -358,6 +361,7 @@ class RateController:
                     self._search(now)
                 else:
                     self._probe(now, self.limit or self._rate)
+                    self._rising = True
         elif mode is Mode.PROBE:
             self._probe_held(now)
         return self._rate
@@ -422,6 +426,12 @@ class RateController:
                 self.bounds.sustained(self._ep_accepted / (sent_at - self._ep_from))
             self._ep_from = sent_at
             self._ep_accepted = 0
+            if self._rising:
+                # A probe for a rise that cost a pause: if it found nothing (no step held),
+                # the next waits twice as long (up to 16 times); for one that did, not.
+                self._rising = False
+                found = self._climb > 0
+                self._probe_backoff = 1.0 if found else min(2.0 * self._probe_backoff, 16.0)
             drained = self._drain.throttled(sent_at, paced=self.external)
             self.log.break_chain(now)
             if self.mode is Mode.STARTUP or self.mode is Mode.PROBE:
@@ -849,6 +859,7 @@ class RateController:
     def _step(self, now: float, rate: float, base: float | None = None) -> None:
         """Hold ``rate`` as a probe: sustained, it raises ``lo``; throttled, it lowers ``hi``."""
         self._settle_thin()
+        self._rising = False  # (set again by a probe from cruising)
         self._enter(Mode.PROBE)  # counts the step's requests (``_mode_sent``) from here
         self._probe_since = now
         self._probe_base = base if base is not None else max(self.bounds.lo, rate / 2.0)
