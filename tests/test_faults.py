@@ -281,7 +281,9 @@ async def test_stop_during_a_retry_after_cool_down_ends_at_once_reporting_only_a
             fast(server.url, concurrency=1, max_attempts=5), credentials=CREDS
         ) as up:
             task = asyncio.ensure_future(up.run(users(50), sink))
+            deadline = asyncio.get_running_loop().time() + 30.0
             while len(server.requests) < 6:
+                assert asyncio.get_running_loop().time() < deadline, "the sixth never came"
                 await asyncio.sleep(0.01)
             await asyncio.sleep(0.1)  # now paused for 30 s by the Retry-After
             assert not task.done()

@@ -388,7 +388,9 @@ async def test_stop_lets_in_flight_requests_finish_and_reports_only_finished_row
     sink = MemoryReport()
 
     async def stop_soon() -> None:
+        deadline = asyncio.get_running_loop().time() + 30.0
         while len(t.sent) < 6:
+            assert asyncio.get_running_loop().time() < deadline, "the sixth was never sent"
             await asyncio.sleep(0.001)
         up.stop()
 

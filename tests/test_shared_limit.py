@@ -163,9 +163,15 @@ async def test_a_pause_tells_the_leader_when_and_at_what_rate_the_throttled_requ
             else (controllers["b"], controllers["a"])
         )
         leader.set_rate(321.0, loop.time())
-        while follower.rate != 321.0:  # the follower learns the rate with its next tokens
-            follower.delay(loop.time())
-            await asyncio.sleep(0.01)
+
+        def learned() -> bool:
+            # The follower learns the rate with its next batch of tokens: spend what it holds
+            # (a batch fetched before the rate was written would otherwise last for ever).
+            if follower.delay(loop.time()) == 0.0:
+                follower.take(loop.time())
+            return follower.rate == 321.0
+
+        await poll(learned)
         # The follower's request went out half a second before its 429 came back.
         now = loop.time()
         sent_at = now - 0.5
