@@ -616,6 +616,7 @@ def test_sharing_a_limit_counts_what_the_fleet_let_through_not_this_process() ->
     [
         ([A] * 6, 52.0, True),  # reads half the rate throttled: a thin bucket's reading
         ([A] * 6, 30.0, False),  # reads the limit below half: drained by the round before
+        ([A] * 6, 72.0, False),  # reads the limit above half: a bucket that wastes nothing
         ([A], None, True),  # no reading; one let through in this round and the one before
         ([A] * 6, None, False),  # no reading; the round before may have drained a bigger one
     ],
@@ -628,3 +629,26 @@ def test_slow_start_settles_thinness_once_its_overload_is_read(
     assert not gauge.thin  # not before the reading
     gauge.settle(reading, 100.0)
     assert gauge.thin is thin
+
+
+def test_a_pause_that_reads_the_limit_far_below_the_rate_held_is_checked_soon() -> None:
+    """Cruising at 97/s, a pause whose few answers say 3 of 8 were accepted reads the limit at
+    36/s: a fall that far, or a rough reading. It cruises there, but one probe into the gap
+    comes within the usual probe interval, not twenty pauses (40 s) later."""
+    c = RateController(initial=100.0)
+    t = 0.0
+    while t < 2.0:  # cruising, every request accepted
+        seq = c.on_send(t)
+        c.on_answer(seq, t, t + 0.02, Outcome.ACCEPTED)
+        t += 1 / 97
+    sent = [t + i / 97 for i in range(9)]
+    seqs = [c.on_send(s) for s in sent]
+    now = sent[-1] + 0.02
+    c.on_answer(seqs[0], sent[0], now, Outcome.THROTTLED)
+    c.on_cooldown(now, now + 2.0, sent[0])
+    for seq, s, ok in zip(seqs[1:], sent[1:], [1, 0, 1, 0, 0, 1, 0, 0], strict=True):
+        c.on_answer(seq, s, now + 0.01, Outcome.ACCEPTED if ok else Outcome.THROTTLED)
+    after = c.rate_at(now + 2.0)
+    assert after < 0.5 * 97  # it believes the reading for now
+    assert c.rate_at(now + 2.0 + 16.0) > after  # and checks it before long
+    assert c.mode is Mode.PROBE

@@ -803,6 +803,13 @@ class RateController:
                 self.bounds.throttled(self._m_rate)
         if measured or self.bounds.narrow(self.settings.narrow):
             self._cruise(now)
+            limit = self.limit
+            fell_far = limit is not None and limit * self.settings.probe_gain < self._m_rate
+            if self._m_est is not None and fell_far:
+                # Cruising, one pause read the limit more than a probe step below the rate it
+                # held: a fall that far, or a rough reading (a few answers around a pause).
+                # One probe into the gap tells, soon, not twenty pauses on.
+                self._next_probe = max(self._cooldown_until, now + self._probe_interval())
         else:
             self._step(now, self._bisect())
 

@@ -383,15 +383,18 @@ class BucketGauge:
 
     def settle(self, reading: float | None, throttled_at: float) -> None:
         """Slow start's overload is read (``reading``: the limit it shows, if any) after a
-        throttle at ``throttled_at``. A thin bucket reads about half that rate (give or take a
-        tenth, the reading's noise), never less; one drained by the round before reads the
-        limit, below half. With no reading (a cool-down came first), the bucket held no more
-        than was let through in this round and the one before."""
+        throttle at ``throttled_at``. A thin bucket reads half that rate (evenly spaced
+        requests at one to two times its limit: slow start's last round, since the round before
+        held), give or take the reading's noise (a tenth below, a fifth above). A reading
+        outside that is a bigger bucket's: below, one drained by the round before, which reads
+        the limit; above, one whose overload reads the limit too. With no reading (a cool-down
+        came first), the bucket held no more than was let through in this round and the one
+        before."""
         pending, self._pending = self._pending, math.inf
         if pending == math.inf:
             return
         if reading is not None:
-            self.thin = reading >= 0.45 * throttled_at
+            self.thin = 0.45 * throttled_at <= reading <= 0.6 * throttled_at
         else:
             self.thin = pending <= THIN_BURST
 
