@@ -6,6 +6,9 @@ server's token bucket was empty at both ends, so the requests it accepted in bet
 exactly what it refilled in that time: ``accepted / (t2 - t1)`` is its refill rate, whatever
 its burst. That holds only while we kept sending: a pause or a gap lets the bucket fill (and
 overflow, unseen), so either one breaks the chain. ``LimitEstimate`` pools the recent samples.
+``DrainFit`` measures the limit from how long a refilled bucket lasts where every throttle
+pauses; ``BucketGauge`` tells a bucket of a token or two, whose overloads all read low;
+``RoundTrip`` keeps the round-trip times.
 
 Pure: times are arguments, nothing here reads a clock or sleeps.
 """
