@@ -7,10 +7,11 @@ Two kinds of knowledge feed one estimate of the limit (``limit``):
   both ends, so what it accepted in between is what it refilled (``SendLog``,
   ``LimitEstimate``). Exact whatever the burst, as long as we kept sending above the limit.
 - **Bounds**: ``lo``, a rate held long enough without a throttle, and ``hi``, the lowest rate
-  throttled at. A server whose bucket holds about one token wastes refills while we send just
-  above its limit, so measuring reads low there; a rate sustained says more. And a server that
-  answers every throttle with a cool-down (``Retry-After``) gives too few throttles in a row
-  to measure when few requests are in flight; bisecting the bounds finds the limit instead.
+  throttled at. A server whose bucket holds a token or two wastes refills while we send just
+  above its limit, so measuring reads low there (``BucketGauge`` tells such a bucket, and its
+  limit is searched between the bounds instead). And a server that answers every throttle
+  with a cool-down (``Retry-After``) gives too few throttles in a row to measure when few
+  requests are in flight; bisecting the bounds finds the limit there too.
 
 The estimate is the best lower bound: ``max(measured, lo)``, capped by ``hi``. Modes:
 
