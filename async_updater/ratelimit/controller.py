@@ -489,7 +489,7 @@ class RateController:
         start or a probe, stop growing now (as its own first throttle would)."""
         if self.mode is Mode.STARTUP or self.mode is Mode.PROBE:
             self.bounds.throttled(rate)
-            self._measure(now, rate, now - (self.rtt.srtt if not math.isnan(self.rtt.srtt) else 0))
+            self._measure(now, rate, now - self._srtt())
 
     def on_tally(self, accepted: int, throttled: int, sent_from: float = -math.inf) -> None:
         """Answers of the whole fleet sharing the limit (``external``), tallied elsewhere, to
@@ -717,7 +717,7 @@ class RateController:
         self._cruise(now)
 
     def _measure_timed_out(self, now: float) -> bool:
-        srtt = self.rtt.srtt if not math.isnan(self.rtt.srtt) else 0.0
+        srtt = self._srtt()
         sends = 4.0 * self.settings.first_accepted / max(self._rate, self.settings.floor)
         return now - self._m_since > max(4.0 * srtt, sends, 0.05, 2.0 * self._run_span())
 
@@ -824,7 +824,7 @@ class RateController:
             # Once the answers of what was sent above the limit are in (the bucket refills in
             # a request's time), and after any pause (not twenty: each step that fails costs
             # one, each that holds raises the rate for good).
-            srtt = self.rtt.srtt if not math.isnan(self.rtt.srtt) else 0.0
+            srtt = self._srtt()
             self._next_probe = max(self._cooldown_until, now + 2.0 * srtt)
         else:
             self._next_probe = max(self._quiet_until, now + self._probe_interval())
@@ -912,7 +912,7 @@ class RateController:
 
     def _hold(self) -> float:
         """How long a probe step must hold without a throttle to count as sustained."""
-        srtt = self.rtt.srtt if not math.isnan(self.rtt.srtt) else 0.0
+        srtt = self._srtt()
         s = self.settings
         # Long enough that a burst of ``burst_allowance_s`` of the limit could not have hidden
         # a step above it (within reason: a bigger burst is caught by a later throttle). If the
@@ -931,11 +931,16 @@ class RateController:
         burst = max(burst, 1.25 * self._drain.lasts(self._rate))
         return max(s.hold_s, s.hold_rtts * srtt, s.hold_requests / self._rate, burst)
 
+    def _srtt(self) -> float:
+        """The smoothed round trip, 0 before the first answer."""
+        srtt = self.rtt.srtt
+        return 0.0 if math.isnan(srtt) else srtt
+
     def _clamp(self, rate: float) -> float:
         return min(self._ceiling, max(self.settings.floor, rate))
 
     def _probe_interval(self) -> float:
         s = self.settings
-        srtt = self.rtt.srtt if not math.isnan(self.rtt.srtt) else 0.0
+        srtt = self._srtt()
         requests = s.probe_every_requests / max(self._rate, s.floor)
         return max(s.probe_every_s, s.probe_every_rtts * srtt, requests)
