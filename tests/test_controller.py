@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 
 import pytest
@@ -395,6 +396,60 @@ def test_the_fleets_throttles_of_requests_sent_before_a_cut_do_not_cut_again() -
         c.rate_at(t)
     assert c.mode is Mode.CRUISE
     assert c.rate_at(2.0) == pytest.approx(held)
+
+
+def test_the_leader_waits_for_the_fleets_tallies_before_it_takes_silence_for_a_rate_held() -> None:
+    """Leading eight processes, slow start doubles to the ceiling (2,400/s: a burst of the
+    server's hid its limit of 800/s) and its own first throttle halves the rate. The fleet's
+    answers since come in slots of 200 ms, read once the slot has ended: the first one begun
+    after the throttle is in 0.45 s later. Taking the quiet before it for "1,200/s holds"
+    would cruise a third of the requests into throttles for the rest of the run."""
+    from async_updater.ratelimit import Sample
+
+    limit = 800.0
+    c = RateController(ceiling=2400.0)
+    c.external, c.share, c.lag = True, 0.125, 0.62
+    t = 0.0
+    while c.mode is Mode.STARTUP:  # the fleet's slots: every request of each round accepted
+        t += 0.06
+        c.on_round(c.rate_at(t) * 0.2, 0.2, t)
+    assert c.rate_at(t) == 2400.0
+    seq = c.on_send(t)
+    c.on_answer(seq, t, t + 0.02, Outcome.THROTTLED)  # its own request, throttled
+    cut = t + 0.02
+    slot = 0.2 * math.ceil(cut / 0.2)  # slots end on multiples of 0.2 s
+    while t < cut + 3.0:
+        t += 0.01
+        rate = c.rate_at(t)
+        if t >= slot + 0.1:  # the slot [slot - 0.2, slot] is read 0.1 s after it ended
+            sent = rate * 0.2
+            accepted = min(sent, limit * 0.2)
+            c.on_tally(int(accepted), int(sent - accepted), sent_from=slot - 0.2 - 0.03)
+            if sent - accepted >= 0.05 * sent:
+                c.on_sample(Sample(slot, int(accepted), 0.2), t)
+            slot += 0.2
+    assert c.bounds.lo < limit  # 1,200/s was never held
+    assert 0.9 * limit <= c.rate_at(t) <= limit
+
+
+def test_the_leaders_failed_probe_step_goes_straight_back_to_the_rate_known() -> None:
+    """Leading a shared limit measured at 800/s, a probe step above it is throttled (another
+    process's 429, signalled at once). The fleet's answers that would measure the overload
+    come a slot or more late, while the whole fleet throttles at the step: the step goes back
+    at once, and the next probe comes on the usual schedule."""
+    c = RateController(initial=800.0)
+    c.external, c.share, c.lag = True, 0.125, 0.62
+    cruise = c.rate_at(0.0)
+    t = 0.0
+    while c.mode is not Mode.PROBE:
+        t += 0.1
+        c.rate_at(t)
+    step = c.rate_at(t)
+    assert step > 800.0
+    c.fleet_throttled(step, t + 0.3)
+    assert c.rate_at(t + 0.31) == pytest.approx(cruise)
+    assert c.bounds.hi == pytest.approx(step)
+    assert c.mode is Mode.CRUISE
 
 
 def test_a_window_whose_rate_changed_measures_nothing() -> None:

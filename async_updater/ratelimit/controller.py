@@ -212,6 +212,7 @@ class RateController:
         "_lone_at",
         "_lone_rate",
         "_m_acc",
+        "_m_back",
         "_m_blind",
         "_m_est",
         "_m_from",
@@ -219,7 +220,6 @@ class RateController:
         "_m_probe",
         "_m_rate",
         "_m_since",
-        "_m_thin",
         "_m_thr",
         "_mode_sent",
         "_mode_thr",
@@ -239,6 +239,7 @@ class RateController:
         "cuts",
         "estimate",
         "external",
+        "lag",
         "log",
         "mode",
         "rtt",
@@ -272,9 +273,9 @@ class RateController:
         self._m_from = -math.inf  # send time of the throttle that began it
         self._m_rate = 0.0  # the rate that throttle was sent at
         self._m_est: float | None = None  # the estimate before it, when cruising
-        # It came at a ceiling slow start reached, nothing measured; it ended a probe step into
-        # a thin bucket (``BucketGauge``), nothing worth reading.
-        self._m_blind = self._m_thin = False
+        # It came at a ceiling slow start reached, nothing measured; it ended a probe step that
+        # goes straight back to the rate known (see ``_measure``).
+        self._m_blind = self._m_back = False
         # Send time and rate of the last throttle taken for noise while cruising.
         self._lone_at, self._lone_rate = -math.inf, 0.0
         self._m_acc = 0  # answers to requests sent since that throttle: accepted, throttled
@@ -307,8 +308,10 @@ class RateController:
         # with other processes: then its answers measure only its share of the limit).
         self.share = 1.0
         # With ``external``, samples of the limit come from ``on_sample`` (the answers of every
-        # process sharing the limit, tallied elsewhere), not from this process's own answers.
-        self.external = False
+        # process sharing the limit, tallied elsewhere), not from this process's own answers,
+        # and up to ``lag`` seconds late (the slot an answer falls in must end and be read): a
+        # measurement waits that long before it takes the fleet's silence for no throttle.
+        self.external, self.lag = False, 0.0
         self.accepted = self.throttled = 0  # answers of each kind (read by whoever tallies)
         if initial is not None:
             # What other scopes learned: start there as a provisional estimate. A limit of
@@ -347,8 +350,8 @@ class RateController:
             if self._cooldown_until >= self._m_since:
                 self._after_cooldown(now)
                 self._drain.resumed(now, self._rate)
-            elif self._m_thin and now > self._m_since:
-                # A step into a thin bucket failed: the step is the new upper bound, and
+            elif self._m_back and now > self._m_since:
+                # A step failed (see ``_measure``): the step is the new upper bound, and
                 # nothing the overload reads is worth its throttles. Back to what held, once
                 # the answer that ended the step has said all it had to (a cool-down?). What
                 # was sent at the step's rate until now answers for the step, not the cruise.
@@ -628,7 +631,15 @@ class RateController:
         # Slow start grew up to the ceiling and cruised there with nothing measured: the
         # ceiling is a guess, as likely far above the limit as near it.
         self._m_blind = self._m_est is None and self.mode is Mode.CRUISE
-        self._m_thin = self._gauge.thin and self.mode is Mode.PROBE
+        # A failed probe step goes straight back to the rate known, without measuring the
+        # overload, where measuring it costs more than it tells: above a thin bucket
+        # (``BucketGauge``) its throttles read nothing; for the leader of a shared limit, the
+        # fleet's answers that would read it come a slot or more late (``lag``), all the while
+        # the whole fleet throttling at the step. A limit that fell shows in what the rate
+        # known reads next.
+        self._m_back = self.mode is Mode.PROBE and (
+            self._gauge.thin or (self.external and self.limit is not None)
+        )
         if self._m_blind:
             self.bounds.throttled(rate)  # as callers do for slow start's own throttles
         if self.mode is Mode.STARTUP or self._m_blind:
@@ -662,7 +673,7 @@ class RateController:
     def _measuring(self, now: float) -> None:
         """While measuring, stay just above the limit the answers show, so they keep measuring
         it without throttling more than they must."""
-        if self._m_thin:
+        if self._m_back:
             return  # nothing to read (see ``rate_at``)
         # Throttled while cruising, only samples begun since count (see ``_on_sample``).
         updated = self.estimate.updated_at if self._m_est is None else self._fresh_at
@@ -719,7 +730,8 @@ class RateController:
     def _measure_timed_out(self, now: float) -> bool:
         srtt = self._srtt()
         sends = 4.0 * self.settings.first_accepted / max(self._rate, self.settings.floor)
-        return now - self._m_since > max(4.0 * srtt, sends, 0.05, 2.0 * self._run_span())
+        tallied = srtt + self.lag if self.external else 0.0
+        return now - self._m_since > max(4.0 * srtt, sends, 0.05, 2.0 * self._run_span(), tallied)
 
     def _after_silence(self, now: float) -> None:
         """No throttle came after the first. Cruising, it was noise: carry on as before.
@@ -777,8 +789,8 @@ class RateController:
     def _after_cooldown(self, now: float) -> None:
         """A cool-down that began while measuring has ended: settle the rate before anything
         is sent, from the best measure there is."""
-        if self._m_thin:
-            self._cruise(now)  # a step into a thin bucket failed (see ``rate_at``)
+        if self._m_back:
+            self._cruise(now)  # a step failed (see ``_measure``)
             return
         measured = self.estimate.updated_at >= self._m_since
         if not measured and self._drain.limit is not None:

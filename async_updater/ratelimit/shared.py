@@ -46,6 +46,10 @@ SLOT_S = 0.2  # answers of all processes are tallied per slot of this many secon
 OVERLOADED = 0.05  # a slot with at least this share of its answers throttled measures the limit
 PUBLISH_EVERY_S = 0.05  # the leader writes a changed rate at most this often
 SIGNAL_EVERY_S = 0.05  # a follower tells the leader it was throttled at most this often
+# How late the fleet's answers reach the leader: the slot an answer falls in must end, the
+# others' tallies of it ride on their next batch, and the leader reads finished slots once a
+# slot. A slot begun after a throttle is read at most this long after it.
+TALLY_LAG = 3 * SLOT_S + BATCH_S
 _STEP = 0.005  # a rate change under 0.5% is not worth a write
 
 # The bucket: tokens refill at ``rate`` up to ``burst_s`` of it (at least one); nothing is
@@ -648,6 +652,7 @@ class SharedPacer:
             published = await client.hget(self.bucket, "rate")
             self.leader = True
             self._controller.external = True  # the fleet's tallies measure the limit
+            self._controller.lag = TALLY_LAG
             self._slot_read = -1
             if published is not None:
                 # Taking over from a leader that left: start from the rate everyone has been
