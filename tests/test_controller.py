@@ -452,6 +452,48 @@ def test_the_leaders_failed_probe_step_goes_straight_back_to_the_rate_known() ->
     assert c.mode is Mode.CRUISE
 
 
+def test_the_leader_cruising_just_above_the_limit_follows_the_fleets_steady_throttles() -> None:
+    """Leading a shared limit of 800/s, cruising at 837/s (a probe step the server's burst let
+    hold): the fleet is throttled steadily, 4% of its answers, too few in any one slot of
+    its tallies to measure the limit, and its own throttles come a few a second. The
+    fleet's tallies are no noise: the share they accepted cuts the rate under the limit."""
+    limit, held = 800.0, 837.0
+    c = RateController(settings=ControllerSettings(probe_every_s=100.0))  # no probe meanwhile
+    c.external, c.share, c.lag = True, 0.125, 0.62
+    c.adopt(held, 0.0)
+    c.bounds.sustained(held)  # the step held
+    t, slot, own = 0.0, 0.2, 0.0
+    while t < 4.0:
+        t += 0.01
+        rate = c.rate_at(t)
+        if t >= own + 0.25:  # its own share of the throttles: a few a second
+            own = t
+            seq = c.on_send(t - 0.02)
+            c.on_answer(seq, t - 0.02, t, Outcome.THROTTLED if rate > limit else Outcome.ACCEPTED)
+        if t >= slot + 0.1:  # the slot [slot - 0.2, slot], read 0.1 s after it ended
+            sent = rate * 0.2
+            accepted = min(sent, limit * 0.2)
+            c.on_tally(int(accepted), round(sent - accepted), sent_from=slot - 0.2 - 0.03)
+            slot += 0.2
+    assert c.rate_at(t) <= limit
+
+
+def test_the_leader_at_a_ceiling_never_measured_halves_on_the_fleets_first_throttle() -> None:
+    """Slow start doubled up to the ceiling before any throttle came back (a burst hid the
+    limit). The first throttle another process signals stops the overshoot at once, as the
+    leader's own would: cruising there is a guess, not a rate measured."""
+    c = RateController(ceiling=2400.0)
+    c.external, c.share, c.lag = True, 0.125, 0.62
+    t = 0.0
+    while c.mode is Mode.STARTUP:
+        t += 0.06
+        c.on_round(c.rate_at(t) * 0.2, 0.2, t)
+    assert c.mode is Mode.CRUISE and c.rate_at(t) == 2400.0
+    c.fleet_throttled(2400.0, t + 0.03)
+    assert c.rate_at(t + 0.031) <= 1200.0
+    assert c.bounds.hi <= 2400.0
+
+
 def test_a_window_whose_rate_changed_measures_nothing() -> None:
     from async_updater.ratelimit import DrainFit
 

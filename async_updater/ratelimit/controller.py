@@ -489,8 +489,12 @@ class RateController:
 
     def fleet_throttled(self, rate: float, now: float) -> None:
         """Another process sharing the limit was throttled while pacing at ``rate``: in slow
-        start or a probe, stop growing now (as its own first throttle would)."""
-        if self.mode is Mode.STARTUP or self.mode is Mode.PROBE:
+        start or a probe, stop growing now (as its own first throttle would); so too cruising
+        at the ceiling slow start reached with nothing measured (its own throttles are an
+        eighth of the fleet's, or less, and come late on a busy machine)."""
+        mode = self.mode
+        blind = mode is Mode.CRUISE and self.limit is None
+        if mode is Mode.STARTUP or mode is Mode.PROBE or blind:
             self.bounds.throttled(rate)
             self._measure(now, rate, now - self._srtt())
 
@@ -758,7 +762,13 @@ class RateController:
             return
         if self._m_est is not None:
             answered = self._m_acc + self._m_thr
-            if self._m_thr > max(2.0, self.settings.noise_share * answered):
+            # The fleet's tallies (``external``) are every process's answers over slots of
+            # Redis's time, with no one process's stalls in them: throttles in them past what
+            # a probe step tolerates are the rate above the limit (just above it, a few per
+            # cent, for as long as it is held), not noise.
+            s = self.settings
+            noise = s.throttle_tolerance if self.external else s.noise_share
+            if self._m_thr > max(2.0, noise * answered):
                 # Too many throttles to be noise, but no run long enough to time the limit
                 # (a loaded machine spreads round trips widely): of the requests sent at the
                 # rate throttled, the share accepted is the limit's share of it.
