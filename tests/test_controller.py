@@ -494,6 +494,49 @@ def test_the_leader_at_a_ceiling_never_measured_halves_on_the_fleets_first_throt
     assert c.bounds.hi <= 2400.0
 
 
+def test_the_leaders_slow_start_doubles_on_rounds_the_fleet_used_with_no_throttle_signalled() -> (
+    None
+):
+    """Leading eight processes, its own answers are an eighth of the fleet's, and the fleet's
+    tallies come a slot (200 ms) late: slow start would take a slot per doubling. The tokens
+    the fleet takes from the shared bucket say whether it used the rate, and any process's
+    throttle is signalled at once: a round of two round trips with neither doubles."""
+    c = RateController()
+    c.external, c.share, c.lag = True, 0.125, 0.62
+    seq = c.on_send(0.0)
+    c.on_answer(seq, 0.0, 0.02, Outcome.ACCEPTED)  # its own first answer: the round trip
+    taken, t = 0.0, 0.02
+    c.on_fleet_taken(taken, t)
+    while t < 0.4:
+        t += 0.01
+        taken += c.rate_at(t) * 0.01  # the fleet uses the rate
+        c.on_fleet_taken(taken, t)
+    assert c.mode is Mode.STARTUP
+    assert c.rate_at(t) >= 4.0 * 2**6  # a doubling every 50 ms, not every 200
+    held = c.rate_at(t)
+    for _ in range(20):  # the fleet stopped taking tokens (no work): no news
+        t += 0.05
+        c.on_fleet_taken(taken, t)
+    assert c.rate_at(t) == held
+
+
+def test_the_leaders_probe_into_wide_bounds_is_no_bigger_than_a_climbs_step() -> None:
+    """Leading a shared limit measured at 800/s, slow start's overshoot left 2,400/s as the
+    lowest rate throttled at. The middle of those bounds is 1,386/s: a step that far throttles
+    the whole fleet at 73% above the limit until the throttle is signalled and the cut goes
+    round. The step goes no further than an open-ended probe's (``probe_gain``)."""
+    c = RateController(initial=800.0)
+    c.external, c.share, c.lag = True, 0.125, 0.62
+    c.bounds.throttled(2400.0)
+    base = c.limit
+    assert base is not None
+    t = 0.0
+    while c.mode is not Mode.PROBE:
+        t += 0.1
+        c.rate_at(t)
+    assert c.rate_at(t) == pytest.approx(base * c.settings.probe_gain)
+
+
 def test_a_window_whose_rate_changed_measures_nothing() -> None:
     from async_updater.ratelimit import DrainFit
 

@@ -207,6 +207,7 @@ class RateController:
         "_drain",
         "_ep_accepted",
         "_ep_from",
+        "_fleet_mark",
         "_fresh_at",
         "_gauge",
         "_lone_at",
@@ -265,8 +266,8 @@ class RateController:
         self.log = SendLog(dense=s.min_accepted)
         self.estimate = LimitEstimate(min_accepted=s.min_accepted)
         self.bounds = Bounds()
-        self._round_seq = 0
-        self._round_at = -math.inf
+        self._round_seq, self._round_at = 0, -math.inf
+        self._fleet_mark = (0.0, -math.inf)  # tokens the fleet had taken, when (``external``)
         self._cut_at = -math.inf  # when the rate was last lowered
         self._fresh_at = -math.inf  # when a sample begun since then last moved the estimate
         self._m_since = -math.inf  # when the current measurement began
@@ -486,6 +487,27 @@ class RateController:
             self._rate = min(self._ceiling, self._rate * 2.0)
             if self._rate >= self._ceiling:
                 self._cruise(now)
+
+    def on_fleet_taken(self, taken: float, now: float) -> None:
+        """The tokens the whole fleet sharing the limit has taken from it so far (``external``).
+        In slow start, a round of two round trips in which the fleet used the rate and no
+        process signalled a throttle (``fleet_throttled`` ends slow start) came back clean:
+        double, as one's own answers would (while the fleet's rate is low they are few, and
+        the fleet's tallies come a slot late)."""
+        if self.mode is not Mode.STARTUP:
+            return
+        srtt = self.rtt.srtt
+        if math.isnan(srtt) or now - self._round_at < max(self.settings.min_round_s, 2.0 * srtt):
+            return
+        before, since = self._fleet_mark
+        self._fleet_mark = (taken, now)
+        if taken - before < 0.5 * self._rate * (now - since):
+            return  # the rate was not used: it says nothing of the server
+        self._round_seq = self.log.next_seq
+        self._round_at = now
+        self._rate = min(self._ceiling, self._rate * 2.0)
+        if self._rate >= self._ceiling:
+            self._cruise(now)
 
     def fleet_throttled(self, rate: float, now: float) -> None:
         """Another process sharing the limit was throttled while pacing at ``rate``: in slow
@@ -880,10 +902,16 @@ class RateController:
         if not climbing:
             self._begin_climb(base, now)
         b = self.bounds
+        climb = base * (1.0 + (self.settings.probe_gain - 1.0) * 2.0**self._climb)
         if b.hi < math.inf and b.hi > base * self.settings.narrow:
             step = math.sqrt(base * b.hi)
+            if self.external:
+                # Leading a shared limit, a step above the limit throttles the whole fleet
+                # until a throttle is signalled and the cut has reached every process: into
+                # bounds as wide as slow start's overshoot leaves, no bigger than a climb's.
+                step = min(step, climb)
         else:
-            step = base * (1.0 + (self.settings.probe_gain - 1.0) * 2.0**self._climb)
+            step = climb
         self._step(now, step, base)
 
     def _step(self, now: float, rate: float, base: float | None = None) -> None:

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import UpdaterError
-from .controller import RateController
+from .controller import Mode, RateController
 from .estimator import Sample
 from .pacer import Pacer
 
@@ -42,14 +42,16 @@ BATCH_S = 0.02  # a batch of tokens covers about this much of a process's own se
 LEASE_MS = 3000  # the leader's key lives this long unless renewed
 RENEW_S = 1.0  # how often the leader renews it (and the others try to take it)
 RETRY_S = 1.0  # how often a process cut off from Redis tries it again
+CLOSE_S = 2.0  # the longest a connection may take to close at the end
 SLOT_S = 0.2  # answers of all processes are tallied per slot of this many seconds (Redis time)
 OVERLOADED = 0.05  # a slot with at least this share of its answers throttled measures the limit
 PUBLISH_EVERY_S = 0.05  # the leader writes a changed rate at most this often
 SIGNAL_EVERY_S = 0.05  # a follower tells the leader it was throttled at most this often
 # How late the fleet's answers reach the leader: the slot an answer falls in must end, the
 # others' tallies of it ride on their next batch, and the leader reads finished slots once a
-# slot. A slot begun after a throttle is read at most this long after it.
-TALLY_LAG = 3 * SLOT_S + BATCH_S
+# slot. A slot begun after a throttle is read at most this long after it, the slot after it
+# (the first whose answers were all sent after the rate was cut) a slot later.
+TALLY_LAG = 4 * SLOT_S + BATCH_S
 _STEP = 0.005  # a rate change under 0.5% is not worth a write
 
 # The bucket: tokens refill at ``rate`` up to ``burst_s`` of it (at least one); nothing is
@@ -226,14 +228,16 @@ class SharedLimit:
         await self._drop_client()
 
     async def _drop_client(self) -> None:
+        # Closing waits for the socket to close, which can stall for ever (redis-py #3941):
+        # a run must end whatever Redis does, so each close gets a bounded wait.
         client, self.client = self.client, None
         if self._pubsub is not None:
             with contextlib.suppress(Exception):
-                await self._pubsub.aclose()
+                await asyncio.wait_for(self._pubsub.aclose(), CLOSE_S)
             self._pubsub = None
         if client is not None:
             with contextlib.suppress(Exception):
-                await client.aclose()
+                await asyncio.wait_for(client.aclose(), CLOSE_S)
 
     def spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -384,6 +388,8 @@ class SharedPacer:
         self._told = (0, 0)  # (accepted, throttled) answers already tallied in Redis
         self._slot_read = -1  # the last slot of answers the leader turned into a sample
         self._pauses: deque[tuple[float, float]] = deque(maxlen=16)  # recent (start, end)
+        self._lowered: deque[float] = deque(maxlen=16)  # when the leader last lowered the rate
+        self._thr_slot = -1  # the last slot of answers with a throttle in it
         shared.spawn(self._lead())
 
     # -- the Pacing protocol ---------------------------------------------------------------
@@ -392,6 +398,7 @@ class SharedPacer:
         local = self._local
         if local is not None:
             return local.delay(now)
+        self._signal(now)  # (asked after every answer: a throttle is told at once)
         if now < self.paused_until:
             return self.paused_until - now
         if self._tokens > 0:
@@ -408,16 +415,20 @@ class SharedPacer:
             return
         self._tokens -= 1
         self._takes.append(now)
+        self._signal(now)
+        if self._tokens < max(1, self._batch() // 2) and not self._fetching:
+            self._fetch(now)
+
+    def _signal(self, now: float) -> None:
+        """Tell the leader of a throttle at once: in slow start or a probe, the fleet's first
+        throttles are mostly other processes' (it sees its share of them, a round trip
+        later)."""
         throttled = self._controller.throttled
         if throttled != self._seen_throttles:
             self._seen_throttles = throttled
             if not self.leader and now >= self._signal_at:
-                # Tell the leader at once: in slow start or a probe, the fleet's first throttles
-                # are mostly other processes' (it sees its share of them, a round trip later).
                 self._signal_at = now + SIGNAL_EVERY_S
                 self._shared.spawn(self._signal_throttle())
-        if self._tokens < max(1, self._batch() // 2) and not self._fetching:
-            self._fetch(now)
 
     def give_back(self) -> None:
         if self._local is not None:
@@ -434,6 +445,8 @@ class SharedPacer:
             return
         if not self.leader:
             return
+        if rate < self.rate:
+            self._lowered.append(now)
         self.rate = rate
         lower = rate < self._published * (1 - _STEP)  # a cut goes out at once
         if abs(rate - self._published) > _STEP * self._published and (
@@ -651,6 +664,7 @@ class SharedPacer:
             # controller (which paced nothing) must not publish its view.
             published = await client.hget(self.bucket, "rate")
             self.leader = True
+            shared.spawn(self._ramp())
             self._controller.external = True  # the fleet's tallies measure the limit
             self._controller.lag = TALLY_LAG
             self._slot_read = -1
@@ -666,6 +680,21 @@ class SharedPacer:
             share = (mine - before_mine) / (total - before_total)
             self._controller.share = min(1.0, max(share, 0.01))
         self._granted = (mine, total)
+
+    async def _ramp(self) -> None:
+        """While leading slow start: every round, how many tokens the fleet has taken (the
+        controller doubles on rounds the fleet used and no process was throttled in)."""
+        shared, controller = self._shared, self._controller
+        loop = asyncio.get_running_loop()
+        while self.leader and controller.mode is Mode.STARTUP and shared.client is not None:
+            await asyncio.sleep(controller.settings.min_round_s)
+            try:
+                taken = await shared.client.hget(self.grants, "total")
+            except Exception as exc:
+                shared.lost(exc)
+                return
+            if self.leader and self._local is None:
+                controller.on_fleet_taken(float(taken or 0), loop.time())
 
     async def _tally_during(self, until: float) -> None:
         """A pause stops the batches that carry the answers to Redis: once the requests in
@@ -723,9 +752,18 @@ class SharedPacer:
                 self._controller.on_round(a, SLOT_S, loop_now)
                 continue
             end = (slot + 1) * SLOT_S - self._offset  # the slot's end, on the local clock
+            after_throttles, self._thr_slot = self._thr_slot == slot - 1, slot
             if t < OVERLOADED * (a + t) or self._paused_within(end - SLOT_S, end):
                 continue  # a pause in the slot left part of it unused: it would read low
+            if not after_throttles or self._lowered_within(sent_from, end):
+                # Throttled only from part of the way in (the bucket was still draining: the
+                # slot reads high), or the rate was lowered for part of it (below the limit,
+                # that part reads low): no measure of the limit.
+                continue
             self._controller.on_sample(Sample(end, a, SLOT_S), loop_now)
+
+    def _lowered_within(self, start: float, end: float) -> bool:
+        return any(start < at < end for at in self._lowered)
 
     def _paused_within(self, start: float, end: float) -> bool:
         return any(s < end and e > start for s, e in self._pauses)
