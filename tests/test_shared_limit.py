@@ -217,6 +217,25 @@ async def test_the_leader_measures_only_slots_throttled_throughout_at_one_rate(
         assert led.estimate.value == pytest.approx(800.0)
 
 
+async def test_a_cool_down_inside_a_pause_this_process_thinks_longer_still_reaches_the_others(
+    redis_server: RedisServer,
+) -> None:
+    """A process reads the end of a pause another announced on its own reading of Redis's
+    clock, which can run late. A 429 that comes inside that pause here, but ends after the
+    pause the others keep, must still reach them: the bucket decides which end is later."""
+    async with processes(redis_server.url, "late") as ((a, b), _):
+        loop = asyncio.get_running_loop()
+        pa = a.pacer("", RateController(), lambda: None, loop.time())
+        pb = b.pacer("", RateController(), lambda: None, loop.time())
+        for pacer in (pa, pb):  # a batch each: Redis's clock known to both
+            await poll(lambda p=pacer: p.delay(loop.time()) == 0.0)  # type: ignore[misc]
+        now = loop.time()
+        pa.paused_until = now + 5.0  # this process's reading of a pause runs late
+        assert not pa.pause_until(now + 2.0)  # nothing new here...
+        await poll(lambda: pb.paused_until > now + 1.9)  # ...but for the others
+        assert pb.paused_until < now + 2.5
+
+
 async def test_a_message_it_cannot_read_does_not_stop_it_hearing_pauses(
     redis_server: RedisServer,
 ) -> None:

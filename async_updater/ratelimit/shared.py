@@ -389,6 +389,7 @@ class SharedPacer:
         self._slot_read = -1  # the last slot of answers the leader turned into a sample
         self._pauses: deque[tuple[float, float]] = deque(maxlen=16)  # recent (start, end)
         self._lowered: deque[float] = deque(maxlen=16)  # when the leader last lowered the rate
+        self._written = -math.inf  # the end of the last pause this process wrote to Redis
         self._thr_slot = -1  # the last slot of answers with a throttle in it
         shared.spawn(self._lead())
 
@@ -462,10 +463,17 @@ class SharedPacer:
             extended = self._local.pause_until(when)
             self.paused_until = self._local.paused_until
             return extended
-        if when <= self.paused_until:
-            return False
         now = asyncio.get_running_loop().time()
-        self.paused_until = when
+        if when <= self.paused_until:
+            # Nothing new here, but maybe in the bucket: a pause heard from another process
+            # ends here on this process's reading of Redis's clock, which can run late. The
+            # bucket keeps the later end, and tells the others only if this one is later
+            # (once per ``SIGNAL_EVERY_S`` of later end: a pause's answers come in a clump).
+            if when >= self._written + SIGNAL_EVERY_S:
+                self._written = when
+                self._shared.spawn(self._write_pause(when - now, math.nan, self.rate))
+            return False
+        self.paused_until = self._written = when
         self._tokens = 0
         self._pauses.append((now, when))
         self._shared.spawn(self._announce(when))
