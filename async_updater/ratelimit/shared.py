@@ -4,14 +4,19 @@
   at the shared rate. Each process takes its tokens in small batches, about 20 ms of its own
   sending, so Redis is on the path of one request in a batch, not of every one.
 - **Cool-downs.** A process told to wait (``Retry-After``) writes the pause into the bucket, which
-  grants nothing until it ends, and publishes it: every process pauses on the message.
+  grants nothing until it ends, and publishes it: every process pauses on the message. The
+  bucket keeps the latest end (each process reads it on its own reading of Redis's clock).
 - **The rate.** One process per scope leads (a key it holds with a time-to-live and renews). Its
   rate controller decides the rate for all: one cut per round trip for the whole fleet, one
   recovery. Its own answers are only its share of the traffic, so it measures the limit from
-  the whole fleet's: their tallies in Redis per 200 ms slot (answers to requests sent before
-  the rate was last cut do not count), and, where every 429 pauses everyone, how long the
-  refilled bucket lasted at the shared rate between pauses (a pause message says when the
-  throttled request was sent, and at what rate). The others follow the bucket.
+  the whole fleet's: their tallies in Redis per 200 ms slot (a slot measures the limit only if
+  throttled all through at one rate; answers to requests sent before the rate was last cut do
+  not count), and, where every 429 pauses everyone, how long the refilled bucket lasted at the
+  shared rate between pauses (a pause message says when the throttled request was sent, and
+  at what rate). Tallies come up to ``TALLY_LAG`` late: the controller waits that long before
+  it takes quiet for a rate held. In slow start it doubles on rounds the fleet used (tokens
+  taken from the bucket) with no throttle signalled; a follower signals its throttles as it
+  reads them. The others follow the bucket.
 - **Losing Redis loses nothing.** Unreachable at the start: ``SharedLimitError`` (one line).
   Gone mid-run: each process goes on alone at its last known share of the rate, says so once,
   and rejoins when Redis answers again.
