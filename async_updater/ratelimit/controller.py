@@ -512,8 +512,8 @@ class RateController:
     def fleet_throttled(self, rate: float, now: float) -> None:
         """Another process sharing the limit was throttled while pacing at ``rate``: in slow
         start or a probe, stop growing now (as its own first throttle would); so too cruising
-        at the ceiling slow start reached with nothing measured (its own throttles are an
-        eighth of the fleet's, or less, and come late on a busy machine)."""
+        at the ceiling slow start reached with nothing measured (its own throttles are only
+        its share of the fleet's, and come late on a busy machine)."""
         mode = self.mode
         blind = mode is Mode.CRUISE and self.limit is None
         if mode is Mode.STARTUP or mode is Mode.PROBE or blind:
