@@ -420,8 +420,7 @@ class SharedPacer:
             local.take(now)
             return
         self._tokens -= 1
-        self._takes.append(now)
-        self._signal(now)
+        self._takes.append(now)  # (the throttles were told in ``delay``, just before)
         if self._tokens < max(1, self._batch() // 2) and not self._fetching:
             self._fetch(now)
 
