@@ -515,7 +515,9 @@ class RateController:
         at the ceiling slow start reached with nothing measured (its own throttles are only
         its share of the fleet's, and come late on a busy machine)."""
         mode = self.mode
-        blind = mode is Mode.CRUISE and self.limit is None
+        # (Once: a signal says the sender's rate now, not the throttled request's, so later
+        # signals of requests sent before the cut would halve again and again.)
+        blind = mode is Mode.CRUISE and self.limit is None and rate >= self._ceiling
         if mode is Mode.STARTUP or mode is Mode.PROBE or blind:
             self.bounds.throttled(rate)
             self._measure(now, rate, now - self._srtt())
