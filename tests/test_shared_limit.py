@@ -28,6 +28,7 @@ from async_updater.testing.mock.config import MockConfig
 from async_updater.testing.redis_server import RedisServer
 
 CREDS = StaticCredentials("AKIDMOCK", "mock-secret")
+STALL_S = 90.0  # a run of these shards takes seconds: one still going after this has stalled
 
 
 def mock(**kw: object) -> MockConfig:
@@ -43,16 +44,26 @@ def users(shard: int, n: int) -> list[UserRecord]:
 async def run_shards(
     url: str, redis_url: str, shards: int, per_shard: int, notices: list[str] | None = None
 ) -> list[MemoryReport]:
+    limits: list[SharedLimit] = []  # kept past each updater's close, which may be what stalls
+
     async def one(k: int) -> MemoryReport:
         sink = MemoryReport()
         config = UpdaterConfig(endpoint_url=url, rate=900.0, shared_limit=redis_url)
         async with Updater(config, credentials=CREDS) as up:
+            assert up.shared_limit is not None
+            limits.append(up.shared_limit)
             if notices is not None:
                 up.on_notice = notices.append
             await up.run(users(k, per_shard), sink)
         return sink
 
-    return list(await asyncio.gather(*(one(k) for k in range(shards))))
+    run = asyncio.gather(*(one(k) for k in range(shards)))
+    done, _ = await asyncio.wait([run], timeout=STALL_S)
+    if not done:  # say where each process stood, rather than stall the suite
+        lines = [line for limit in limits for line in limit.describe()]
+        run.cancel()
+        pytest.fail(f"{shards} shards still running after {STALL_S:.0f} s:\n" + "\n".join(lines))
+    return list(run.result())
 
 
 async def finish(run: asyncio.Future[list[MemoryReport]]) -> list[MemoryReport]:

@@ -111,6 +111,11 @@ class Updater:
             await self._transport.close()
             self._transport = None
 
+    @property
+    def shared_limit(self) -> SharedLimit | None:
+        """The shared limit this updater takes its tokens from (``--shared-limit``), if any."""
+        return self._shared
+
     def on_notice_or_print(self, message: str) -> None:
         """A notice that must reach the operator even with no ``on_notice`` set."""
         if self.on_notice is not None:

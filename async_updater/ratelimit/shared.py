@@ -244,6 +244,13 @@ class SharedLimit:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(client.aclose(), CLOSE_S)
 
+    def describe(self) -> list[str]:
+        """One line per scope on where this process stands (no secrets): for a run that stalls,
+        and for tests to say why."""
+        state = "closed" if self._closed else "online" if self.online else "offline"
+        head = f"{self.member} {state}, {len(self._tasks)} tasks"
+        return [head, *(f"  {p.describe()}" for p in self.pacers.values())]
+
     def spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
@@ -495,6 +502,17 @@ class SharedPacer:
 
     def full(self, now: float) -> bool:
         return self._tokens == 0 and now >= self.paused_until and not self._fetching
+
+    def describe(self) -> str:
+        now = asyncio.get_running_loop().time()
+        c = self._controller
+        where = "alone" if self._local is not None else "leader" if self.leader else "follower"
+        return (
+            f"{where} rate={self.rate:.1f} paused_for={self.paused_until - now:.2f}s "
+            f"tokens={self._tokens} fetching={self._fetching} retry_in={self._retry_at - now:.2f}s "
+            f"controller: {c.mode.name} limit={c.limit} "
+            f"answers={c.accepted}+{c.throttled} throttled"
+        )
 
     # -- Redis ---------------------------------------------------------------------------
 
