@@ -91,6 +91,23 @@ async def test_processes_sharing_a_limit_follow_one_leader_and_lose_nothing(
     assert {r.status for s in sinks for r in s.results} == {Status.UPDATED}
 
 
+async def test_a_later_run_of_one_updater_leads_with_its_own_controller(
+    redis_server: RedisServer,
+) -> None:
+    # Each run has its own scheduler, which asks for the scope's pacer again: the first run's
+    # must not go on holding the lead with a controller nothing paces by any more.
+    async with MockChimeServer(mock()) as server:
+        config = UpdaterConfig(endpoint_url=server.url, rate=900.0, shared_limit=redis_server.url)
+        async with Updater(config, credentials=CREDS) as up:
+            sinks = [MemoryReport(), MemoryReport()]
+            for run, sink in enumerate(sinks):
+                await up.run(users(run, 100), sink)
+            assert up.shared_limit is not None
+            assert [p.leader for p in up.shared_limit.pacers.values()] == [True]
+    assert server.applied == expected(2, 100)
+    assert {r.status for s in sinks for r in s.results} == {Status.UPDATED}
+
+
 async def test_only_the_leader_sets_the_shared_rate(redis_server: RedisServer) -> None:
     """Two processes' pacers on one scope: one holds the lease; a follower's controller may
     want another rate, but only the leader's reaches the bucket."""

@@ -275,9 +275,16 @@ class SharedLimit:
     def pacer(
         self, key: str, controller: RateController, wake: Callable[[], None], now: float
     ) -> SharedPacer:
-        """The scheduler's pacer factory for a shared limit."""
-        pacer = SharedPacer(self, key, controller, wake, now)
-        self.pacers[self.keys(key)[3]] = pacer
+        """The scheduler's pacer factory for a shared limit: one pacer per scope for the life
+        of the connection, whatever asks for it again (a later run of the same updater, or a
+        scope the scheduler forgot while idle), so one process never leads with a
+        controller nothing paces by."""
+        channel = self.keys(key)[3]
+        pacer = self.pacers.get(channel)
+        if pacer is None:
+            pacer = self.pacers[channel] = SharedPacer(self, key, controller, wake, now)
+        else:
+            pacer.rebind(controller, wake, now)
         return pacer
 
     async def call(self, name: str, keys: list[str], args: list[Any]) -> Any:
@@ -404,6 +411,20 @@ class SharedPacer:
         self._written = -math.inf  # the end of the last pause this process wrote to Redis
         self._thr_slot = -1  # the last slot of answers with a throttle in it
         shared.spawn(self._lead())
+
+    def rebind(self, controller: RateController, wake: Callable[[], None], now: float) -> None:
+        """A new scheduler's scope paces by this pacer from now on: its ``controller`` takes
+        over where the old one stood (leading, it cruises at the rate everyone paces at)."""
+        old, self._controller, self._wake = self._controller, controller, wake
+        self._seen_throttles = controller.throttled
+        self._told = (controller.accepted, controller.throttled)  # its tallies start afresh
+        if self._local is not None:
+            controller.adopt(self._local.rate, now)
+        elif self.leader:
+            controller.external = True
+            controller.lag = TALLY_LAG
+            controller.share = old.share
+            controller.adopt(self.rate, now)
 
     # -- the Pacing protocol ---------------------------------------------------------------
 
