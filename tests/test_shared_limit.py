@@ -108,6 +108,29 @@ async def test_a_later_run_of_one_updater_leads_with_its_own_controller(
     assert {r.status for s in sinks for r in s.results} == {Status.UPDATED}
 
 
+async def test_closing_does_not_wait_for_a_task_that_ignores_its_cancel(
+    redis_server: RedisServer,
+) -> None:
+    # A Redis call can turn the cancel that closing sends into an error of its own, which a
+    # task that carries on after errors then survives: closing goes on without it.
+    shared = SharedLimit(redis_server.url, namespace="stubborn")
+    await shared.connect()
+    release = asyncio.Event()
+
+    async def stubborn() -> None:
+        while not release.is_set():
+            with contextlib.suppress(asyncio.CancelledError):
+                await release.wait()
+
+    shared.spawn(stubborn())
+    closing = asyncio.ensure_future(shared.close())
+    done, _ = await asyncio.wait({closing}, timeout=30.0)
+    release.set()
+    await closing
+    assert done, "closing waited for a task that ignores its cancel"
+    assert shared.client is None
+
+
 async def test_only_the_leader_sets_the_shared_rate(redis_server: RedisServer) -> None:
     """Two processes' pacers on one scope: one holds the lease; a follower's controller may
     want another rate, but only the leader's reaches the bucket."""

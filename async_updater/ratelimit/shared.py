@@ -149,6 +149,18 @@ class SharedLimitError(UpdaterError):
     ``redis`` extra missing). One line; exit code 2."""
 
 
+async def _within(seconds: float, step: Any) -> None:
+    """Run ``step`` for at most ``seconds``, its errors ignored; past that, cancel it and go on
+    without it (``asyncio.wait_for`` would wait for the cancelled step to end, for ever if it
+    never does)."""
+    task = asyncio.ensure_future(step)
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if not done:
+        task.cancel()
+    elif not task.cancelled():
+        task.exception()  # (retrieved: an error closing is not worth a warning)
+
+
 def _describe(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0]
@@ -219,30 +231,36 @@ class SharedLimit:
         self.online = True
         self._listener = asyncio.ensure_future(self._listen())
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     async def close(self) -> None:
+        """Stop the tasks, give up the lead, close the connection. A run must end whatever
+        Redis does, so no step waits longer than ``CLOSE_S``: a task whose cancellation a Redis
+        call turns into an error of its own is left behind (it stops at its next look at
+        ``closed``), and so is a socket that never finishes closing (redis-py #3941)."""
         self._closed = True
         tasks = [*self._tasks, *([self._listener] if self._listener else [])]
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(BaseException):
-                await task
+        if tasks:
+            done, _ = await asyncio.wait(tasks, timeout=CLOSE_S)
+            for task in done:
+                if not task.cancelled():
+                    task.exception()  # (retrieved: the run is over, an error now is moot)
         self._tasks.clear()
         for pacer in self.pacers.values():
-            await pacer.resign()
+            await _within(CLOSE_S, pacer.resign())
         await self._drop_client()
 
     async def _drop_client(self) -> None:
-        # Closing waits for the socket to close, which can stall for ever (redis-py #3941):
-        # a run must end whatever Redis does, so each close gets a bounded wait.
         client, self.client = self.client, None
-        if self._pubsub is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._pubsub.aclose(), CLOSE_S)
-            self._pubsub = None
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            await _within(CLOSE_S, pubsub.aclose())
         if client is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(client.aclose(), CLOSE_S)
+            await _within(CLOSE_S, client.aclose())
 
     def describe(self) -> list[str]:
         """One line per scope on where this process stands (no secrets): for a run that stalls,
@@ -678,7 +696,7 @@ class SharedPacer:
     async def _lead(self) -> None:
         """Hold (or try to take) the scope's lead; while leading, keep the share current."""
         shared = self._shared
-        while True:
+        while not shared.closed:  # (a cancel can come back from Redis as an error)
             try:
                 if shared.client is not None and shared.online and self._local is None:
                     await self._elect()
