@@ -236,6 +236,38 @@ async def test_a_pause_tells_the_leader_when_and_at_what_rate_the_throttled_requ
         assert led.bounds.hi == pytest.approx(321.0)  # the rate it was throttled at
 
 
+async def test_the_leader_measures_only_slots_throttled_throughout_at_one_rate(
+    redis_server: RedisServer,
+) -> None:
+    """The fleet's answers are tallied per 200 ms slot of Redis's time; a slot measures the
+    limit only if the server's bucket was empty all through it at one rate. Three slots,
+    all throttled: the first is the one the bucket ran dry in (throttles from part of the way
+    in: it reads 1,500/s), the leader lowers the rate during the second (at 500/s below the
+    limit for the rest of it), the third is the limit (800/s). Only the third is taken."""
+    from async_updater.ratelimit.shared import SLOT_S
+
+    async with processes(redis_server.url, "slots") as ((a, b), client):
+        loop = asyncio.get_running_loop()
+        controllers = {"a": RateController(), "b": RateController()}
+        pa = a.pacer("", controllers["a"], lambda: None, loop.time())
+        pb = b.pacer("", controllers["b"], lambda: None, loop.time())
+        await poll(lambda: pa.leader or pb.leader)
+        leader, led = (pa, controllers["a"]) if pa.leader else (pb, controllers["b"])
+        await poll(lambda: leader.delay(loop.time()) == 0.0)  # a batch: Redis's clock known
+        seconds, micros = await client.time()
+        first = int((seconds + micros / 1e6) / SLOT_S) + 2  # a slot not begun yet
+        for slot, (accepted, throttled) in zip(
+            range(first, first + 3), ((300, 20), (100, 20), (160, 40)), strict=True
+        ):
+            await client.hset(f"{leader.slots}{slot}", mapping={"a": accepted, "t": throttled})
+        seconds, micros = await client.time()
+        # Lower the rate half-way through the second slot.
+        await asyncio.sleep((first + 1.5) * SLOT_S - (seconds + micros / 1e6))
+        leader.set_rate(leader.rate * 0.5, loop.time())
+        await poll(lambda: led.estimate.value is not None)
+        assert led.estimate.value == pytest.approx(800.0)
+
+
 async def test_a_cool_down_inside_a_pause_this_process_thinks_longer_still_reaches_the_others(
     redis_server: RedisServer,
 ) -> None:
@@ -402,9 +434,11 @@ async def processes(
     try:
         yield shared, client
     finally:
-        await client.aclose()
         for one in shared:
-            await one.close()
+            await one.close()  # (bounded whatever Redis does)
+        closing = asyncio.ensure_future(client.aclose())
+        if not (await asyncio.wait({closing}, timeout=10.0))[0]:
+            closing.cancel()  # a socket that never finishes closing (redis-py #3941)
 
 
 async def poll(condition: object, deadline: float = 30.0) -> None:
