@@ -102,8 +102,15 @@ async def test_a_later_run_of_one_updater_leads_with_its_own_controller(
             sinks = [MemoryReport(), MemoryReport()]
             for run, sink in enumerate(sinks):
                 await up.run(users(run, 100), sink)
-            assert up.shared_limit is not None
-            assert [p.leader for p in up.shared_limit.pacers.values()] == [True]
+            shared = up.shared_limit
+            assert shared is not None
+            assert [p.leader for p in shared.pacers.values()] == [True]
+            # The second run's answers reach the fleet's tallies (its controller's, not the
+            # first's, whose counts stopped with it): more than the first run's 100 in all.
+            client = shared.client
+            slots = [key async for key in client.scan_iter(match="async-updater:*:slot:*")]
+            tallied = sum([int(await client.hget(key, "a") or 0) for key in slots])
+            assert tallied > 100
     assert server.applied == expected(2, 100)
     assert {r.status for s in sinks for r in s.results} == {Status.UPDATED}
 
@@ -129,6 +136,35 @@ async def test_closing_does_not_wait_for_a_task_that_ignores_its_cancel(
     await closing
     assert done, "closing waited for a task that ignores its cancel"
     assert shared.client is None
+
+
+async def test_closing_does_not_wait_for_a_socket_that_never_closes(
+    redis_server: RedisServer,
+) -> None:
+    # redis-py #3941: closing can wait for ever on the socket. Here the real client's close
+    # is made to hang (ignoring its cancel, too): closing goes on without it.
+    shared = SharedLimit(redis_server.url, namespace="hung")
+    await shared.connect()
+    release = asyncio.Event()
+    real = shared.client
+
+    class HangingClose:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real, name)
+
+        async def aclose(self) -> None:
+            while not release.is_set():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await release.wait()
+            await real.aclose()
+
+    shared.client = HangingClose()
+    closing = asyncio.ensure_future(shared.close())
+    done, _ = await asyncio.wait({closing}, timeout=30.0)
+    release.set()
+    await closing
+    await asyncio.sleep(0)  # the hung close, released, ends
+    assert done, "closing waited for a socket that never closes"
 
 
 async def test_only_the_leader_sets_the_shared_rate(redis_server: RedisServer) -> None:
@@ -260,10 +296,11 @@ async def test_the_leader_measures_only_slots_throttled_throughout_at_one_rate(
             range(first, first + 3), ((300, 20), (100, 20), (160, 40)), strict=True
         ):
             await client.hset(f"{leader.slots}{slot}", mapping={"a": accepted, "t": throttled})
+        # The rate is lowered half-way through the second slot (Redis's time, on this loop's
+        # clock: its offset is known to a few ms, against half a slot's margin).
         seconds, micros = await client.time()
-        # Lower the rate half-way through the second slot.
-        await asyncio.sleep((first + 1.5) * SLOT_S - (seconds + micros / 1e6))
-        leader.set_rate(leader.rate * 0.5, loop.time())
+        mid = loop.time() + (first + 1.5) * SLOT_S - (seconds + micros / 1e6)
+        leader.set_rate(leader.rate * 0.5, mid)
         await poll(lambda: led.estimate.value is not None)
         assert led.estimate.value == pytest.approx(800.0)
 
@@ -371,6 +408,20 @@ async def test_redis_back_after_a_loss_is_rejoined(redis_server: RedisServer) ->
         await finish(run)
     assert server.applied == expected(2, 800)
     assert any("rejoining" in n for n in notices), notices
+
+
+async def test_a_scope_first_met_while_redis_is_away_paces_alone_at_once(
+    redis_server: RedisServer,
+) -> None:
+    async with processes(redis_server.url, "away", count=1) as ((shared,), _):
+        loop = asyncio.get_running_loop()
+        shared.pacer("a", RateController(), lambda: None, loop.time())
+        redis_server.kill()
+        await poll(lambda: not shared.online)
+        # A new account's scope, say: it must not wait on a Redis that is not there.
+        pacer = shared.pacer("b", RateController(), lambda: None, loop.time())
+        assert pacer.delay(loop.time()) == 0.0
+        assert pacer.describe().startswith("alone")
 
 
 async def test_redis_unreachable_at_the_start_is_a_one_line_error_before_anything_is_sent(

@@ -136,6 +136,11 @@ redis.call('HSET', KEYS[1], 'rate', ARGV[1])
 return 1
 """
 
+_RESIGN = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -149,16 +154,21 @@ class SharedLimitError(UpdaterError):
     ``redis`` extra missing). One line; exit code 2."""
 
 
+def _moot(task: asyncio.Task[Any]) -> None:
+    """Whatever ``task`` ends with is not worth a warning (it is retrieved when it ends)."""
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+
 async def _within(seconds: float, step: Any) -> None:
-    """Run ``step`` for at most ``seconds``, its errors ignored; past that, cancel it and go on
-    without it (``asyncio.wait_for`` would wait for the cancelled step to end, for ever if it
-    never does)."""
+    """Run ``step`` for at most ``seconds``, its errors ignored; past that (or if the caller is
+    cancelled), cancel it and go on without it: ``asyncio.wait_for`` would wait for the
+    cancelled step to end, for ever if it never does."""
     task = asyncio.ensure_future(step)
-    done, _ = await asyncio.wait({task}, timeout=seconds)
-    if not done:
-        task.cancel()
-    elif not task.cancelled():
-        task.exception()  # (retrieved: an error closing is not worth a warning)
+    _moot(task)
+    try:
+        await asyncio.wait({task}, timeout=seconds)
+    finally:
+        task.cancel()  # (a no-op once it is done)
 
 
 def _describe(exc: BaseException) -> str:
@@ -226,6 +236,7 @@ class SharedLimit:
             ("pause", _PAUSE),
             ("rate", _RATE),
             ("renew", _RENEW),
+            ("resign", _RESIGN),
         ):
             self._scripts[name] = self.client.register_script(source)
         self.online = True
@@ -240,19 +251,18 @@ class SharedLimit:
         Redis does, so no step waits longer than ``CLOSE_S``: a task whose cancellation a Redis
         call turns into an error of its own is left behind (it stops at its next look at
         ``closed``), and so is a socket that never finishes closing (redis-py #3941)."""
-        self._closed = True
+        self._closed = True  # (``spawn`` starts nothing from here on)
         tasks = [*self._tasks, *([self._listener] if self._listener else [])]
         for task in tasks:
             task.cancel()
-        if tasks:
-            done, _ = await asyncio.wait(tasks, timeout=CLOSE_S)
-            for task in done:
-                if not task.cancelled():
-                    task.exception()  # (retrieved: the run is over, an error now is moot)
-        self._tasks.clear()
-        for pacer in self.pacers.values():
-            await _within(CLOSE_S, pacer.resign())
-        await self._drop_client()
+            _moot(task)
+        try:
+            if tasks:
+                await asyncio.wait(tasks, timeout=CLOSE_S)
+            resigns = [pacer.resign() for pacer in list(self.pacers.values())]
+            await _within(CLOSE_S, asyncio.gather(*resigns))
+        finally:
+            await self._drop_client()
 
     async def _drop_client(self) -> None:
         client, self.client = self.client, None
@@ -270,6 +280,9 @@ class SharedLimit:
         return [head, *(f"  {p.describe()}" for p in self.pacers.values())]
 
     def spawn(self, coro: Any) -> None:
+        if self._closed:
+            coro.close()  # closing: nothing new starts
+            return
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -301,6 +314,8 @@ class SharedLimit:
         pacer = self.pacers.get(channel)
         if pacer is None:
             pacer = self.pacers[channel] = SharedPacer(self, key, controller, wake, now)
+            if not self.online:
+                pacer.start_alone(now)  # Redis is away: alone until it is back, like the rest
         else:
             pacer.rebind(controller, wake, now)
         return pacer
@@ -604,7 +619,8 @@ class SharedPacer:
                 except Exception as exc:  # Redis away (or answering nonsense): go on alone
                     shared.lost(exc)
                     return
-                self._told = (accepted, throttled)
+                if self._controller is controller:  # (not rebound meanwhile: counts afresh)
+                    self._told = (accepted, throttled)
                 local_now = loop.time()
                 granted, wait_s = int(granted), int(wait_us) / 1e6
                 redis_s, paused_s = int(redis_now) / 1e6, int(paused) / 1e6
@@ -753,9 +769,10 @@ class SharedPacer:
     async def _ramp(self) -> None:
         """While leading slow start: every round, how many tokens the fleet has taken (the
         controller doubles on rounds the fleet used and no process was throttled in)."""
-        shared, controller = self._shared, self._controller
+        shared = self._shared
         loop = asyncio.get_running_loop()
-        while self.leader and controller.mode is Mode.STARTUP and shared.client is not None:
+        while self.leader and self._controller.mode is Mode.STARTUP and shared.client is not None:
+            controller = self._controller  # (a new run's, once rebound)
             await asyncio.sleep(controller.settings.min_round_s)
             try:
                 taken = await shared.client.hget(self.grants, "total")
@@ -763,7 +780,7 @@ class SharedPacer:
                 shared.lost(exc)
                 return
             if self.leader and self._local is None:
-                controller.on_fleet_taken(float(taken or 0), loop.time())
+                self._controller.on_fleet_taken(float(taken or 0), loop.time())
 
     async def _tally_during(self, until: float) -> None:
         """A pause stops the batches that carry the answers to Redis: once the requests in
@@ -787,7 +804,8 @@ class SharedPacer:
             except Exception as exc:
                 shared.lost(exc)
                 return
-            self._told = (accepted, throttled)
+            if self._controller is controller:
+                self._told = (accepted, throttled)
         if self.leader:
             await asyncio.sleep(max(0.0, until - 0.05 - loop.time()))
             try:
@@ -844,12 +862,10 @@ class SharedPacer:
 
     async def resign(self) -> None:
         """Give up the lead at the end of the run, so another process takes it at once."""
-        shared = self._shared
-        if self.leader and shared.client is not None and shared.online:
+        shared, leading, self.leader = self._shared, self.leader, False
+        if leading and shared.client is not None and shared.online:
             with contextlib.suppress(Exception):
-                if await shared.client.get(self.lease) == shared.member:
-                    await shared.client.delete(self.lease)
-        self.leader = False
+                await shared.call("resign", [self.lease], [shared.member])
 
     # -- Redis gone and back -----------------------------------------------------------------
 
@@ -869,6 +885,12 @@ class SharedPacer:
         self._controller.adopt(rate, now)
         self.rate = rate
         self._wake()
+
+    def start_alone(self, now: float) -> None:
+        """Made while Redis is away: pace alone from the start, by this process's own
+        controller (slow start), until Redis is back."""
+        if self._local is None:
+            self._local = Pacer(self.rate, now)
 
     def _share_guess(self) -> float:
         """A follower's share: what it sent of the shared rate lately."""
