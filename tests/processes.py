@@ -128,13 +128,14 @@ class Run:
         url: str,
         *extra: str,
         env: dict[str, str] | None = None,
+        closed_output: bool = False,
     ) -> None:
         argv = [
             *(sys.executable, "-m", "async_updater", "run", str(users_csv)),
             *("--endpoint-url", url, "--report", str(report), "--no-progress"),
             *("--rate", "2000", "--concurrency", str(CONCURRENCY), *extra),
         ]
-        self.spawn(tmp, argv, report, env)
+        self.spawn(tmp, argv, report, env, closed_output)
 
     @classmethod
     def command(
@@ -144,15 +145,33 @@ class Run:
         run.spawn(tmp, argv, report, env)
         return run
 
-    def spawn(self, tmp: Path, argv: list[str], report: Path, env: dict[str, str] | None) -> None:
+    def spawn(
+        self,
+        tmp: Path,
+        argv: list[str],
+        report: Path,
+        env: dict[str, str] | None,
+        closed_output: bool = False,
+    ) -> None:
+        """Start ``argv``; its output goes to files, or with ``closed_output`` to pipes whose
+        reader goes away at once (a ``| tee`` killed, a parent gone): nothing is kept."""
         n = len(list(tmp.glob("run-*.out")))
         self.out_path, self.err_path = tmp / f"run-{n}.out", tmp / f"run-{n}.err"
         self.report = report
         self.started = time.monotonic()
         with open(self.out_path, "w") as out, open(self.err_path, "w") as err:
+            pipe = subprocess.PIPE
             self.proc = subprocess.Popen(
-                argv, env=env or cli_env(tmp), stdout=out, stderr=err, cwd=tmp
+                argv,
+                env=env or cli_env(tmp),
+                stdout=pipe if closed_output else out,
+                stderr=pipe if closed_output else err,
+                cwd=tmp,
             )
+        if closed_output:
+            assert self.proc.stdout is not None and self.proc.stderr is not None
+            self.proc.stdout.close()
+            self.proc.stderr.close()
 
     def wait_for_rows(self, rows: int, limit: float = 60.0) -> None:
         """Poll the report until it holds ``rows`` data rows (the process must still run)."""

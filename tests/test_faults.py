@@ -488,6 +488,46 @@ def test_a_signal_mid_run_exits_130_with_a_report_that_matches_the_server_then_r
     assert set(counts.values()) == {1}  # nobody applied twice
 
 
+def test_sigterm_stops_a_run_whose_console_went_away_and_resume_finishes_it(
+    tmp_path: Path, mock: MockProcess
+) -> None:
+    """Its stdout and stderr are pipes whose reader is gone (``| tee`` killed, a parent that
+    died): the stop notice raised ``BrokenPipeError`` before the run was told to stop, so a
+    supervisor's SIGTERM was ignored and the run went on to the end."""
+    users_csv = tmp_path / "users.csv"
+    generate_users(users_csv, N_USERS, 4, seed=17)
+    expected = expected_state(users_csv)
+    report = tmp_path / "report.csv"
+    run = Run(tmp_path, users_csv, report, mock.url, closed_output=True)
+    try:
+        run.wait_for_rows(1000)
+        run.proc.send_signal(signal.SIGTERM)
+        code = run.proc.wait(timeout=10)
+    finally:
+        run.kill()
+    assert code == 130
+    updated = report_keys(report)
+    assert len(list(read_report(report))) == len(updated) < N_USERS
+    assert updated == set(mock.applied())
+    resumed = Run(tmp_path, users_csv, report, mock.url, "--resume")
+    assert resumed.finish() == 0, resumed.stderr()
+    assert set(assert_finished(report, mock, expected).values()) == {1}
+
+
+def test_a_run_whose_console_went_away_finishes_and_exits_0(
+    tmp_path: Path, mock: MockProcess
+) -> None:
+    """Nothing reads its output any more: the run is not the console's, it finishes, and its
+    exit code says how it went (the summary's ``BrokenPipeError`` made it 1)."""
+    users_csv = tmp_path / "users.csv"
+    generate_users(users_csv, 2000, 4, seed=18)
+    expected = expected_state(users_csv)
+    report = tmp_path / "report.csv"
+    run = Run(tmp_path, users_csv, report, mock.url, closed_output=True)
+    assert run.finish() == 0
+    assert set(assert_finished(report, mock, expected).values()) == {1}
+
+
 def printed_resume_command(stdout: str) -> list[str]:
     """The command the summary printed under ``next``, as the shell would split it."""
     lines = stdout.splitlines()

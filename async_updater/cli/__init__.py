@@ -3,7 +3,8 @@
 ``parser.py`` builds the parser (options, environment variables); ``dispatch.py`` runs a
 command and maps errors to exit codes (``exits.py``); ``run.py`` is ``async-updater run``
 (with ``options.py`` turning options into a config and an operation, ``signals.py`` for Ctrl-C,
-``resume.py`` for the command that finishes a run); ``commands.py`` and ``demo.py`` the rest.
+``streams.py`` for a console that goes away mid-run, ``resume.py`` for the command that
+finishes a run); ``commands.py`` and ``demo.py`` the rest.
 """
 
 from .demo import demo_command

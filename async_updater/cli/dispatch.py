@@ -23,6 +23,7 @@ from .demo import demo_command
 from .exits import EXIT_INTERRUPTED
 from .parser import build_parser
 from .run import run_command
+from .streams import outliving_output
 
 __all__ = ["main"]
 
@@ -50,12 +51,13 @@ def main(argv: list[str] | None = None) -> int:
 
         return mock_main(argv[1:])
     args = parser.parse_args(argv)
-    try:
-        return _COMMANDS[args.command](args)
-    except UpdaterError as exc:
-        what = "safety stop" if isinstance(exc, SafetyStop) else "error"
-        print(f"async-updater: {what}: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("async-updater: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    with outliving_output():  # (a console closed mid-run must not stop it, nor a stop)
+        try:
+            return _COMMANDS[args.command](args)
+        except UpdaterError as exc:
+            what = "safety stop" if isinstance(exc, SafetyStop) else "error"
+            print(f"async-updater: {what}: {exc}", file=sys.stderr)
+            return exc.exit_code
+        except KeyboardInterrupt:
+            print("async-updater: interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED

@@ -25,20 +25,21 @@ class GracefulStop:
     def _handle(self) -> None:
         self.count += 1
         if self.count == 1:
+            # Stop first, then say so: saying it can fail (a console gone), stopping must not.
+            self.updater.stop()
+            self.deadline = asyncio.get_running_loop().call_later(self.GRACE, self._abandon)
             self._say(
                 f"stopping: no new requests; waiting up to {self.GRACE:g} s for those in flight "
                 "(press Ctrl-C again to abandon them)"
             )
-            self.updater.stop()
-            self.deadline = asyncio.get_running_loop().call_later(self.GRACE, self._abandon)
         else:
             self._abandon()
 
     def _abandon(self) -> None:
         if self.deadline is not None:
             self.deadline.cancel()
-        self._say("abandoning the requests in flight (a --resume sends them again)")
         self.updater.stop(cancel_in_flight=True)
+        self._say("abandoning the requests in flight (a --resume sends them again)")
 
     def _say(self, message: str) -> None:
         if self.updater.on_notice is not None:
