@@ -8,6 +8,7 @@ import asyncio
 import bisect
 import contextlib
 import json
+import math
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Sequence
@@ -22,7 +23,13 @@ from async_updater.io.report import MemoryReport
 from async_updater.model import Status, UserRecord
 from async_updater.pipeline.updater import Updater
 from async_updater.ratelimit import RateController
-from async_updater.ratelimit.shared import SharedLimit, SharedLimitError
+from async_updater.ratelimit.shared import (
+    READ_AFTER_S,
+    SLOT_S,
+    SharedLimit,
+    SharedLimitError,
+    slot_wait,
+)
 from async_updater.testing.mock import MockChimeServer
 from async_updater.testing.mock.config import MockConfig
 from async_updater.testing.redis_server import RedisServer
@@ -78,6 +85,21 @@ async def finish(run: asyncio.Future[list[MemoryReport]]) -> list[MemoryReport]:
 def expected(shards: int, per_shard: int) -> dict[tuple[str, str], dict[str, bool]]:
     want = {"InboundCalling": True, "OutboundCalling": False, "SMS": True}
     return {("acct", f"s{k}-u{i}"): want for k in range(shards) for i in range(per_shard)}
+
+
+@pytest.mark.parametrize("redis_now", [100.0, 100.013, 100.1, 100.1999, 7.31])
+@pytest.mark.parametrize("offset", [0.0, 12345.678, -3.2])
+def test_the_leader_reads_a_slot_of_tallies_as_it_ends_on_redis_clock(
+    redis_now: float, offset: float
+) -> None:
+    """Reading on a fixed 200 ms cycle waited up to a slot past its end (0.1 s on average)
+    while the fleet kept sending into the throttles the slot measures."""
+    wait = slot_wait(redis_now - offset, offset)
+    end = redis_now + wait - READ_AFTER_S  # on Redis's clock
+    assert 0 < wait <= SLOT_S + READ_AFTER_S + 1e-9
+    assert end / SLOT_S == pytest.approx(round(end / SLOT_S), abs=1e-6)  # a slot's end
+    assert end - redis_now <= SLOT_S + 1e-9  # the end of the slot under way, not a later one
+    assert slot_wait(50.0, math.nan) == SLOT_S  # Redis's clock not known yet
 
 
 async def test_processes_sharing_a_limit_follow_one_leader_and_lose_nothing(

@@ -57,6 +57,7 @@ SIGNAL_EVERY_S = 0.05  # a follower tells the leader it was throttled at most th
 # slot. A slot begun after a throttle is read at most this long after it, the slot after it
 # (the first whose answers were all sent after the rate was cut) a slot later.
 TALLY_LAG = 4 * SLOT_S + BATCH_S
+READ_AFTER_S = 0.002  # how long after a slot's end the leader reads it (a script under way)
 _STEP = 0.005  # a rate change under 0.5% is not worth a write
 
 # The bucket: tokens refill at ``rate`` up to ``burst_s`` of it (at least one); nothing is
@@ -152,6 +153,18 @@ return 0
 class SharedLimitError(UpdaterError):
     """The shared limit cannot be used (Redis unreachable at the start, a bad URL, or the
     ``redis`` extra missing). One line; exit code 2."""
+
+
+def slot_wait(local_now: float, offset: float) -> float:
+    """Seconds from ``local_now`` until the slot under way ends on Redis's clock (``offset``
+    ahead of the local one; NaN: not known yet, a slot's length). The leader reads a slot's
+    tallies then, not up to a slot later: while it waits, the whole fleet may be sending
+    into throttles the slot would measure. (The offset reads low by the quickest answer's
+    delay, so the slot has truly ended on Redis by then: no tally lands in it after.)"""
+    if math.isnan(offset):
+        return SLOT_S
+    redis_now = local_now + offset
+    return (math.floor(redis_now / SLOT_S) + 1) * SLOT_S - redis_now + READ_AFTER_S
 
 
 def _moot(task: asyncio.Task[Any]) -> None:
@@ -722,7 +735,7 @@ class SharedPacer:
                 shared.lost(exc)
             if self.leader:
                 for _ in range(int(RENEW_S / 2 / SLOT_S)):
-                    await asyncio.sleep(SLOT_S)
+                    await asyncio.sleep(slot_wait(asyncio.get_running_loop().time(), self._offset))
                     try:
                         await self._read_slots()
                     except asyncio.CancelledError:
