@@ -271,6 +271,29 @@ def test_module_entry_point_help_and_bad_input_via_subprocess(
     assert one_line_error(missing.stderr) == f"{tmp_path / 'nope.csv'}: no such file"
 
 
+@pytest.mark.parametrize(
+    ("argv", "code"),
+    [(["operations"], 0), (["run", "nope.csv"], 2)],
+    ids=["operations", "run-bad-input"],
+)
+def test_a_command_whose_output_has_no_reader_exits_with_its_own_code(
+    tmp_path: Path, aws: dict[str, str], argv: list[str], code: int
+) -> None:
+    """Whoever read its output went away (a closed pipe): its writes raised BrokenPipeError,
+    and the command exited 1 with a traceback nobody could read."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "async_updater", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=tmp_path,
+        env=aws,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    proc.stderr.close()
+    assert proc.wait(timeout=60) == code
+
+
 # -- exit 2 before anything is sent --------------------------------------------------------------
 
 

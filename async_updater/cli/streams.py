@@ -58,9 +58,11 @@ class Outliving:
 def outliving_output() -> Iterator[None]:
     """``sys.stdout`` and ``sys.stderr`` outlive their readers while the block runs."""
     saved = sys.stdout, sys.stderr
-    sys.stdout = Outliving(saved[0])
-    sys.stderr = Outliving(saved[1])
+    guarded = Outliving(saved[0]), Outliving(saved[1])
+    sys.stdout, sys.stderr = guarded
     try:
         yield
     finally:
+        for stream in guarded:
+            stream.flush()  # here, not at the interpreter's exit (exit code 120 if gone)
         sys.stdout, sys.stderr = saved
