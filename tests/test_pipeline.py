@@ -440,3 +440,28 @@ async def test_a_throttled_run_lowers_the_allowed_rate() -> None:
     _, up = await run_all(users(200), t, rate=5000.0, concurrency=4)
     assert up.summary().cuts >= 1
     assert up.rate < 5000.0
+
+
+@virtual_time
+async def test_an_on_notice_that_raises_changes_nothing_the_run_does() -> None:
+    """Notices are advice: one whose delivery fails (a console gone, a full disk) must not
+    break the step that gave it. The cool-down's notice came from the middle of settling an
+    answer."""
+    throttled = Response(429, "rid", "ThrottledClientException", "slow down", retry_after=0.2)
+    t = ScriptedTransport({"u0": [throttled]}, delay=0.001)
+    told: list[str] = []
+
+    def gone(message: str) -> None:
+        told.append(message)
+        raise BrokenPipeError(32, "Broken pipe")
+
+    up = Updater(fast_config(concurrency=1), transport=t, credentials=RotatingCredentials())  # type: ignore[arg-type]
+    up.on_notice = gone
+    async with up:
+        sink = MemoryReport()
+        summary = await up.run(users(30), sink)
+    assert any("wait" in m for m in told)  # the notice was given...
+    assert len(sink.results) == 30  # ...and the run went on as without it
+    assert all(r.status is Status.UPDATED for r in sink.results)
+    assert summary.cooldowns == 1
+    assert up.undelivered_notices == len(told)

@@ -72,6 +72,7 @@ class Updater:
         self.stats = RunStats(time.monotonic())
         self.on_notice: Callable[[str], None] | None = None
         self._last_notice: dict[str, float] = {}
+        self.undelivered_notices = 0  # notices whose ``on_notice`` (or print) raised
 
     async def __aenter__(self) -> Updater:
         await self.open()
@@ -119,9 +120,18 @@ class Updater:
     def on_notice_or_print(self, message: str) -> None:
         """A notice that must reach the operator even with no ``on_notice`` set."""
         if self.on_notice is not None:
-            self.on_notice(message)
+            self._deliver(self.on_notice, message)
         else:
-            print(f"async-updater: {message}", file=sys.stderr, flush=True)
+            self._deliver(_print_notice, message)
+
+    def _deliver(self, tell: Callable[[str], None], message: str) -> None:
+        """Notices are advice, given from the middle of a step (settling an answer, losing
+        Redis): one that cannot be delivered (a console gone, a full disk) must not break
+        that step. Counted in ``undelivered_notices``."""
+        try:
+            tell(message)
+        except Exception:
+            self.undelivered_notices += 1
 
     def notice(self, message: str, *, key: str = "", every: float = 0.0) -> None:
         """Tell the operator something (via ``on_notice``); with ``key``, at most once per
@@ -133,7 +143,7 @@ class Updater:
             if now - self._last_notice.get(key, -1e18) < every:
                 return
             self._last_notice[key] = now
-        self.on_notice(message)
+        self._deliver(self.on_notice, message)
 
     @property
     def rate(self) -> float:
@@ -257,3 +267,7 @@ async def update_users(
     """One call for the common case: open an ``Updater``, run ``records``, close it."""
     async with Updater(config, operation=operation, credentials=credentials) as updater:
         return await updater.run(records, sink)
+
+
+def _print_notice(message: str) -> None:
+    print(f"async-updater: {message}", file=sys.stderr, flush=True)
