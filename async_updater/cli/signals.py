@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 
 from ..pipeline.updater import Updater
 from ..runner import on_signals
@@ -28,7 +27,7 @@ class GracefulStop:
             # Stop first, then say so: saying it can fail (a console gone), stopping must not.
             self.updater.stop()
             self.deadline = asyncio.get_running_loop().call_later(self.GRACE, self._abandon)
-            self._say(
+            self.updater.on_notice_or_print(
                 f"stopping: no new requests; waiting up to {self.GRACE:g} s for those in flight "
                 "(press Ctrl-C again to abandon them)"
             )
@@ -39,13 +38,9 @@ class GracefulStop:
         if self.deadline is not None:
             self.deadline.cancel()
         self.updater.stop(cancel_in_flight=True)
-        self._say("abandoning the requests in flight (a --resume sends them again)")
-
-    def _say(self, message: str) -> None:
-        if self.updater.on_notice is not None:
-            self.updater.on_notice(message)
-        else:
-            print(message, file=sys.stderr, flush=True)
+        self.updater.on_notice_or_print(
+            "abandoning the requests in flight (a --resume sends them again)"
+        )
 
     def __enter__(self) -> GracefulStop:
         self._signals.__enter__()

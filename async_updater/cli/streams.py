@@ -22,7 +22,6 @@ class Outliving:
 
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
-        self.gone = False
 
     def write(self, text: str) -> int:
         try:
@@ -40,7 +39,6 @@ class Outliving:
     def _gone(self) -> None:
         """The reader closed its end: from now on the bytes go nowhere, quietly (also those
         still buffered, and the interpreter's own flush at exit)."""
-        self.gone = True
         with contextlib.suppress(OSError, ValueError):  # (no descriptor: a test's capture)
             devnull = os.open(os.devnull, os.O_WRONLY)
             try:

@@ -119,10 +119,7 @@ class Updater:
 
     def on_notice_or_print(self, message: str) -> None:
         """A notice that must reach the operator even with no ``on_notice`` set."""
-        if self.on_notice is not None:
-            self._deliver(self.on_notice, message)
-        else:
-            self._deliver(_print_notice, message)
+        self._deliver(self.on_notice or _print_notice, message)
 
     def _deliver(self, tell: Callable[[str], None], message: str) -> None:
         """Notices are advice, given from the middle of a step (settling an answer, losing
