@@ -21,6 +21,8 @@ class Drive:
     pauses: int = 0
     sent_in_pause: int = 0
     rates: list[tuple[float, float]] = field(default_factory=list)
+    throttled_at: list[float] = field(default_factory=list)  # send times of throttled ones
+    last_accepted_at: float = 0.0
 
     def rate_near(self, t: float) -> float:
         """The allowed rate at the last sample at or before ``t``."""
@@ -41,10 +43,13 @@ def drive(
     seconds: float = 10.0,
     retry_after: float | None = None,
     limits: tuple[tuple[float, float], ...] = (),
+    work: int | None = None,
 ) -> Drive:
     """Send as fast as the controller allows for ``seconds`` to a server refilling ``limit``
     tokens/s into a bucket of ``burst``; every answer comes back ``rtt`` later. ``limits``:
-    (time, new limit) changes."""
+    (time, new limit) changes. ``work``: that many requests to get accepted in all, the
+    controller told how many are left to send (``work_left``), as the scheduler does once the
+    input has ended; a throttled one is sent again."""
     out = Drive()
     now = 0.0
     pacer = Pacer(controller.rate_at(now), now)
@@ -53,23 +58,20 @@ def drive(
     changes = list(limits)
     paused_until = -math.inf
     while now < seconds:
-        wait = pacer.delay(now)
+        if work is not None:
+            controller.work_left = work - out.accepted - len(answers)
+            if controller.work_left <= 0 and not answers:
+                break
+        wait = pacer.delay(now) if controller.work_left > 0 else math.inf
         send_at = now + wait
         if answers and answers[0][0] <= send_at:
             now, seq, sent_at, ok = heapq.heappop(answers)
-            if ok:
-                out.accepted += 1
-            else:
-                out.throttled += 1
-                if retry_after is not None and now >= paused_until:
-                    paused_until = now + retry_after
-                    out.pauses += 1
-            controller.on_answer(seq, sent_at, now, Outcome.ACCEPTED if ok else Outcome.THROTTLED)
-            if not ok and retry_after is not None and pacer.pause_until(now + retry_after):
-                controller.on_cooldown(now, now + retry_after, sent_at)
-            pacer.set_rate(controller.rate_at(now), now)
-            out.rates.append((now, controller.rate_at(now)))
+            paused_until = _answer(
+                controller, pacer, out, (now, seq, sent_at, ok), retry_after, paused_until
+            )
             continue
+        if send_at == math.inf:
+            break
         now = send_at
         if now >= seconds:
             break
@@ -90,3 +92,31 @@ def drive(
         out.sent += 1
         heapq.heappush(answers, (now + rtt, seq, now, ok))
     return out
+
+
+def _answer(
+    controller: RateController,
+    pacer: Pacer,
+    out: Drive,
+    answer: tuple[float, int, float, bool],
+    retry_after: float | None,
+    paused_until: float,
+) -> float:
+    """Hand one answer (when, seq, sent at, accepted?) to the controller; returns until when
+    the server's cool-down lasts now."""
+    now, seq, sent_at, ok = answer
+    if ok:
+        out.accepted += 1
+        out.last_accepted_at = now
+    else:
+        out.throttled += 1
+        out.throttled_at.append(sent_at)
+        if retry_after is not None and now >= paused_until:
+            paused_until = now + retry_after
+            out.pauses += 1
+    controller.on_answer(seq, sent_at, now, Outcome.ACCEPTED if ok else Outcome.THROTTLED)
+    if not ok and retry_after is not None and pacer.pause_until(now + retry_after):
+        controller.on_cooldown(now, now + retry_after, sent_at)
+    pacer.set_rate(controller.rate_at(now), now)
+    out.rates.append((now, controller.rate_at(now)))
+    return paused_until

@@ -12,7 +12,7 @@ from async_updater.ratelimit import ControllerSettings, Mode, Outcome, RateContr
 from async_updater.ratelimit.controller import Bounds
 from async_updater.ratelimit.estimator import BucketGauge
 
-from .bucket_driver import drive
+from .bucket_driver import Drive, drive
 
 
 def test_slow_start_doubles_once_per_round_trip_of_requests_sent_and_accepted() -> None:
@@ -124,6 +124,58 @@ def test_probes_for_a_rise_that_find_none_come_ever_more_rarely_where_each_costs
     assert out.sent_in_pause == 0
     assert out.pauses <= 8  # one to find it, then probes 20, 40, 80, 160 pauses apart
     assert out.accepted >= 0.93 * 100 * 400
+
+
+@pytest.mark.parametrize(
+    ("limit", "burst", "rtt"), [(100.0, 10.0, 0.02), (50.0, 5.0, 0.05), (30.0, 3.0, 0.1)]
+)
+def test_the_reading_around_slow_starts_pause_weighs_each_answer_by_the_rate_it_was_sent_at(
+    limit: float, burst: float, rtt: float
+) -> None:
+    """Slow start doubles once more before its first throttle comes back, so most answers read
+    around that pause were sent at twice the rate of the throttled one. Read as if all were
+    sent at the lower rate, the limit came out near half its value, cruised at for twenty
+    pauses' time (accepted 0.65-0.72 of capacity on these shapes)."""
+    c = RateController()
+    out = drive(c, limit=limit, burst=burst, rtt=rtt, seconds=40, retry_after=1.0)
+    assert out.sent_in_pause == 0
+    assert out.accepted >= 0.85 * limit * 40
+
+
+def test_a_rough_reading_above_a_rate_since_throttled_is_not_cruised_at() -> None:
+    """A reading from a few answers around a pause can come out above a rate throttled later.
+    Cruising at that rate (the lowest throttled), every pause was followed by another (21 in
+    40 s here); the rate proven below it is where to cruise."""
+    c = RateController()
+    out = drive(c, limit=300, burst=10, rtt=0.01, seconds=40, retry_after=1.0)
+    assert out.pauses <= 5
+    assert c.rate_at(40.0) < c.bounds.hi
+
+
+@pytest.mark.parametrize("retry_after", [1.0, None], ids=["cool-downs", "plain"])
+def test_no_probe_for_a_rise_once_the_work_left_is_too_little_to_pay_for_it(
+    retry_after: float | None,
+) -> None:
+    """A probe costs a pause (or a few throttles) now, for faster sending after it. With less
+    work left than the wait between probes would send, nothing pays for it: the run ends
+    cruising. With the same time and no end to the work in sight, the probe is made."""
+    seconds, limit = 34.0, 200.0
+    work = int(0.93 * limit * seconds)  # all of it accepted within the time
+
+    def run(work: int | None) -> Drive:
+        c = RateController()
+        return drive(
+            c, limit=limit, burst=20, rtt=0.02, seconds=seconds, retry_after=retry_after, work=work
+        )
+
+    ending = run(work)
+    assert ending.accepted == work
+    if retry_after:
+        assert (run(None).pauses, ending.pauses) == (2, 1)  # slow start's, then a probe's
+    else:
+        # Probes come every 3 s (500 requests at the limit's rate); none in the last of them.
+        last = [t for t in ending.throttled_at if t > ending.last_accepted_at - 3.0]
+        assert last == []
 
 
 @pytest.mark.parametrize(

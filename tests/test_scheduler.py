@@ -201,3 +201,28 @@ def test_the_overflow_file_keeps_each_keys_works_first_in_first_out() -> None:
     assert overflow.unpark("b", 100, "B") == [f"B:b{i}" for i in range(10)]
     assert "b" not in overflow and overflow.parked == 7
     overflow.close()
+
+
+@virtual_time
+async def test_once_the_input_ends_each_controller_knows_the_work_its_scope_has_left() -> None:
+    """Queued, parked on disk and waiting to retry all count; while the input goes on, the
+    work left is unknown (infinite)."""
+    overflow: Overflow[str, object] = Overflow(
+        lambda w: pickle.dumps(w), lambda blob, scope: pickle.loads(blob)
+    )
+    sched: Scheduler[str] = Scheduler(LoopClock(), ceiling=1e6, overflow=overflow, memory=64)
+    big, small = sched.scope("big"), sched.scope("small")
+    for i in range(100):
+        sched.put(f"b{i}", big)
+    sched.put("s0", small)
+    sched.hold(small)  # one more of "small" waits out a retry back-off
+    await take(sched, 2)
+    assert big.controller.work_left == math.inf  # more input may come
+    sched.end_input()
+    await take(sched, 1)
+    assert sched.parked > 0
+    assert big.controller.work_left == 99  # counted as b1 went (b0 first, then s0)
+    sched.put_front("s1", small)  # a retry of "small"'s, while its other one is still held
+    await take(sched, 1)
+    assert small.controller.work_left == 2
+    overflow.close()

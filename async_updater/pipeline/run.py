@@ -284,6 +284,7 @@ class Run:
                         await asyncio.sleep(0)  # a synchronous source must not starve the rest
         finally:
             self.feeder_done = True
+            self.scheduler.end_input()
             self._maybe_finish()
 
     async def _feed(self, record: Any) -> bool:

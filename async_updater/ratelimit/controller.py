@@ -221,10 +221,12 @@ class RateController:
         "_m_probe",
         "_m_rate",
         "_m_since",
+        "_m_sum",
         "_m_thr",
         "_mode_sent",
         "_mode_thr",
         "_next_probe",
+        "_pause_s",
         "_probe_backoff",
         "_probe_base",
         "_probe_since",
@@ -247,6 +249,7 @@ class RateController:
         "settings",
         "share",
         "throttled",
+        "work_left",
     )
 
     def __init__(
@@ -279,10 +282,11 @@ class RateController:
         self._m_blind = self._m_back = False
         # Send time and rate of the last throttle taken for noise while cruising.
         self._lone_at, self._lone_rate = -math.inf, 0.0
-        self._m_acc = 0  # answers to requests sent since that throttle: accepted, throttled
+        # Answers to requests sent since that throttle: accepted, throttled, and the rates
+        # they were sent at, summed.
+        self._m_acc, self._m_thr, self._m_sum = 0, 0, 0.0
         self._m_late = [0.0, 0.0, 0.0]  # sent a round-trip spread or more after it: answers
         self._m_probe = math.inf  # when the next probe was due, when cruising
-        self._m_thr = 0
         self._next_probe = math.inf
         self._quiet_until = -math.inf  # no probe before this (set by cool-downs)
         self._probe_since = -math.inf
@@ -296,15 +300,13 @@ class RateController:
         # Cool-down waits before probing grow while probes for a rise find none (``_rising``:
         # the step under way is one).
         self._probe_backoff, self._rising = 1.0, False
-        self._mode_sent = 0  # requests sent and throttles since slow start or a step began
-        self._mode_thr = 0
+        self._mode_sent = self._mode_thr = 0  # sent, throttled since slow start or a step began
         self._thr_rate = 0.0  # the rate the last throttled request was sent at
         self._cooldown_until = -math.inf
         self._ep_from = math.nan  # send time of the throttle that began the last cool-down
         self._ep_accepted = 0  # accepted answers since then
         self._drain, self._gauge = DrainFit(), BucketGauge()  # the bucket's size and rate
-        self.cuts = 0
-        self.cooldowns = 0
+        self.cuts = self.cooldowns = 0
         # The part of the scope's traffic this controller sees (1.0 unless the limit is shared
         # with other processes: then its answers measure only its share of the limit).
         self.share = 1.0
@@ -314,6 +316,10 @@ class RateController:
         # measurement waits that long before it takes the fleet's silence for no throttle.
         self.external, self.lag = False, 0.0
         self.accepted = self.throttled = 0  # answers of each kind (read by whoever tallies)
+        # Requests this scope has left to send, once that is known (the input has ended): a
+        # probe near the end of the work would cost its throttles, or a pause, for nothing;
+        # and the last cool-down the server announced.
+        self.work_left, self._pause_s = math.inf, 0.0
         if initial is not None:
             # What other scopes learned: start there as a provisional estimate. A limit of
             # its own shows soon enough (throttles measure a lower one, probes a higher one).
@@ -364,9 +370,11 @@ class RateController:
             if now >= self._next_probe and self._rate < self._ceiling:
                 if self._searching():
                     self._search(now)
-                else:
+                elif self._probe_pays():
                     self._probe(now, self.limit or self._rate)
                     self._rising = True
+                else:
+                    self._next_probe = now + self._probe_wait()
         elif mode is Mode.PROBE:
             self._probe_held(now)
         return self._rate
@@ -397,8 +405,10 @@ class RateController:
         if self.mode is Mode.MEASURE and sent_at >= self._m_from and not self.external:
             if outcome is Outcome.THROTTLED:
                 self._m_thr += 1
+                self._m_sum += sent_rate
             elif outcome is Outcome.ACCEPTED:
                 self._m_acc += 1
+                self._m_sum += sent_rate
             if sent_at >= self._m_from + self.rtt.spread and outcome is not Outcome.UNKNOWN:
                 late = self._m_late  # sent after any clump had ended: accepted, throttled, rates
                 late[1 if outcome is Outcome.THROTTLED else 0] += 1
@@ -458,9 +468,8 @@ class RateController:
                 self.bounds.disprove(drained)
                 self.estimate.provisional(drained, now)
         self._cooldown_until = until
-        pause = until - now
-        wait = max(self._probe_interval(), self.settings.cooldown_probe_factor * pause)
-        self._quiet_until = max(self._quiet_until, until + wait * self._probe_backoff)
+        self._pause_s = until - now
+        self._quiet_until = max(self._quiet_until, until + self._probe_wait())
         self._next_probe = max(self._next_probe, self._quiet_until)
 
     # -- transitions ----------------------------------------------------------------------
@@ -533,6 +542,7 @@ class RateController:
         if sent_from >= self._cut_at or self._cooldown_until >= self._m_since:
             self._m_acc += accepted
             self._m_thr += throttled
+            self._m_sum += self._m_rate * (accepted + throttled)  # each one's rate unknown
 
     @property
     def episode_from(self) -> float:
@@ -680,6 +690,7 @@ class RateController:
         self._m_from = sent_at
         self._m_rate = rate
         self._m_acc = self._m_thr = 0
+        self._m_sum = 0.0
         self._m_late = [0.0, 0.0, 0.0]
         if self._m_est is None:
             self._rate = self._clamp(min(self._rate, rate))  # no more growth
@@ -794,9 +805,10 @@ class RateController:
             noise = s.throttle_tolerance if self.external else s.noise_share
             if self._m_thr > max(2.0, noise * answered):
                 # Too many throttles to be noise, but no run long enough to time the limit
-                # (a loaded machine spreads round trips widely): of the requests sent at the
-                # rate throttled, the share accepted is the limit's share of it.
-                self.estimate.provisional(self._m_rate * self._m_acc / answered, now)
+                # (a loaded machine spreads round trips widely): the share of the requests
+                # sent since that was accepted is the limit's share of the rate they were sent
+                # at (on average).
+                self.estimate.provisional(self._m_sum * self._m_acc / answered**2, now)
                 self._measured(now)
                 return
             # Noise: cruise on as if it had not come, at the rate it held (a stray throttle
@@ -840,9 +852,11 @@ class RateController:
                 self.estimate.provisional(accepted / span, now)
                 measured = True
             elif answered >= 6:
-                # Too few throttles in a row to time the limit, but of the requests sent at
-                # the rate that was throttled, the share accepted is the limit's share of it.
-                self.estimate.provisional(self._m_rate * self._m_acc / answered, now)
+                # Too few throttles in a row to time the limit, but the share of the requests
+                # sent since the throttle that was accepted is the limit's share of the rate
+                # they were sent at (on average: slow start may have doubled once more before
+                # that throttle came back).
+                self.estimate.provisional(self._m_sum * self._m_acc / answered**2, now)
                 measured = True
             else:
                 # Nothing measured (too few requests in flight): the rate throttled is above
@@ -887,8 +901,14 @@ class RateController:
             if b.lo > 0:
                 return self._clamp(b.lo)
             return self._clamp(min(self._rate, b.hi / self.settings.narrow))
-        measured = (self.estimate.value or 0.0) * self.settings.cruise_gain
-        return self._clamp(min(self.bounds.hi, max(measured, self.bounds.lo)))
+        b = self.bounds
+        target = max((self.estimate.value or 0.0) * self.settings.cruise_gain, b.lo)
+        if target >= b.hi:
+            # A measure at or above a rate since throttled (a rough one, from a few answers
+            # around a pause) is disproved: the rate proven is where to cruise, not the rate
+            # throttled (cruising there, every pause would be followed by another).
+            target = b.lo if b.lo > 0 else b.hi / self.settings.narrow
+        return self._clamp(target)
 
     def _bisect(self) -> float:
         """The next rate to try between the bounds: their geometric middle, or half the rate
@@ -990,6 +1010,22 @@ class RateController:
 
     def _clamp(self, rate: float) -> float:
         return min(self._ceiling, max(self.settings.floor, rate))
+
+    def _probe_wait(self) -> float:
+        """The time between probes: ``_probe_interval``, or once the server has announced
+        cool-downs, long enough that a probe's pause is a small part of it."""
+        wait = self._probe_interval()
+        if self.cooldowns:
+            pause = self.settings.cooldown_probe_factor * self._pause_s
+            wait = max(wait, pause) * self._probe_backoff
+        return wait
+
+    def _probe_pays(self) -> bool:
+        """A probe for a rise costs a few throttles (or a pause), paid for by the faster sending
+        of the work after it: that needs work left for at least the wait between probes,
+        which is what keeps their cost a small part of the time. (Leading a shared limit, the
+        work is the whole fleet's, not this process's.)"""
+        return self.external or self.work_left >= self._rate * self._probe_wait()
 
     def _probe_interval(self) -> float:
         s = self.settings

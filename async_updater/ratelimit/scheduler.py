@@ -126,6 +126,7 @@ class Scheduler(Generic[T]):
         self.rate_total = 0.0  # allowed rates summed over scopes with work
         self.past_cuts = 0  # rate cuts of forgotten scopes
         self.on_scope: Callable[[Scope[T]], None] | None = None
+        self.input_ended = False  # no new work will come (retries of work taken still may)
 
     # -- work in ----------------------------------------------------------------------------
 
@@ -204,6 +205,18 @@ class Scheduler(Generic[T]):
     def unhold(self, scope: Scope[T]) -> None:
         scope.held -= 1
 
+    def end_input(self) -> None:
+        """No new work will come: from now on each scope's controller knows how much it has
+        left to send (``RateController.work_left``)."""
+        self.input_ended = True
+
+    def _sync(self, scope: Scope[T], now: float) -> float:
+        if self.input_ended:
+            overflow = self.overflow
+            parked = 0 if overflow is None else overflow.count(scope.key)
+            scope.controller.work_left = len(scope.queue) + scope.held + parked
+        return scope.sync_rate(now)
+
     def touch(self, scope: Scope[T]) -> None:
         """The scope's rate or pause changed: look at it again now, not at its old wake-up."""
         if scope.queue:
@@ -268,7 +281,7 @@ class Scheduler(Generic[T]):
             scope.ready = False
             if not scope.queue:
                 continue
-            scope.sync_rate(now)
+            self._sync(scope, now)
             delay = scope.pacer.delay(now)
             if delay > 0.0:
                 self._sleep(scope, now + delay)
@@ -347,7 +360,7 @@ class Scheduler(Generic[T]):
                 if scope.pacer.full(now):
                     forget.append(key)
                 continue
-            total += scope.sync_rate(now)
+            total += self._sync(scope, now)
             busy += 1
             ceiling += scope.controller.at_ceiling
         self.at_rate_ceiling = busy > 0 and ceiling == busy
