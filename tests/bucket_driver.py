@@ -21,8 +21,6 @@ class Drive:
     pauses: int = 0
     sent_in_pause: int = 0
     rates: list[tuple[float, float]] = field(default_factory=list)
-    throttled_at: list[float] = field(default_factory=list)  # send times of throttled ones
-    last_accepted_at: float = 0.0
 
     def rate_near(self, t: float) -> float:
         """The allowed rate at the last sample at or before ``t``."""
@@ -70,8 +68,6 @@ def drive(
                 controller, pacer, out, (now, seq, sent_at, ok), retry_after, paused_until
             )
             continue
-        if send_at == math.inf:
-            break
         now = send_at
         if now >= seconds:
             break
@@ -107,10 +103,8 @@ def _answer(
     now, seq, sent_at, ok = answer
     if ok:
         out.accepted += 1
-        out.last_accepted_at = now
     else:
         out.throttled += 1
-        out.throttled_at.append(sent_at)
         if retry_after is not None and now >= paused_until:
             paused_until = now + retry_after
             out.pauses += 1

@@ -152,30 +152,22 @@ def test_a_rough_reading_above_a_rate_since_throttled_is_not_cruised_at() -> Non
     assert c.rate_at(40.0) < c.bounds.hi
 
 
-@pytest.mark.parametrize("retry_after", [1.0, None], ids=["cool-downs", "plain"])
-def test_no_probe_for_a_rise_once_the_work_left_is_too_little_to_pay_for_it(
-    retry_after: float | None,
-) -> None:
-    """A probe costs a pause (or a few throttles) now, for faster sending after it. With less
-    work left than the wait between probes would send, nothing pays for it: the run ends
-    cruising. With the same time and no end to the work in sight, the probe is made."""
+def test_no_probe_for_a_rise_where_it_costs_a_pause_once_the_work_left_cannot_pay_for_it() -> None:
+    """Behind Retry-After a probe costs a pause now, for faster sending after it. With less work
+    left than the wait between probes would send, nothing pays for it: the run ends cruising.
+    With the same time and no end to the work in sight, the probe is made."""
     seconds, limit = 34.0, 200.0
     work = int(0.93 * limit * seconds)  # all of it accepted within the time
 
     def run(work: int | None) -> Drive:
         c = RateController()
         return drive(
-            c, limit=limit, burst=20, rtt=0.02, seconds=seconds, retry_after=retry_after, work=work
+            c, limit=limit, burst=20, rtt=0.02, seconds=seconds, retry_after=1.0, work=work
         )
 
     ending = run(work)
     assert ending.accepted == work
-    if retry_after:
-        assert (run(None).pauses, ending.pauses) == (2, 1)  # slow start's, then a probe's
-    else:
-        # Probes come every 3 s (500 requests at the limit's rate); none in the last of them.
-        last = [t for t in ending.throttled_at if t > ending.last_accepted_at - 3.0]
-        assert last == []
+    assert (run(None).pauses, ending.pauses) == (2, 1)  # slow start's, then a probe's
 
 
 @pytest.mark.parametrize(

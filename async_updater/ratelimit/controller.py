@@ -1021,11 +1021,15 @@ class RateController:
         return wait
 
     def _probe_pays(self) -> bool:
-        """A probe for a rise costs a few throttles (or a pause), paid for by the faster sending
-        of the work after it: that needs work left for at least the wait between probes,
-        which is what keeps their cost a small part of the time. (Leading a shared limit, the
-        work is the whole fleet's, not this process's.)"""
-        return self.external or self.work_left >= self._rate * self._probe_wait()
+        """Where the server answers throttles with cool-downs, a probe for a rise costs a
+        pause, paid for by faster sending after it: that needs work left for at least the
+        wait between probes, which is what keeps their cost a small part of the time.
+        Elsewhere a probe costs a few throttles, and where the rate held is well below the
+        limit, a probe late in the run still pays. (Leading a shared limit, the work is the
+        whole fleet's, not this process's.)"""
+        if self.external or not self.cooldowns:
+            return True
+        return self.work_left >= self._rate * self._probe_wait()
 
     def _probe_interval(self) -> float:
         s = self.settings
