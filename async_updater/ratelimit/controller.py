@@ -905,9 +905,11 @@ class RateController:
         target = max((self.estimate.value or 0.0) * self.settings.cruise_gain, b.lo)
         if target >= b.hi:
             # A measure at or above a rate since throttled (a rough one, from a few answers
-            # around a pause) is disproved: the rate proven is where to cruise, not the rate
-            # throttled (cruising there, every pause would be followed by another).
-            target = b.lo if b.lo > 0 else b.hi / self.settings.narrow
+            # around a pause) is disproved: cruise at the rate proven, or just under the rate
+            # throttled, not at it (every pause there would be followed by another, the bound
+            # never moving; a step under it each time converges, and where that throttle was
+            # only the bucket that slow start's last round drained, costs little).
+            target = b.lo if b.lo > 0 else b.hi * self.settings.cruise_gain
         return self._clamp(target)
 
     def _bisect(self) -> float:
