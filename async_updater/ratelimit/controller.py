@@ -633,9 +633,19 @@ class RateController:
     def _settle_thin(self) -> None:
         self._gauge.settle(self.estimate.value, self._m_rate)
 
+    def _narrow(self) -> float:
+        """Bounds closer than this ratio are the limit, found. Searching for a thin bucket's
+        limit where a step above it costs only its few throttles (no cool-downs), the search
+        goes on until they are as close as the margin cruising keeps under a measured limit
+        (cruising at ``lo``, the rest of the gap is lost for the whole run)."""
+        s = self.settings
+        if self.cooldowns or not self._gauge.thin:
+            return s.narrow
+        return min(s.narrow, 1.0 / s.cruise_gain)
+
     def _searching(self) -> bool:
         """A thin bucket hid the limit somewhere between the bounds: probe on, not later."""
-        return self._gauge.thin and not self.bounds.narrow(self.settings.narrow)
+        return self._gauge.thin and not self.bounds.narrow(self._narrow())
 
     def _search(self, now: float) -> None:
         """The next step of the search for a thin bucket's limit: the middle of the bounds,
@@ -933,7 +943,7 @@ class RateController:
             self._begin_climb(base, now)
         b = self.bounds
         climb = base * (1.0 + (self.settings.probe_gain - 1.0) * 2.0**self._climb)
-        if b.hi < math.inf and b.hi > base * self.settings.narrow:
+        if b.hi < math.inf and b.hi > base * self._narrow():
             step = math.sqrt(base * b.hi)
             if self.external:
                 # Leading a shared limit, a step above the limit throttles the whole fleet
@@ -977,7 +987,7 @@ class RateController:
         if self._rate >= self._ceiling:
             self._cruise(now)
             return
-        if self.bounds.narrow(self.settings.narrow):
+        if self.bounds.narrow(self._narrow()):
             if self.cooldowns or not (below and self._climb_fell):
                 self._cruise(now)  # found it: hold it
                 return
