@@ -80,6 +80,10 @@ class ControllerSettings:
     ``min_accepted``: accepted requests pooled into one estimate (its error is ~1/min_accepted);
     ``first_accepted``: how many the first, provisional estimate needs.
     ``narrow``: bounds closer than this ratio are the limit, found.
+    ``start_risk``: once the work left is known (the input has ended), the share of it slow
+    start may send in one round trip above a rate proven so far: the throttles its overshoot
+    costs stay a small part of a small job (a burst can hide an overshoot for several rounds,
+    so a round's doubling can be all over the limit).
     ``throttle_tolerance``: the share of a slow start's or a probe step's requests that may be
     throttled before its rate counts as over the limit (a clump of throttles from a stall on
     either side is timing noise, not the limit; an overshoot soon exceeds any small share).
@@ -107,6 +111,7 @@ class ControllerSettings:
     min_accepted: int = 32
     first_accepted: int = 8
     narrow: float = 1.1
+    start_risk: float = 0.01
     floor: float = 0.2
     throttle_tolerance: float = 0.01
     noise_spans: float = 4.0
@@ -137,6 +142,8 @@ class ControllerSettings:
             raise ValueError("burst_allowance_s must be > 0")
         if not 1 <= self.first_accepted <= self.min_accepted:
             raise ValueError("need 1 <= first_accepted <= min_accepted")
+        if not 0 < self.start_risk <= 1:
+            raise ValueError("start_risk must be in (0, 1]")
         if not 0 <= self.throttle_tolerance < 1:
             raise ValueError("throttle_tolerance must be in [0, 1)")
         if self.noise_spans < 0:
@@ -611,7 +618,7 @@ class RateController:
                 self._round_seq = self.log.next_seq
                 self._round_at = now
                 if used:
-                    self._rate = min(self._ceiling, self._rate * 2.0)
+                    self._rate = min(self._ceiling, self._grown())
                 if self._rate >= self._ceiling:
                     self._cruise(now)
         elif self.mode is Mode.PROBE and self.bounds.hi == math.inf:
@@ -625,6 +632,14 @@ class RateController:
                 self._enter(Mode.STARTUP)
                 self._round_seq = self.log.next_seq
                 self._round_at = now
+
+    def _grown(self) -> float:
+        """Slow start's next rate: twice this one, but a round trip at it may be all over
+        the limit (a burst can hide an overshoot for several rounds): where the work left is
+        known, no more than ``start_risk`` of it is sent in a round above this rate."""
+        s = self.settings
+        extra = s.start_risk * self.work_left / max(self._srtt(), s.min_round_s)
+        return min(2.0 * self._rate, self._rate + extra)
 
     def _note_burst(self) -> None:
         """A throttle ends slow start or a probe step: was the bucket thin?"""
