@@ -317,7 +317,9 @@ async def test_users_in_the_skip_set_are_neither_sent_nor_reported() -> None:
 
 @virtual_time
 async def test_requests_in_flight_never_exceed_concurrency() -> None:
-    t = ScriptedTransport(delay=0.002)
+    # Round trips of 50 ms: five in flight at 100/s, which slow start reaches on a job this
+    # small (it grows by a share of the work left per round trip).
+    t = ScriptedTransport(delay=0.05)
     await run_all(users(200), t, concurrency=5)
     assert t.max_in_flight == 5
 

@@ -213,6 +213,7 @@ class RateController:
         "_cut_at",
         "_drain",
         "_ep_accepted",
+        "_ep_after",
         "_ep_from",
         "_fleet_mark",
         "_fresh_at",
@@ -311,7 +312,8 @@ class RateController:
         self._thr_rate = 0.0  # the rate the last throttled request was sent at
         self._cooldown_until = -math.inf
         self._ep_from = math.nan  # send time of the throttle that began the last cool-down
-        self._ep_accepted = 0  # accepted answers since then
+        # Accepted answers since then, and those of them sent after the pause it began.
+        self._ep_accepted = self._ep_after = 0
         self._drain, self._gauge = DrainFit(), BucketGauge()  # the bucket's size and rate
         self.cuts = self.cooldowns = 0
         # The part of the scope's traffic this controller sees (1.0 unless the limit is shared
@@ -426,6 +428,7 @@ class RateController:
         elif outcome is Outcome.ACCEPTED:
             self.accepted += 1
             self._ep_accepted += 1
+            self._ep_after += sent_at >= self._cooldown_until
             self._on_accept(seq, now)
         if self.mode is Mode.MEASURE:
             self._measuring(now)
@@ -448,12 +451,16 @@ class RateController:
                 # Not at its rate while full, in the pause between: from the pause's end it
                 # held at most a burst (``burst_allowance_s`` of the limit at most), so it
                 # refilled the rest since.
-                took = self._ep_accepted
-                since = sent_at - max(self._ep_from, self._cooldown_until)
-                burst = self.settings.burst_allowance_s
-                self.bounds.sustained(max(took / (sent_at - self._ep_from), took / (since + burst)))
+                # (A request sent before that pause and answered after it, on a round trip
+                # longer than the pause, says nothing of the time since.)
+                lower = self._ep_accepted / (sent_at - self._ep_from)
+                since = sent_at - self._cooldown_until
+                if since > 0:
+                    burst = self.settings.burst_allowance_s
+                    lower = max(lower, self._ep_after / (since + burst))
+                self.bounds.sustained(lower)
             self._ep_from = sent_at
-            self._ep_accepted = 0
+            self._ep_accepted = self._ep_after = 0
             if self._rising:
                 # A probe for a rise that cost a pause: if it found nothing (no step held),
                 # the next waits twice as long (up to 16 times); for one that did, not.
@@ -636,10 +643,11 @@ class RateController:
     def _grown(self) -> float:
         """Slow start's next rate: twice this one, but a round trip at it may be all over
         the limit (a burst can hide an overshoot for several rounds): where the work left is
-        known, no more than ``start_risk`` of it is sent in a round above this rate."""
+        known, no more than ``start_risk`` of it (or one request) is sent in a round above
+        this rate."""
         s = self.settings
-        extra = s.start_risk * self.work_left / max(self._srtt(), s.min_round_s)
-        return min(2.0 * self._rate, self._rate + extra)
+        risk = max(s.start_risk * self.work_left, 1.0)  # a request a round, however small
+        return min(2.0 * self._rate, self._rate + risk / max(self._srtt(), s.min_round_s))
 
     def _note_burst(self) -> None:
         """A throttle ends slow start or a probe step: was the bucket thin?"""
