@@ -414,9 +414,9 @@ class RateController:
         if self.mode is Mode.MEASURE and sent_at >= self._m_from and not self.external:
             if outcome is Outcome.THROTTLED:
                 self._m_thr += 1
-                self._m_sum += sent_rate
             elif outcome is Outcome.ACCEPTED:
                 self._m_acc += 1
+            if outcome is not Outcome.UNKNOWN:
                 self._m_sum += sent_rate
             if sent_at >= self._m_from + self.rtt.spread and outcome is not Outcome.UNKNOWN:
                 late = self._m_late  # sent after any clump had ended: accepted, throttled, rates
