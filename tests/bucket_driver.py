@@ -42,12 +42,14 @@ def drive(
     retry_after: float | None = None,
     limits: tuple[tuple[float, float], ...] = (),
     work: int | None = None,
+    known: bool = False,
 ) -> Drive:
     """Send as fast as the controller allows for ``seconds`` to a server refilling ``limit``
     tokens/s into a bucket of ``burst``; every answer comes back ``rtt`` later. ``limits``:
     (time, new limit) changes. ``work``: that many requests to get accepted in all, the
     controller told how many are left to send (``work_left``), as the scheduler does once the
-    input has ended; a throttled one is sent again."""
+    input has ended; a throttled one is sent again. ``known``: told as ``work_known`` too (the
+    scheduler counts it so while the input goes on, where its size is known)."""
     out = Drive()
     now = 0.0
     pacer = Pacer(controller.rate_at(now), now)
@@ -58,6 +60,8 @@ def drive(
     while now < seconds:
         if work is not None:
             controller.work_left = work - out.accepted - len(answers)
+            if known:
+                controller.work_known = controller.work_left
             if controller.work_left <= 0 and not answers:
                 break
         wait = pacer.delay(now) if controller.work_left > 0 else math.inf

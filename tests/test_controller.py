@@ -234,6 +234,44 @@ def test_slow_start_risks_a_small_share_of_a_small_jobs_work_per_round_trip(
     assert bounded.rates[-1][0] <= 1.05 * doubling.rates[-1][0]
 
 
+@pytest.mark.parametrize(
+    ("limit", "burst", "rtt", "work"),
+    [(4500.0, 700.0, 0.75, 67_500), (1800.0, 2.0, 0.3, 27_000), (200.0, 50.0, 0.5, 3_000)],
+)
+def test_on_a_long_round_trip_slow_start_grows_by_its_share_of_the_work_known(
+    limit: float, burst: float, rtt: float, work: int
+) -> None:
+    """Doubling from a few requests a second takes many long rounds to reach a high limit
+    (twelve of 0.75 s for 4,500/s), a large part of a job of 15 s at the limit. With the work
+    known, a round may add ``start_risk`` of it: the limit is reached rounds sooner, and what
+    is throttled stays a small share (each round risks no more than that share)."""
+
+    def reached(known: bool) -> tuple[float, Drive]:
+        out = drive(
+            RateController(), limit=limit, burst=burst, rtt=rtt, seconds=60, work=work, known=known
+        )
+        return next(t for t, r in out.rates if r >= 0.9 * limit), out
+
+    doubling, before = reached(False)
+    jumping, after = reached(True)
+    assert jumping <= doubling - rtt
+    assert after.accepted == before.accepted == work
+    assert after.throttled <= 0.03 * after.sent
+
+
+def test_on_a_short_round_trip_slow_start_only_doubles_whatever_the_work_known() -> None:
+    """At a few ms a round, doubling reaches any limit within a second: a jump past it would
+    leave the first throttle a wide bracket to search (or, where throttles cost pauses, pause
+    after pause), for nothing."""
+    rates = []
+    for known in (False, True):
+        out = drive(
+            RateController(), limit=930, burst=189, rtt=0.005, seconds=5, work=14_000, known=known
+        )
+        rates.append(out.rates)
+    assert rates[0] == rates[1]
+
+
 def test_a_bucket_drained_by_an_earlier_round_is_not_taken_for_a_thin_one() -> None:
     """Slow start's last round can find the bucket already empty (the round before was above
     the limit, its burst hid that): nothing let through at the rate throttled says nothing of

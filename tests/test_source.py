@@ -22,6 +22,7 @@ from async_updater.io.report import CsvReport
 from async_updater.io.source import MAX_ROW, CsvSource, Shard, ShardBasis
 from async_updater.model import Result, Status, UserRecord
 from async_updater.operations.base import encode_segment
+from async_updater.pipeline.run import expected_rows
 from async_updater.testing.sample import generate_users
 
 HEADER = "account_id,user_id,inbound_calling,outbound_calling,sms\n"
@@ -386,6 +387,21 @@ def test_an_oversized_row_is_reported_by_exactly_one_shard(tmp_path: Path) -> No
         parts = [[outcome(x) for x in CsvSource(path, shard=Shard(k, 3, basis))] for k in range(3)]
         assert sorted(m for part in parts for m in part) == sorted(whole)
         assert sum(m.startswith("line 2: the row is longer") for part in parts for m in part) == 1
+
+
+def test_a_source_says_how_many_rows_to_expect_before_it_is_read_except_a_shard(
+    tmp_path: Path,
+) -> None:
+    """Slow start may risk a share of the work once it knows how much there is
+    (``RateController.work_known``): the file's rows, counted cheaply, for a whole file; a
+    shard's share of them is not known up front. A collection says its length."""
+    path = tmp_path / "users.csv"
+    path.write_bytes(h("".join(f"acct{i},u{i},true,false,true\n" for i in range(30))))
+    assert CsvSource(path).expected_rows() == 30
+    assert CsvSource(path, shard=Shard(0, 3)).expected_rows() is None
+    assert expected_rows([1, 2, 3]) == 3
+    assert expected_rows(CsvSource(path)) == 30
+    assert expected_rows(iter([1, 2, 3])) is None  # an iterator says nothing before it is read
 
 
 # -- fuzzing ------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from ..io.lock import ReportLock
 from ..io.meta import input_fingerprint, write_meta
 from ..io.report import ReportSink, open_report
 from ..io.resume import ResumeState
-from ..io.source import CsvSource, Shard, ShardBasis, count_data_lines
+from ..io.source import CsvSource, Shard, ShardBasis
 from ..model import Result, RowRecord, RunSummary
 from ..operations.aws_model import ModelOperation
 from ..operations.base import Operation
@@ -295,9 +295,7 @@ async def _run_with_progress(
 ) -> RunSummary:
     stream = sys.stderr
     mode = ProgressDisplay.choose_mode(disabled=args.no_progress, stream=stream)
-    total = count_data_lines(source.path) if mode != "off" else None
-    if total is not None and source.shard is not None:
-        total = None  # a shard's share of the file is not known up front
+    total = source.expected_rows() if mode != "off" else None
     async with ProgressDisplay(updater, total, mode=mode, stream=stream) as display:
         updater.on_notice = display.print
         return await updater.run(source, sink, skip=skip, befores=befores)

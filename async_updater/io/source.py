@@ -129,6 +129,16 @@ class CsvSource:
                 ) from None
             raise InputError(f"{self.path}: {exc}") from None
         self._index = {h.strip().lower(): i for i, h in enumerate(header)}
+        self._lines: int | None = None
+
+    def expected_rows(self) -> int | None:
+        """The rows the file holds, counted cheaply (its lines, once: a row with a quoted
+        line break counts twice), or None for a shard, whose share is not known up front."""
+        if self.shard is not None:
+            return None
+        if self._lines is None:
+            self._lines = count_data_lines(self.path)
+        return self._lines
 
     def _open(self) -> IO[str]:
         try:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import pickle
 import time
-from collections.abc import AsyncIterable, Callable, Iterable
+from collections.abc import AsyncIterable, Callable, Iterable, Sized
 from dataclasses import dataclass, replace
 from time import perf_counter
 from typing import Any
@@ -50,6 +50,15 @@ Records = Iterable[Any] | AsyncIterable[Any]
 # Put on the results queue after the last result.
 DONE = object()
 _YIELD_EVERY = 256
+
+
+def expected_rows(records: object) -> int | None:
+    """How many records ``records`` holds, where that is known before reading them: a sized
+    collection's length, or a source's own count (``expected_rows``)."""
+    if isinstance(records, Sized):
+        return len(records)
+    count = getattr(records, "expected_rows", None)
+    return count() if callable(count) else None
 
 
 class _Item:
@@ -163,6 +172,10 @@ class Run:
         )
         self.out: asyncio.Queue[Any] = asyncio.Queue(maxsize=config.queue_size)
         self.outstanding = 0  # records taken in and not finished (parked ones included)
+        # Records the input is expected to hold (where it says: a sequence, a whole CSV file),
+        # read so far, and taken in to send.
+        self._expected: int | None = None
+        self._read = self._taken = 0
         self.room: asyncio.Future[None] | None = None
         self.waiting: set[_Item] = set()
         self.attempts: set[asyncio.Task[None]] = set()
@@ -272,6 +285,7 @@ class Run:
     async def _feed_all(self) -> None:
         try:
             records = self.records
+            self._expected = None if self.per_account else expected_rows(records)
             if isinstance(records, AsyncIterable):
                 async for record in records:
                     if not await self._feed(record):
@@ -290,6 +304,12 @@ class Run:
     async def _feed(self, record: Any) -> bool:
         if self.stopping:
             return False
+        self._read += 1
+        if self._expected is not None:
+            # The rows still to read, as many of them to send as of those read so far: slow
+            # start risks a share of the work it knows (``RateController.work_known``).
+            sends = (self._taken + 1) / (self._read + 1)
+            self.scheduler.unread = max(0, self._expected - self._read) * sends
         if isinstance(record, Result):
             await self._emit(record)
             return True
@@ -325,6 +345,7 @@ class Run:
             if self.befores is not None:
                 item.captured = self.befores.captured(record.account_id, record.user_id)
         self.outstanding += 1
+        self._taken += 1
         scheduler.put(item, scope)
         return True
 

@@ -83,7 +83,9 @@ class ControllerSettings:
     ``start_risk``: once the work left is known (the input has ended), the share of it slow
     start may send in one round trip above a rate proven so far: the throttles its overshoot
     costs stay a small part of a small job (a burst can hide an overshoot for several rounds,
-    so a round's doubling can be all over the limit).
+    so a round's doubling can be all over the limit). Where round trips are at least
+    ``long_round_s``, that share of the work known may also make a round grow faster than
+    doubling (below it, doubling reaches any limit within a second or two).
     ``throttle_tolerance``: the share of a slow start's or a probe step's requests that may be
     throttled before its rate counts as over the limit (a clump of throttles from a stall on
     either side is timing noise, not the limit; an overshoot soon exceeds any small share).
@@ -112,6 +114,7 @@ class ControllerSettings:
     first_accepted: int = 8
     narrow: float = 1.1
     start_risk: float = 0.01
+    long_round_s: float = 0.2
     floor: float = 0.2
     throttle_tolerance: float = 0.01
     noise_spans: float = 4.0
@@ -135,9 +138,10 @@ class ControllerSettings:
             self.hold_max_s,
             self.cooldown_hold_factor,
             self.min_round_s,
+            self.long_round_s,
         )
         if min(periods) < 0:
-            raise ValueError("probe intervals, holds and min_round_s must be >= 0")
+            raise ValueError("probe intervals, holds and round lengths must be >= 0")
         if not self.burst_allowance_s > 0:
             raise ValueError("burst_allowance_s must be > 0")
         if not 1 <= self.first_accepted <= self.min_accepted:
@@ -257,6 +261,7 @@ class RateController:
         "settings",
         "share",
         "throttled",
+        "work_known",
         "work_left",
     )
 
@@ -329,6 +334,10 @@ class RateController:
         # probe near the end of the work would cost its throttles, or a pause, for nothing;
         # and the last cool-down the server announced.
         self.work_left, self._pause_s = math.inf, 0.0
+        # What it has left as far as it is counted while the input goes on (queued, parked,
+        # and an input of a known size still to read, for one global limit): a share of it is
+        # what slow start may risk in a round of growing faster than doubling (``_grown``).
+        self.work_known = 0.0
         if initial is not None:
             # What other scopes learned: start there as a provisional estimate. A limit of
             # its own shows soon enough (throttles measure a lower one, probes a higher one).
@@ -641,13 +650,27 @@ class RateController:
                 self._round_at = now
 
     def _grown(self) -> float:
-        """Slow start's next rate: twice this one, but a round trip at it may be all over
-        the limit (a burst can hide an overshoot for several rounds): where the work left is
-        known, no more than ``start_risk`` of it (or one request) is sent in a round above
-        this rate."""
+        """Slow start's next rate. What a round at it risks is what it adds, times the round
+        trip: a burst can hide an overshoot for several rounds, and the round is all over the
+        limit. Twice this rate, but where the work left is known, no more than ``start_risk``
+        of it (or one request) a round.
+
+        Where the round trip is long (``long_round_s``), doubling from a few requests a
+        second takes many seconds to reach a high limit (ten rounds of 0.7 s for 4,500/s):
+        the rate may then grow by ``start_risk`` of the work known (``work_known``) in one
+        round, faster than doubling, provided that round brings back enough answers
+        (``min_accepted``) to read the limit if it overshoots. Elsewhere a jump past doubling
+        would leave the first throttle saying only that the limit is far below, and the
+        search for it costs more than the rounds saved."""
         s = self.settings
+        srtt = self._srtt()
+        round_s = max(srtt, s.min_round_s)
         risk = max(s.start_risk * self.work_left, 1.0)  # a request a round, however small
-        return min(2.0 * self._rate, self._rate + risk / max(self._srtt(), s.min_round_s))
+        step = min(self._rate, risk / round_s)
+        jump = s.start_risk * min(self.work_known, self.work_left) / round_s
+        if srtt >= s.long_round_s and (self._rate + jump) * srtt >= s.min_accepted:
+            step = max(step, jump)
+        return self._rate + step
 
     def _note_burst(self) -> None:
         """A throttle ends slow start or a probe step: was the bucket thin?"""

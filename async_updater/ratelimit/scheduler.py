@@ -127,6 +127,9 @@ class Scheduler(Generic[T]):
         self.past_cuts = 0  # rate cuts of forgotten scopes
         self.on_scope: Callable[[Scope[T]], None] | None = None
         self.input_ended = False  # no new work will come (retries of work taken still may)
+        # Work the input still holds, not read yet, that will all come to the one scope there
+        # is (one global limit), as far as is known (0: not known, or it goes to many scopes).
+        self.unread = 0.0
 
     # -- work in ----------------------------------------------------------------------------
 
@@ -207,14 +210,18 @@ class Scheduler(Generic[T]):
 
     def end_input(self) -> None:
         """No new work will come: from now on each scope's controller knows how much it has
-        left to send (``RateController.work_left``)."""
+        left to send (``RateController.work_left``). Until then it knows what is queued,
+        parked and ``unread`` (``RateController.work_known``)."""
         self.input_ended = True
+        self.unread = 0.0
 
     def _sync(self, scope: Scope[T], now: float) -> float:
+        overflow = self.overflow
+        parked = 0 if overflow is None else overflow.count(scope.key)
+        held = len(scope.queue) + scope.held + parked
         if self.input_ended:
-            overflow = self.overflow
-            parked = 0 if overflow is None else overflow.count(scope.key)
-            scope.controller.work_left = len(scope.queue) + scope.held + parked
+            scope.controller.work_left = held
+        scope.controller.work_known = held + self.unread  # (none unread once it has ended)
         return scope.sync_rate(now)
 
     def touch(self, scope: Scope[T]) -> None:
