@@ -272,6 +272,28 @@ def test_on_a_short_round_trip_slow_start_only_doubles_whatever_the_work_known()
     assert rates[0] == rates[1]
 
 
+def test_answers_a_busy_client_reads_late_do_not_make_a_round_trip_long() -> None:
+    """A client too busy to read its answers at once sees round trips of half a second from a
+    server 10 ms away: the path's round trip is its fastest, and slow start only doubles
+    there. Answers that were always that slow are a long path: it grows by its risk share."""
+
+    def rates(first_rtt: float) -> list[int]:
+        c = RateController()
+        c.work_left = c.work_known = 100_000
+        now, rtt, out = 0.0, first_rtt, []
+        for _ in range(4):
+            rate = c.rate_at(now)
+            out.append(round(rate))
+            sends = [(now + i / rate, c.on_send(now + i / rate)) for i in range(round(rate / 2))]
+            for sent_at, seq in sends:
+                c.on_answer(seq, sent_at, sent_at + rtt, Outcome.ACCEPTED)
+            now, rtt = sends[-1][0] + rtt, 0.5
+        return out
+
+    assert rates(0.01) == [4, 8, 16, 32]
+    assert rates(0.5) == [4, 2004, 4004, 6004]  # 1% of the work a round of 0.5 s
+
+
 def test_a_bucket_drained_by_an_earlier_round_is_not_taken_for_a_thin_one() -> None:
     """Slow start's last round can find the bucket already empty (the round before was above
     the limit, its burst hid that): nothing let through at the rate throttled says nothing of

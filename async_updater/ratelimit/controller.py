@@ -655,8 +655,10 @@ class RateController:
         limit. Twice this rate, but where the work left is known, no more than ``start_risk``
         of it (or one request) a round.
 
-        Where the round trip is long (``long_round_s``), doubling from a few requests a
-        second takes many seconds to reach a high limit (ten rounds of 0.7 s for 4,500/s):
+        Where the round trip is long (``long_round_s``; the fastest one: a client too busy to
+        read its answers at once sees them late, and the server is no slower for it), doubling
+        from a few requests a second takes many seconds to reach a high limit (ten rounds of
+        0.75 s for 4,500/s):
         the rate may then grow by ``start_risk`` of the work known (``work_known``) in one
         round, faster than doubling, provided that round brings back enough answers
         (``min_accepted``) to read the limit if it overshoots. Elsewhere a jump past doubling
@@ -668,7 +670,9 @@ class RateController:
         risk = max(s.start_risk * self.work_left, 1.0)  # a request a round, however small
         step = min(self._rate, risk / round_s)
         jump = s.start_risk * min(self.work_known, self.work_left) / round_s
-        if srtt >= s.long_round_s and (self._rate + jump) * srtt >= s.min_accepted:
+        # Long by the path's round trip (its fastest), not by answers a busy client read late.
+        path = min(self.rtt.min, srtt)
+        if path >= s.long_round_s and (self._rate + jump) * srtt >= s.min_accepted:
             step = max(step, jump)
         return self._rate + step
 
