@@ -658,12 +658,11 @@ class RateController:
         Where the round trip is long (``long_round_s``; the fastest one: a client too busy to
         read its answers at once sees them late, and the server is no slower for it), doubling
         from a few requests a second takes many seconds to reach a high limit (ten rounds of
-        0.75 s for 4,500/s):
-        the rate may then grow by ``start_risk`` of the work known (``work_known``) in one
-        round, faster than doubling, provided that round brings back enough answers
-        (``min_accepted``) to read the limit if it overshoots. Elsewhere a jump past doubling
-        would leave the first throttle saying only that the limit is far below, and the
-        search for it costs more than the rounds saved."""
+        0.75 s for 4,500/s). There the rate may grow by ``start_risk`` of the work known
+        (``work_known``) in one round, faster than doubling, provided that round brings back
+        enough answers (``min_accepted``) to read the limit if it overshoots. Elsewhere a jump
+        past doubling would leave the first throttle saying only that the limit is far below,
+        and the search for it would cost more than the rounds saved."""
         s = self.settings
         srtt = self._srtt()
         round_s = max(srtt, s.min_round_s)
