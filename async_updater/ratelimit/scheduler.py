@@ -225,15 +225,7 @@ class Scheduler(Generic[T]):
         return scope.sync_rate(now)
 
     def touch(self, scope: Scope[T]) -> None:
-        """The scope's rate or pause changed: look at it again now, not at its old wake-up.
-        A rate that rose widens the in-flight cap now, not at the next sweep: held back by a
-        cap sized for the old rate, the pacer would bank tokens and then let them all go at
-        once (a clump that a server's bucket of one token throttles)."""
-        before = scope.pacer.rate
-        rate = self._sync(scope, self._clock.now())
-        if rate > before and self.concurrency.auto:
-            self.rate_total += rate - before
-            self.concurrency.update(self.rate_total, self.rtt.high)
+        """The scope's rate or pause changed: look at it again now, not at its old wake-up."""
         if scope.queue:
             self._make_ready(scope)
 
