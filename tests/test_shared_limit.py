@@ -294,6 +294,59 @@ async def test_a_pause_tells_the_leader_when_and_at_what_rate_the_throttled_requ
         assert led.bounds.hi == pytest.approx(321.0)  # the rate it was throttled at
 
 
+async def test_a_cool_down_is_read_from_answers_to_requests_sent_since_its_first_throttle(
+    redis_server: RedisServer,
+) -> None:
+    """Where every 429 pauses the fleet, the leader reads the limit from the share of the
+    fleet's answers accepted, counted by each process from the send time of the episode's
+    first throttle: all sent while the server's bucket was empty. Answers to requests sent
+    before it (while the bucket still had tokens) would read high: with them, 162 of 186
+    accepted at 300/s reads 261/s; without, 12 of 36 reads 100/s."""
+    from async_updater.ratelimit import Outcome
+
+    async with processes(redis_server.url, "episode") as ((a, b), _):
+        loop = asyncio.get_running_loop()
+        controllers = {"a": RateController(), "b": RateController()}
+        pa = a.pacer("", controllers["a"], lambda: None, loop.time())
+        pb = b.pacer("", controllers["b"], lambda: None, loop.time())
+        await poll(lambda: pa.leader or pb.leader)
+        leader, follower = (pa, pb) if pa.leader else (pb, pa)
+        led, follows = (
+            (controllers["a"], controllers["b"])
+            if pa.leader
+            else (controllers["b"], controllers["a"])
+        )
+        leader.set_rate(300.0, loop.time())
+        await poll(lambda: leader.delay(loop.time()) == 0.0)  # the leader knows Redis's clock
+
+        def learned() -> bool:
+            if follower.delay(loop.time()) == 0.0:
+                follower.take(loop.time())
+            return follower.rate == 300.0
+
+        await poll(learned)
+        now = loop.time()
+        first = now - 0.2  # the episode's first throttled request left then
+
+        def answer(controller: RateController, count: int, start: float, outcome: Outcome) -> None:
+            for i in range(count):
+                sent_at = start + i * 0.001
+                controller.on_answer(controller.on_send(sent_at), sent_at, now, outcome)
+
+        answer(follows, 100, first - 0.15, Outcome.ACCEPTED)  # before: the bucket had tokens
+        answer(led, 50, first - 0.15, Outcome.ACCEPTED)
+        answer(follows, 24, first, Outcome.THROTTLED)  # since: it was empty
+        answer(follows, 8, first + 0.03, Outcome.ACCEPTED)
+        answer(led, 4, first + 0.03, Outcome.ACCEPTED)
+        until = now + 1.0
+        assert follower.pause_until(until)
+        follows.on_cooldown(now, until, first)
+        await poll(lambda: leader.paused_until > now + 0.5)
+        await poll(lambda: loop.time() > until + 0.02)
+        led.rate_at(loop.time())  # the pause is over: the rate after it is settled
+        assert led.estimate.value == pytest.approx(100.0, rel=0.05)
+
+
 async def test_the_leader_measures_only_slots_throttled_throughout_at_one_rate(
     redis_server: RedisServer,
 ) -> None:

@@ -31,6 +31,7 @@ The estimate is the best lower bound: ``max(measured, lo)``, capped by ``hi``. M
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 from enum import Enum
 
@@ -228,6 +229,7 @@ class RateController:
         "_m_back",
         "_m_blind",
         "_m_est",
+        "_m_fleet",
         "_m_from",
         "_m_late",
         "_m_probe",
@@ -249,6 +251,7 @@ class RateController:
         "_round_seq",
         "_thr_rate",
         "accepted",
+        "answers",
         "bounds",
         "cooldowns",
         "cuts",
@@ -297,7 +300,8 @@ class RateController:
         self._lone_at, self._lone_rate = -math.inf, 0.0
         # Answers to requests sent since that throttle: accepted, throttled, and the rates
         # they were sent at, summed.
-        self._m_acc, self._m_thr, self._m_sum = 0, 0, 0.0
+        # (``_m_fleet``: they are the whole fleet's, counted by each process: ``on_episode``.)
+        self._m_acc, self._m_thr, self._m_sum, self._m_fleet = 0, 0, 0.0, False
         self._m_late = [0.0, 0.0, 0.0]  # sent a round-trip spread or more after it: answers
         self._m_probe = math.inf  # when the next probe was due, when cruising
         self._next_probe = math.inf
@@ -330,6 +334,9 @@ class RateController:
         # measurement waits that long before it takes the fleet's silence for no throttle.
         self.external, self.lag = False, 0.0
         self.accepted = self.throttled = 0  # answers of each kind (read by whoever tallies)
+        # (send time, throttled?) of the latest answers, kept once ``keep_answers`` is called
+        # (a shared limit counts a cool-down's answers from them: ``answered_since``).
+        self.answers: deque[tuple[float, bool]] | None = None
         # Requests this scope has left to send, once that is known (the input has ended): a
         # probe near the end of the work would cost its throttles, or a pause, for nothing;
         # and the last cool-down the server announced.
@@ -420,17 +427,11 @@ class RateController:
         for sample in self.log.answered(seq, outcome):
             if not self.external:
                 self._on_sample(sample, now, 1.0 / self.share)
-        if self.mode is Mode.MEASURE and sent_at >= self._m_from and not self.external:
-            if outcome is Outcome.THROTTLED:
-                self._m_thr += 1
-            elif outcome is Outcome.ACCEPTED:
-                self._m_acc += 1
-            if outcome is not Outcome.UNKNOWN:
-                self._m_sum += sent_rate
-            if sent_at >= self._m_from + self.rtt.spread and outcome is not Outcome.UNKNOWN:
-                late = self._m_late  # sent after any clump had ended: accepted, throttled, rates
-                late[1 if outcome is Outcome.THROTTLED else 0] += 1
-                late[2] += sent_rate
+        if outcome is not Outcome.UNKNOWN:
+            if self.mode is Mode.MEASURE and sent_at >= self._m_from and not self.external:
+                self._measure_answer(sent_at, sent_rate, outcome)
+            if self.answers is not None:
+                self.answers.append((sent_at, outcome is Outcome.THROTTLED))
         if outcome is Outcome.THROTTLED:
             self.throttled += 1
             self._on_throttle(sent_at, sent_rate, now)
@@ -566,12 +567,55 @@ class RateController:
         last lowered say nothing of the new rate (the other processes' throttles of the
         overshoot come back after the cut): they do not count, except around a cool-down,
         whose answers are all to requests sent before it."""
-        if self.mode is not Mode.MEASURE:
+        if self.mode is not Mode.MEASURE or self._m_fleet:
             return
         if sent_from >= self._cut_at or self._cooldown_until >= self._m_since:
             self._m_acc += accepted
             self._m_thr += throttled
             self._m_sum += self._m_rate * (accepted + throttled)  # each one's rate unknown
+
+    def _measure_answer(self, sent_at: float, sent_rate: float, outcome: Outcome) -> None:
+        """Count an answer (accepted or throttled) to a request sent since the throttle that
+        began the measurement."""
+        throttled = outcome is Outcome.THROTTLED
+        if throttled:
+            self._m_thr += 1
+        else:
+            self._m_acc += 1
+        self._m_sum += sent_rate
+        if sent_at >= self._m_from + self.rtt.spread:
+            late = self._m_late  # sent after any clump had ended: accepted, throttled, rates
+            late[1 if throttled else 0] += 1
+            late[2] += sent_rate
+
+    def on_episode(self, accepted: int, throttled: int, now: float) -> None:
+        """The whole fleet's answers to requests sent since the throttle that began the
+        cool-down under way (``external``), each process counting its own by send time. They
+        replace the tallies by slot of answer time, whose slot around the throttle mixes in
+        the answers of requests sent before it, while the bucket still had tokens (the share
+        accepted reads high)."""
+        if self.mode is not Mode.MEASURE or now >= self._cooldown_until:
+            return
+        if accepted + throttled > 0:
+            self._m_fleet = True
+            self._m_acc, self._m_thr = accepted, throttled
+            self._m_sum = self._m_rate * (accepted + throttled)
+
+    def keep_answers(self, count: int = 4096) -> None:
+        """Keep the send time and kind of the last ``count`` answers (see ``answered_since``)."""
+        if self.answers is None:
+            self.answers = deque(maxlen=count)
+
+    def answered_since(self, sent_from: float) -> tuple[int, int]:
+        """(accepted, throttled) answers kept, to requests sent at ``sent_from`` or later."""
+        accepted = throttled = 0
+        for sent_at, was_throttled in self.answers or ():
+            if sent_at >= sent_from:
+                if was_throttled:
+                    throttled += 1
+                else:
+                    accepted += 1
+        return accepted, throttled
 
     @property
     def episode_from(self) -> float:
@@ -756,6 +800,7 @@ class RateController:
         self._m_rate = rate
         self._m_acc = self._m_thr = 0
         self._m_sum = 0.0
+        self._m_fleet = False
         self._m_late = [0.0, 0.0, 0.0]
         if self._m_est is None:
             self._rate = self._clamp(min(self._rate, rate))  # no more growth

@@ -58,6 +58,10 @@ SIGNAL_EVERY_S = 0.05  # a follower tells the leader it was throttled at most th
 # (the first whose answers were all sent after the rate was cut) a slot later.
 TALLY_LAG = 4 * SLOT_S + BATCH_S
 READ_AFTER_S = 0.002  # how long after a slot's end the leader reads it (a script under way)
+# Each process tells its count of a cool-down's answers this long before the pause ends (they
+# are all in by then), the leader reads them all ``LEAD_READ_S`` before it ends.
+TELL_EPISODE_S = 0.15
+LEAD_READ_S = 0.05
 _STEP = 0.005  # a rate change under 0.5% is not worth a write
 
 # The bucket: tokens refill at ``rate`` up to ``burst_s`` of it (at least one); nothing is
@@ -108,6 +112,13 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local untl = now + math.floor(tonumber(ARGV[1]) * 1000000)
 local paused = tonumber(redis.call('HGET', KEYS[1], 'paused_until')) or 0
+-- The episode's first throttle: one sent after the last pause ended begins a new episode; one
+-- sent before the first known of this one moves its start back.
+local sent = tonumber(ARGV[2])
+local first = tonumber(redis.call('HGET', KEYS[1], 'episode_from')) or 0
+if sent > 0 and (sent >= paused or sent < first) then
+  redis.call('HSET', KEYS[1], 'episode_from', ARGV[2])
+end
 if untl > paused then
   local u = string.format('%.0f', untl)
   redis.call('HSET', KEYS[1], 'paused_until', u, 'tokens', '0', 'ts', u)
@@ -456,6 +467,12 @@ class SharedPacer:
         self._lowered: deque[float] = deque(maxlen=16)  # when the leader last lowered the rate
         self._written = -math.inf  # the end of the last pause this process wrote to Redis
         self._thr_slot = -1  # the last slot of answers with a throttle in it
+        # Each process counts its answers to requests sent since the first throttle of the
+        # cool-down under way (the bucket keeps its send time), all sent while the server's
+        # bucket was empty: the share accepted is the limit's share of the rate.
+        self._ep_told = ""  # what this process last told of it
+        self.episode = f"{self.slots}episode"
+        controller.keep_answers()
         shared.spawn(self._lead())
 
     def rebind(self, controller: RateController, wake: Callable[[], None], now: float) -> None:
@@ -464,6 +481,7 @@ class SharedPacer:
         old, self._controller, self._wake = self._controller, controller, wake
         self._seen_throttles = controller.throttled
         self._told = (controller.accepted, controller.throttled)  # its tallies start afresh
+        controller.keep_answers()
         if self._local is not None:
             controller.adopt(self._local.rate, now)
         elif self.leader:
@@ -819,12 +837,58 @@ class SharedPacer:
                 return
             if self._controller is controller:
                 self._told = (accepted, throttled)
+        await asyncio.sleep(max(0.0, until - TELL_EPISODE_S - loop.time()))
+        await self._tell_episode(until)
         if self.leader:
-            await asyncio.sleep(max(0.0, until - 0.05 - loop.time()))
+            await asyncio.sleep(max(0.0, until - LEAD_READ_S - loop.time()))
             try:
+                await self._read_episode()
                 await self._read_slots()
             except Exception as exc:
                 shared.lost(exc)
+
+    async def _tell_episode(self, until: float) -> None:
+        """Write this process's count of the cool-down's answers, under its own name: told
+        again, it replaces what it told before."""
+        client = self._shared.client
+        if client is None or math.isnan(self._offset):
+            return
+        try:
+            first_us = await client.hget(self.bucket, "episode_from")
+        except Exception as exc:
+            self._shared.lost(exc)
+            return
+        if first_us is None:
+            return
+        sent = int(first_us) / 1e6 - self._offset
+        accepted, throttled = self._controller.answered_since(sent)
+        told = f"{int((until + self._offset) * 1e6)} {accepted} {throttled}"
+        if told == self._ep_told:
+            return
+        self._ep_told = told
+        try:
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.hset(self.episode, self._shared.member, told)
+                pipe.expire(self.episode, 60)
+                await pipe.execute()
+        except Exception as exc:
+            self._shared.lost(exc)
+
+    async def _read_episode(self) -> None:
+        """The fleet's count of the cool-down's answers: every process's told for a pause
+        that has not ended (older ones are of an earlier cool-down)."""
+        client = self._shared.client
+        if not self.leader or client is None or math.isnan(self._offset):
+            return
+        loop_now = asyncio.get_running_loop().time()
+        now_us = (loop_now + self._offset) * 1e6
+        accepted = throttled = 0
+        for told in (await client.hgetall(self.episode)).values():
+            until_us, a, t = (int(x) for x in told.split())
+            if until_us > now_us:
+                accepted += a
+                throttled += t
+        self._controller.on_episode(accepted, throttled, loop_now)
 
     async def _read_slots(self) -> None:
         """Turn each finished slot in which the fleet was throttled into a sample of the limit:
