@@ -11,7 +11,9 @@
   recovery. Its own answers are only its share of the traffic, so it measures the limit from
   the whole fleet's: their tallies in Redis per 200 ms slot (a slot measures the limit only if
   throttled all through at one rate; answers to requests sent before the rate was last cut do
-  not count), and, where every 429 pauses everyone, how long the refilled bucket lasted at the
+  not count); where every 429 pauses everyone, the share of the fleet's answers accepted among
+  those to requests sent since the pause's first throttle (each process counts its own and
+  tells the count before the pause ends), and how long the refilled bucket lasted at the
   shared rate between pauses (a pause message says when the throttled request was sent, and
   at what rate). Tallies come up to ``TALLY_LAG`` late: the controller waits that long before
   it takes quiet for a rate held. In slow start it doubles on rounds the fleet used (tokens
