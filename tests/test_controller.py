@@ -181,6 +181,28 @@ def test_no_probe_for_a_rise_where_it_costs_a_pause_once_the_work_left_cannot_pa
     assert (run(None).pauses, ending.pauses) == (2, 1)  # slow start's, then a probe's
 
 
+@pytest.mark.parametrize(("fleet_left", "probes"), [(math.inf, True), (5_000.0, False)])
+def test_the_leader_of_a_shared_limit_probes_for_a_rise_only_if_the_fleets_work_pays(
+    fleet_left: float, probes: bool
+) -> None:
+    """Leading a shared limit behind ``Retry-After``, a probe for a rise costs the whole
+    fleet a pause: the fleet's work left must pay for it (sending for the wait between
+    probes), not this process's share of it."""
+    c = RateController()
+    c.external, c.share = True, 0.125
+    c.adopt(900.0, 0.0)
+    c.fleet_left = fleet_left
+    c.on_cooldown(0.1, 1.1, 0.08, 900.0)  # another process's 429 at 900/s
+    c.on_episode(24, 3, 1.0)  # the fleet's answers since: 24 of 27 accepted (800/s)
+    c.rate_at(1.1)  # the pause is over: the rate after it is settled
+    assert c.limit == pytest.approx(800.0)
+    modes = set()
+    for tenth in range(600):  # the minute after the pause
+        c.rate_at(1.1 + tenth * 0.1)
+        modes.add(c.mode)
+    assert (Mode.PROBE in modes) is probes
+
+
 @pytest.mark.parametrize(
     ("limit", "rtt", "retry_after", "by"),
     [(20.5, 0.037, None, 7.5), (150.0, 0.02, None, 5.0), (14.4, 0.6, 3.0, 45.0)],

@@ -347,6 +347,47 @@ async def test_a_cool_down_is_read_from_answers_to_requests_sent_since_its_first
         assert led.estimate.value == pytest.approx(100.0, rel=0.05)
 
 
+async def test_the_leader_knows_the_fleets_work_left_once_every_process_knows_its_own(
+    redis_server: RedisServer,
+) -> None:
+    """Each process tells its work left with its batches of tokens; the leader sums them (a
+    probe for a rise behind ``Retry-After`` must be paid for by the whole fleet's work). While
+    one process's input goes on, the fleet's work is not known."""
+    async with processes(redis_server.url, "work") as ((a, b), _):
+        loop = asyncio.get_running_loop()
+        controllers = {"a": RateController(), "b": RateController()}
+        pa = a.pacer("", controllers["a"], lambda: None, loop.time())
+        pb = b.pacer("", controllers["b"], lambda: None, loop.time())
+        await poll(lambda: pa.leader or pb.leader)
+        led = controllers["a"] if pa.leader else controllers["b"]
+        pa.set_rate(1000.0, loop.time())
+        pb.set_rate(1000.0, loop.time())
+
+        def told(want: float) -> bool:
+            for pacer in (pa, pb):  # spend tokens: each batch fetched tells the work left
+                if pacer.delay(loop.time()) == 0.0:
+                    pacer.take(loop.time())
+            return led.fleet_left == want
+
+        controllers["a"].work_left, controllers["b"].work_left = 300, 200
+        await poll(lambda: told(500.0))
+        controllers["b"].work_left = math.inf  # (as if b's input went on)
+        await poll(lambda: told(math.inf))
+
+
+def test_the_fleets_work_left_leaves_out_a_process_that_stopped_taking_tokens() -> None:
+    """A process that has finished stops taking tokens, so its last word grows old next to
+    the others': its work left no longer counts. In a pause all stop alike and all count."""
+    from async_updater.ratelimit.shared import WORK_FRESH_S, fleet_left
+
+    stale = int((100.0 - WORK_FRESH_S - 1.0) * 1e6)
+    fresh = int(100.0 * 1e6)
+    assert fleet_left([f"40 {fresh}", f"7 {stale}", f"60 {fresh - 500_000}"]) == 100.0
+    assert fleet_left([f"40 {stale}", f"7 {stale}"]) == 47.0
+    assert fleet_left([f"40 {fresh}", f"-1 {fresh}"]) == math.inf
+    assert fleet_left([]) == math.inf
+
+
 async def test_the_leader_measures_only_slots_throttled_throughout_at_one_rate(
     redis_server: RedisServer,
 ) -> None:

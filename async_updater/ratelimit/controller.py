@@ -257,6 +257,7 @@ class RateController:
         "cuts",
         "estimate",
         "external",
+        "fleet_left",
         "lag",
         "log",
         "mode",
@@ -340,7 +341,9 @@ class RateController:
         # Requests this scope has left to send, once that is known (the input has ended): a
         # probe near the end of the work would cost its throttles, or a pause, for nothing;
         # and the last cool-down the server announced.
-        self.work_left, self._pause_s = math.inf, 0.0
+        # (``fleet_left``: leading a shared limit, ``external``, the whole fleet's work left as
+        # its processes tell it: what a probe for a rise has to pay for.)
+        self.work_left, self.fleet_left, self._pause_s = math.inf, math.inf, 0.0
         # What it has left as far as it is counted while the input goes on (queued, parked,
         # and an input of a known size still to read, for one global limit): a share of it is
         # what slow start may risk in a round of growing faster than doubling (``_grown``).
@@ -1139,9 +1142,10 @@ class RateController:
         Elsewhere a probe costs a few throttles, and where the rate held is well below the
         limit, a probe late in the run still pays. (Leading a shared limit, the work is the
         whole fleet's, not this process's.)"""
-        if self.external or not self.cooldowns:
+        if not self.cooldowns:
             return True
-        return self.work_left >= self._rate * self._probe_wait()
+        left = self.fleet_left if self.external else self.work_left
+        return left >= self._rate * self._probe_wait()
 
     def _probe_interval(self) -> float:
         s = self.settings

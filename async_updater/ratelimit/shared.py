@@ -35,7 +35,7 @@ import math
 import os
 import socket
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..errors import UpdaterError
@@ -60,6 +60,9 @@ SIGNAL_EVERY_S = 0.05  # a follower tells the leader it was throttled at most th
 # (the first whose answers were all sent after the rate was cut) a slot later.
 TALLY_LAG = 4 * SLOT_S + BATCH_S
 READ_AFTER_S = 0.002  # how long after a slot's end the leader reads it (a script under way)
+# A process's work left, told with its batches, counts while it is no older than this next to
+# the newest told (one that stopped taking has finished; in a pause all stop alike).
+WORK_FRESH_S = 3.0
 # Each process tells its count of a cool-down's answers this long before the pause ends (they
 # are all in by then), the leader reads them all ``LEAD_READ_S`` before it ends.
 TELL_EPISODE_S = 0.15
@@ -67,7 +70,8 @@ LEAD_READ_S = 0.05
 _STEP = 0.005  # a rate change under 0.5% is not worth a write
 
 # The bucket: tokens refill at ``rate`` up to ``burst_s`` of it (at least one); nothing is
-# granted before ``paused_until``. Times are Redis's, in microseconds.
+# granted before ``paused_until``. Times are Redis's, in microseconds. Each call also tallies
+# the caller's answers in the slot of now, and records its work left (-1: not known yet).
 _TAKE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -79,6 +83,8 @@ local ts = tonumber(b[2]) or now
 local paused = tonumber(b[4]) or 0
 local cap = math.max(1, rate * tonumber(ARGV[4]))
 local acc0, thr0 = tonumber(ARGV[5]), tonumber(ARGV[6])
+redis.call('HSET', KEYS[3], ARGV[2], ARGV[9] .. ' ' .. string.format('%.0f', now))
+redis.call('PEXPIRE', KEYS[3], 60000)
 if now < paused then
   if acc0 > 0 or thr0 > 0 then
     local slot = ARGV[7] .. string.format('%.0f', math.floor(now / tonumber(ARGV[8])))
@@ -408,6 +414,23 @@ class SharedLimit:
                 continue  # not a message of this version: a pause still reaches the bucket
 
 
+def fleet_left(told: Iterable[str]) -> float:
+    """The whole fleet's work left, from each process's last word (``left time_us``): the sum
+    over those told lately, or infinite if any does not know its own yet (or none told)."""
+    entries = [tuple(int(x) for x in one.split()) for one in told]
+    if not entries:
+        return math.inf
+    newest = max(at for _, at in entries)
+    total = 0.0
+    for left, at in entries:
+        if at < newest - WORK_FRESH_S * 1e6:
+            continue  # it stopped taking tokens while the others went on: it has finished
+        if left < 0:
+            return math.inf
+        total += left
+    return total
+
+
 def _tell(pacer: SharedPacer, words: list[str]) -> None:
     """Hand a message of another process to ``pacer``: ``pause UNTIL STAMP [SENT RATE]`` (Redis
     microseconds; when the throttled request left and the rate it left at) or ``throttled
@@ -474,6 +497,7 @@ class SharedPacer:
         # bucket was empty: the share accepted is the limit's share of the rate.
         self._ep_told = ""  # what this process last told of it
         self.episode = f"{self.slots}episode"
+        self.work = f"{self.slots}work"  # each process's work left, when it told it
         controller.keep_answers()
         shared.spawn(self._lead())
 
@@ -636,18 +660,7 @@ class SharedPacer:
                 told_a, told_t = self._told
                 try:
                     granted, wait_us, rate, paused, redis_now = await shared.call(
-                        "take",
-                        [self.bucket, self.grants],
-                        [
-                            want,
-                            shared.member,
-                            repr(self.rate),
-                            shared.burst_s,
-                            accepted - told_a,
-                            throttled - told_t,
-                            self.slots,
-                            int(SLOT_S * 1e6),
-                        ],
+                        "take", *self._take_args(want, accepted - told_a, throttled - told_t)
                     )
                 except Exception as exc:  # Redis away (or answering nonsense): go on alone
                     shared.lost(exc)
@@ -671,6 +684,25 @@ class SharedPacer:
         finally:
             self._fetching = False
             self._wake()
+
+    def _take_args(self, want: int, accepted: int, throttled: int) -> tuple[list[str], list[Any]]:
+        """Keys and arguments of the bucket script: take ``want`` tokens, tally the answers
+        not told yet, tell the work left."""
+        shared, left = self._shared, self._controller.work_left
+        return (
+            [self.bucket, self.grants, self.work],
+            [
+                want,
+                shared.member,
+                repr(self.rate),
+                shared.burst_s,
+                accepted,
+                throttled,
+                self.slots,
+                int(SLOT_S * 1e6),
+                -1 if math.isinf(left) else round(left),
+            ],
+        )
 
     def _clock_from(self, redis_s: float, local_now: float) -> None:
         """Learn the offset of Redis's clock from a time it stamped, read here at
@@ -798,6 +830,7 @@ class SharedPacer:
             share = (mine - before_mine) / (total - before_total)
             self._controller.share = min(1.0, max(share, 0.01))
         self._granted = (mine, total)
+        self._controller.fleet_left = fleet_left((await client.hgetall(self.work)).values())
 
     async def _ramp(self) -> None:
         """While leading slow start: every round, how many tokens the fleet has taken (the
@@ -829,11 +862,8 @@ class SharedPacer:
         if accepted > told_a or throttled > told_t:
             try:
                 await shared.call(
-                    "take",
-                    [self.bucket, self.grants],
-                    [0, shared.member, repr(self.rate), shared.burst_s, accepted - told_a,
-                     throttled - told_t, self.slots, int(SLOT_S * 1e6)],
-                )  # fmt: skip
+                    "take", *self._take_args(0, accepted - told_a, throttled - told_t)
+                )
             except Exception as exc:
                 shared.lost(exc)
                 return
