@@ -181,6 +181,21 @@ def test_no_probe_for_a_rise_where_it_costs_a_pause_once_the_work_left_cannot_pa
     assert (run(None).pauses, ending.pauses) == (2, 1)  # slow start's, then a probe's
 
 
+def test_answers_kept_for_a_shared_limit_are_counted_by_send_time_and_bounded_by_time() -> None:
+    """A shared limit counts a cool-down's answers by when their requests were sent. Only
+    what was sent in the last second (or four round trips) is kept: memory follows the rate
+    sent, not the length of the run or the number of scopes."""
+    c = RateController(initial=200.0)
+    c.keep_answers()
+    for i in range(600):  # 3 s at 200/s, a 10 ms round trip, every fifth one throttled
+        sent = i / 200.0
+        outcome = Outcome.THROTTLED if i % 5 == 4 else Outcome.ACCEPTED
+        c.on_answer(c.on_send(sent), sent, sent + 0.01, outcome)
+    assert c.answered_since(2.5) == (80, 20)
+    assert c.answers is not None and len(c.answers) <= 201
+    assert c.answered_since(0.0) == c.answered_since(1.99)  # the first two seconds are gone
+
+
 @pytest.mark.parametrize(("fleet_left", "probes"), [(math.inf, True), (5_000.0, False)])
 def test_the_leader_of_a_shared_limit_probes_for_a_rise_only_if_the_fleets_work_pays(
     fleet_left: float, probes: bool

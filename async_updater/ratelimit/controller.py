@@ -56,6 +56,12 @@ class Mode(Enum):
     PROBE = "probe"
 
 
+# Answers kept for ``answered_since``: to requests sent within this long (or four of the
+# highest round trips) of the newest, at most this many.
+_KEEP_S = 1.0
+_KEEP_MAX = 65536
+
+
 @dataclass(frozen=True, slots=True)
 class ControllerSettings:
     """How the controller behaves; none of these is a property of any one server.
@@ -335,8 +341,10 @@ class RateController:
         # measurement waits that long before it takes the fleet's silence for no throttle.
         self.external, self.lag = False, 0.0
         self.accepted = self.throttled = 0  # answers of each kind (read by whoever tallies)
-        # (send time, throttled?) of the latest answers, kept once ``keep_answers`` is called
-        # (a shared limit counts a cool-down's answers from them: ``answered_since``).
+        # (send time, throttled?) of the answers to requests sent over the last second or few
+        # round trips, kept once ``keep_answers`` is called (a shared limit counts a
+        # cool-down's answers from them: ``answered_since``). Memory is what was sent in that
+        # time, whatever the number of scopes (an idle scope is forgotten).
         self.answers: deque[tuple[float, bool]] | None = None
         # Requests this scope has left to send, once that is known (the input has ended): a
         # probe near the end of the work would cost its throttles, or a pause, for nothing;
@@ -434,7 +442,7 @@ class RateController:
             if self.mode is Mode.MEASURE and sent_at >= self._m_from and not self.external:
                 self._measure_answer(sent_at, sent_rate, outcome)
             if self.answers is not None:
-                self.answers.append((sent_at, outcome is Outcome.THROTTLED))
+                self._keep(sent_at, outcome is Outcome.THROTTLED)
         if outcome is Outcome.THROTTLED:
             self.throttled += 1
             self._on_throttle(sent_at, sent_rate, now)
@@ -604,10 +612,20 @@ class RateController:
             self._m_acc, self._m_thr = accepted, throttled
             self._m_sum = self._m_rate * (accepted + throttled)
 
-    def keep_answers(self, count: int = 4096) -> None:
-        """Keep the send time and kind of the last ``count`` answers (see ``answered_since``)."""
+    def keep_answers(self) -> None:
+        """Keep the send time and kind of recent answers (see ``answered_since``)."""
         if self.answers is None:
-            self.answers = deque(maxlen=count)
+            self.answers = deque(maxlen=_KEEP_MAX)
+
+    def _keep(self, sent_at: float, throttled: bool) -> None:
+        answers = self.answers
+        if answers is None:
+            return
+        answers.append((sent_at, throttled))
+        high = self.rtt.high
+        keep = 4.0 * high if high > _KEEP_S / 4.0 else _KEEP_S  # (NaN: none measured yet)
+        while answers[0][0] < sent_at - keep:
+            answers.popleft()
 
     def answered_since(self, sent_from: float) -> tuple[int, int]:
         """(accepted, throttled) answers kept, to requests sent at ``sent_from`` or later."""
