@@ -931,6 +931,18 @@ def test_a_probe_step_that_lets_a_token_or_two_through_finds_the_bucket_thin(
     assert gauge.thin is thin
 
 
+def test_a_probe_step_from_a_cruise_with_a_throttle_taken_for_noise_does_not_find_it_thin() -> None:
+    """A probe step begins from a full bucket only if the cruise before it held without a
+    throttle: one throttle there, taken for noise (a stalling server's clump), may have left
+    the bucket short, and the step's few let through say nothing of its size."""
+    gauge = _gauge((80.0, [A] * 20), (100.0, [A, T, A, T]))
+    gauge.step_ended(probe=True, full=False)
+    assert not gauge.thin
+    gauge = _gauge((80.0, [A] * 20), (100.0, [A, T, A, T]))
+    gauge.step_ended(probe=True, full=True)
+    assert gauge.thin
+
+
 def test_sharing_a_limit_counts_what_the_fleet_let_through_not_this_process() -> None:
     gauge = _gauge((80.0, [A] * 20), (100.0, [A, T]))
     gauge.step_ended(probe=True, share=0.25)  # one seen here: about four sent by the fleet

@@ -68,3 +68,12 @@ def test_a_lower_rate_spaces_the_next_request_by_its_own_interval() -> None:
     p.take(0.0)
     p.set_rate(10.0, 0.005)
     assert p.delay(0.005) == pytest.approx(0.095)
+
+
+def test_forgoing_keeps_one_token_of_those_earned_while_something_else_held_it_back() -> None:
+    p = Pacer(1000.0, now=0.0, burst_s=0.02)
+    p.take(0.0)
+    p.forgo(1.0)  # a second held back by the in-flight cap: 20 tokens earned, one kept
+    assert p.delay(1.0) == 0.0
+    p.take(1.0)
+    assert p.delay(1.0) == pytest.approx(0.001)

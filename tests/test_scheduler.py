@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from async_updater.ratelimit import InFlightLimit, LoopClock, Scheduler
+from async_updater.ratelimit import ControllerSettings, InFlightLimit, LoopClock, Scheduler
 from async_updater.ratelimit.overflow import Overflow
 from async_updater.testing import virtual_time
 
@@ -77,6 +77,43 @@ async def test_requests_in_flight_never_exceed_the_cap_and_done_frees_a_slot() -
     sched.done(got[0][1])
     assert (await asyncio.wait_for(waiting, 1.0)) is not None
     assert sched.in_flight == 3
+
+
+@pytest.mark.parametrize("cruising", [False, True])
+@virtual_time
+async def test_slow_starts_tokens_earned_while_the_cap_held_it_back_do_not_leave_at_once(
+    cruising: bool,
+) -> None:
+    """Slow start raises the rate past what the in-flight cap was sized for; the pacer earns
+    tokens while the cap catches up. Released at one instant when it opens, they would meet
+    a bucket of a token or two and all but one be throttled: in slow start the first leaves
+    at once, the rest at the rate. Cruising, the cap held because answers stalled (the server
+    refilled meanwhile): what was earned makes up for that time."""
+    cap = InFlightLimit(1, auto=False)
+    sched: Scheduler[str] = Scheduler(
+        LoopClock(),
+        ceiling=1000.0,
+        concurrency=cap,
+        settings=ControllerSettings(initial_rate=500.0),
+    )
+    scope = sched.scope("")
+    loop = asyncio.get_running_loop()
+    if cruising:
+        scope.controller.adopt(500.0, loop.time())
+    for i in range(20):
+        sched.put(str(i), scope)
+    first = await sched.next()
+    assert first is not None
+    waiting = asyncio.ensure_future(sched.next())  # a worker, waiting for room
+    await asyncio.sleep(1.0)  # the cap (1) holds it back; the pacer earns 20 ms' worth
+    cap.limit = cap.ceiling = 10
+    sched.done(first[1])
+    assert (await waiting) is not None
+    left = [loop.time()] + [when for when, _, _ in await take(sched, 3)]
+    if cruising:
+        assert left[-1] == left[0]  # the tokens earned go at once
+    else:
+        assert left[1] - left[0] == pytest.approx(1 / 500.0, rel=0.05)
 
 
 def test_in_flight_cap_follows_rate_times_latency_with_headroom_up_to_the_ceiling() -> None:

@@ -221,6 +221,7 @@ class RateController:
         "_climb_sent",
         "_climb_since",
         "_cooldown_until",
+        "_cruise_since",
         "_cut_at",
         "_drain",
         "_ep_accepted",
@@ -304,7 +305,8 @@ class RateController:
         # goes straight back to the rate known (see ``_measure``).
         self._m_blind = self._m_back = False
         # Send time and rate of the last throttle taken for noise while cruising.
-        self._lone_at, self._lone_rate = -math.inf, 0.0
+        # (``_cruise_since``: when the rate cruised at was set.)
+        self._lone_at, self._lone_rate, self._cruise_since = -math.inf, 0.0, -math.inf
         # Answers to requests sent since that throttle: accepted, throttled, and the rates
         # they were sent at, summed.
         # (``_m_fleet``: they are the whole fleet's, counted by each process: ``on_episode``.)
@@ -742,7 +744,10 @@ class RateController:
 
     def _note_burst(self) -> None:
         """A throttle ends slow start or a probe step: was the bucket thin?"""
-        self._gauge.step_ended(probe=self.mode is Mode.PROBE, share=self.share)
+        # A probe step from a cruise a throttle was taken for noise in (the bucket stayed
+        # short of full) may find the bucket as low as slow start's round does.
+        full = self._lone_at < self._cruise_since
+        self._gauge.step_ended(probe=self.mode is Mode.PROBE, share=self.share, full=full)
 
     def _settle_thin(self) -> None:
         self._gauge.settle(self.estimate.value, self._m_rate)
@@ -1006,6 +1011,7 @@ class RateController:
             self._step(now, self._bisect())
 
     def _cruise(self, now: float) -> None:
+        self._cruise_since = now
         value = self.limit
         if value is not None:
             self._rate = self._target()

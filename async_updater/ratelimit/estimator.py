@@ -372,15 +372,17 @@ class BucketGauge:
         elif outcome is Outcome.THROTTLED and self._first < 0:
             self._first = self._accepted
 
-    def step_ended(self, *, probe: bool, share: float = 1.0) -> None:
+    def step_ended(self, *, probe: bool, share: float = 1.0, full: bool = True) -> None:
         """A throttle ended slow start's round or (``probe``) a probe step. ``share``: the part
         of what was sent that this process saw (sharing a limit, the fleet sent the rest)."""
         let_through = self._first / share
         self._pending = math.inf
         if not 0 <= let_through <= THIN_BURST:
             self.thin = False  # it held more: whatever was read, it is not thin
-        elif probe:
+        elif probe and full:
             self.thin = True
+        elif probe:
+            pass  # it may have begun short of full: nothing learned
         else:
             self._pending = let_through + self._before / share
 

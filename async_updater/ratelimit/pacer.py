@@ -32,6 +32,8 @@ class Pacing(Protocol):
 
     def give_back(self) -> None: ...
 
+    def forgo(self, now: float) -> None: ...
+
     def set_rate(self, rate: float, now: float) -> None: ...
 
     def pause_until(self, when: float) -> bool: ...
@@ -77,6 +79,14 @@ class Pacer:
     def give_back(self) -> None:
         """Return an unused token (the request it was taken for was not sent)."""
         self._tokens = min(self._capacity, self._tokens + 1.0)
+
+    def forgo(self, now: float) -> None:
+        """The scope was held back by something else (the in-flight cap), not by this pacer:
+        keep at most one token of those earned meanwhile, so that what held it back letting
+        go does not release them at one instant (a small bucket throttles all but one)."""
+        self._refill(now)
+        if self._tokens > 1.0:
+            self._tokens = 1.0
 
     def set_rate(self, rate: float, now: float) -> None:
         if not rate > 0:

@@ -20,7 +20,7 @@ from typing import Generic, TypeVar
 
 from .clock import Cancellable, Clock
 from .concurrency import InFlightLimit
-from .controller import ControllerSettings, RateController
+from .controller import ControllerSettings, Mode, RateController
 from .estimator import RoundTrip
 from .overflow import Overflow
 from .pacer import Pacer, Pacing
@@ -112,6 +112,9 @@ class Scheduler(Generic[T]):
         self._timer: Cancellable | None = None
         self._timer_at = math.inf
         self._closed = False
+        # Work was ready but the in-flight cap held it back: the pacers earned tokens that
+        # were not theirs to spend meanwhile (``Pacing.forgo``).
+        self._capped = False
         self.in_flight = 0
         self.queued = 0
         self.rtt = RoundTrip()
@@ -271,17 +274,19 @@ class Scheduler(Generic[T]):
             limit = self.concurrency.limit
             if self.in_flight < limit:
                 self.concurrency.unblocked(now)
-                found = self._take(now)
+                found = self._take(now, self._capped)
+                self._capped = False
                 if found is not None:
                     return found
                 wake = timers[0][0] if timers else math.inf
             else:
                 if self._ready or (timers and timers[0][0] <= now):
                     self.concurrency.blocked(now)
+                    self._capped = True
                 wake = math.inf  # a ``done`` wakes us
             await self._wait(wake)
 
-    def _take(self, now: float) -> tuple[T, Scope[T]] | None:
+    def _take(self, now: float, capped: bool) -> tuple[T, Scope[T]] | None:
         ready = self._ready
         while ready:
             scope = ready.popleft()
@@ -289,6 +294,11 @@ class Scheduler(Generic[T]):
             if not scope.queue:
                 continue
             self._sync(scope, now)
+            if capped and scope.controller.mode is Mode.STARTUP:
+                # Slow start raised the rate past what the cap was sized for: the tokens
+                # earned while the cap catches up are not time to make up (cruising, they
+                # are: the cap held because answers stalled, and the server refilled too).
+                scope.pacer.forgo(now)
             delay = scope.pacer.delay(now)
             if delay > 0.0:
                 self._sleep(scope, now + delay)

@@ -559,6 +559,12 @@ class SharedPacer:
         else:
             self._tokens += 1
 
+    def forgo(self, now: float) -> None:
+        """Alone, as ``Pacer.forgo``; sharing, tokens in hand were taken from the shared bucket
+        at the shared rate, and are spent."""
+        if self._local is not None:
+            self._local.forgo(now)
+
     def set_rate(self, rate: float, now: float) -> None:
         """The controller's rate: the leader makes it everyone's; the others follow the
         bucket's (their own controllers keep learning, for when they lead)."""
