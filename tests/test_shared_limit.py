@@ -28,6 +28,7 @@ from async_updater.ratelimit.shared import (
     SLOT_S,
     SharedLimit,
     SharedLimitError,
+    SharedPacer,
     slot_wait,
 )
 from async_updater.testing.mock import MockChimeServer
@@ -261,26 +262,7 @@ async def test_a_pause_tells_the_leader_when_and_at_what_rate_the_throttled_requ
 
     async with processes(redis_server.url, "sent") as ((a, b), _):
         loop = asyncio.get_running_loop()
-        controllers = {"a": RateController(), "b": RateController()}
-        pa = a.pacer("", controllers["a"], lambda: None, loop.time())
-        pb = b.pacer("", controllers["b"], lambda: None, loop.time())
-        await poll(lambda: pa.leader or pb.leader)
-        leader, follower = (pa, pb) if pa.leader else (pb, pa)
-        led, follows = (
-            (controllers["a"], controllers["b"])
-            if pa.leader
-            else (controllers["b"], controllers["a"])
-        )
-        leader.set_rate(321.0, loop.time())
-
-        def learned() -> bool:
-            # The follower learns the rate with its next batch of tokens: spend what it holds
-            # (a batch fetched before the rate was written would otherwise last for ever).
-            if follower.delay(loop.time()) == 0.0:
-                follower.take(loop.time())
-            return follower.rate == 321.0
-
-        await poll(learned)
+        leader, follower, led, follows = await leader_and_follower(a, b, 321.0)
         # The follower's request went out half a second before its 429 came back.
         now = loop.time()
         sent_at = now - 0.5
@@ -306,25 +288,8 @@ async def test_a_cool_down_is_read_from_answers_to_requests_sent_since_its_first
 
     async with processes(redis_server.url, "episode") as ((a, b), _):
         loop = asyncio.get_running_loop()
-        controllers = {"a": RateController(), "b": RateController()}
-        pa = a.pacer("", controllers["a"], lambda: None, loop.time())
-        pb = b.pacer("", controllers["b"], lambda: None, loop.time())
-        await poll(lambda: pa.leader or pb.leader)
-        leader, follower = (pa, pb) if pa.leader else (pb, pa)
-        led, follows = (
-            (controllers["a"], controllers["b"])
-            if pa.leader
-            else (controllers["b"], controllers["a"])
-        )
-        leader.set_rate(300.0, loop.time())
+        leader, follower, led, follows = await leader_and_follower(a, b, 300.0)
         await poll(lambda: leader.delay(loop.time()) == 0.0)  # the leader knows Redis's clock
-
-        def learned() -> bool:
-            if follower.delay(loop.time()) == 0.0:
-                follower.take(loop.time())
-            return follower.rate == 300.0
-
-        await poll(learned)
         now = loop.time()
         first = now - 0.2  # the episode's first throttled request left then
 
@@ -606,6 +571,30 @@ async def processes(
         closing = asyncio.ensure_future(client.aclose())
         if not (await asyncio.wait({closing}, timeout=10.0))[0]:
             closing.cancel()  # a socket that never finishes closing (redis-py #3941)
+
+
+async def leader_and_follower(
+    a: SharedLimit, b: SharedLimit, rate: float
+) -> tuple[SharedPacer, SharedPacer, RateController, RateController]:
+    """Two processes' pacers of one scope: (leader, follower, their controllers), once the
+    leader has set ``rate`` and the follower paces at it."""
+    loop = asyncio.get_running_loop()
+    ca, cb = RateController(), RateController()
+    pa = a.pacer("", ca, lambda: None, loop.time())
+    pb = b.pacer("", cb, lambda: None, loop.time())
+    await poll(lambda: pa.leader or pb.leader)
+    leader, follower, led, follows = (pa, pb, ca, cb) if pa.leader else (pb, pa, cb, ca)
+    leader.set_rate(rate, loop.time())
+
+    def learned() -> bool:
+        # The follower learns the rate with its next batch of tokens: spend what it holds
+        # (a batch fetched before the rate was written would otherwise last for ever).
+        if follower.delay(loop.time()) == 0.0:
+            follower.take(loop.time())
+        return follower.rate == rate
+
+    await poll(learned)
+    return leader, follower, led, follows
 
 
 async def poll(condition: object, deadline: float = 30.0) -> None:
