@@ -969,6 +969,50 @@ def test_slow_start_settles_thinness_once_its_overload_is_read(
     assert gauge.thin is thin
 
 
+@pytest.mark.parametrize(("cruised", "checked_soon"), [(2.0, True), (0.2, False)])
+def test_a_far_lower_reading_is_checked_soon_only_below_a_rate_that_had_held(
+    cruised: float, checked_soon: bool
+) -> None:
+    """A pause read the limit at 85/s, and the controller cruised at 82/s from its end. A
+    second pause then reads 31/s: more than a probe step below. Had 82/s held for as long as
+    a probe step must (0.5 s), the limit fell that far or the reading is rough, and a probe
+    into the gap comes soon. Throttled within 0.2 s, 82/s was only the first reading's
+    estimate, never proven: the second reading disproves it, and no probe is owed (behind
+    ``Retry-After`` each costs a pause)."""
+    c = RateController(initial=100.0)
+    t = 0.0
+
+    def cruise(until: float) -> float:
+        now = t
+        while now < until:
+            c.on_answer(c.on_send(now), now, now + 0.02, Outcome.ACCEPTED)
+            now += 1 / c.rate_at(now)
+        return now
+
+    def pause(now: float, accepted: list[int]) -> float:
+        rate = c.rate_at(now)
+        sent = [now + i / rate for i in range(len(accepted) + 1)]
+        seqs = [c.on_send(s) for s in sent]
+        answered = sent[-1] + 0.02
+        c.on_answer(seqs[0], sent[0], answered, Outcome.THROTTLED)
+        c.on_cooldown(answered, answered + 2.0, sent[0])
+        for seq, s, ok in zip(seqs[1:], sent[1:], accepted, strict=True):
+            c.on_answer(seq, s, answered + 0.01, Outcome.ACCEPTED if ok else Outcome.THROTTLED)
+        return answered + 2.0
+
+    t = cruise(2.0)
+    t = pause(t, [1, 1, 1, 1, 1, 1, 1, 0])  # after the first throttle, 7 of 8 at 97/s: 85/s
+    assert c.rate_at(t) == pytest.approx(0.97 * 97 * 7 / 8, rel=0.01)
+    t = cruise(t + cruised)
+    t = pause(t, [1, 0, 1, 0, 1, 0, 0, 0])  # 3 of 8 at 82/s: 31/s
+    assert c.rate_at(t) < 0.7 * 82  # believed for now (or what 82/s held proves, if more)
+    modes = set()
+    for tenth in range(200):  # the 20 s after the pause (the usual wait is 40 s)
+        c.rate_at(t + tenth * 0.1)
+        modes.add(c.mode)
+    assert (Mode.PROBE in modes) is checked_soon
+
+
 def test_a_pause_that_reads_the_limit_far_below_the_rate_held_is_checked_soon() -> None:
     """Cruising at 97/s, a pause whose few answers say 3 of 8 were accepted reads the limit at
     36/s: a fall that far, or a rough reading. It cruises there, but one probe into the gap

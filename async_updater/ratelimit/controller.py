@@ -238,6 +238,7 @@ class RateController:
         "_m_est",
         "_m_fleet",
         "_m_from",
+        "_m_held",
         "_m_late",
         "_m_probe",
         "_m_rate",
@@ -303,7 +304,7 @@ class RateController:
         self._m_est: float | None = None  # the estimate before it, when cruising
         # It came at a ceiling slow start reached, nothing measured; it ended a probe step that
         # goes straight back to the rate known (see ``_measure``).
-        self._m_blind = self._m_back = False
+        self._m_blind = self._m_back = self._m_held = False
         # Send time and rate of the last throttle taken for noise while cruising.
         # (``_cruise_since``: when the rate cruised at was set.)
         self._lone_at, self._lone_rate, self._cruise_since = -math.inf, 0.0, -math.inf
@@ -800,6 +801,9 @@ class RateController:
 
     def _measure(self, now: float, rate: float, sent_at: float) -> None:
         self._m_est = self.limit if self.mode is Mode.CRUISE else None
+        # Whether the rate cruised at had held, up to the request throttled, as long as a
+        # probe step must to count as sustained (one throttled sooner was never proven).
+        self._m_held = self._m_est is not None and sent_at - self._cruise_since >= self._held_for()
         self._m_probe = self._next_probe
         # Slow start grew up to the ceiling and cruised there with nothing measured: the
         # ceiling is a guess, as likely far above the limit as near it.
@@ -1002,10 +1006,11 @@ class RateController:
             self._cruise(now)
             limit = self.limit
             fell_far = limit is not None and limit * self.settings.probe_gain < self._m_rate
-            if self._m_est is not None and fell_far:
+            if self._m_held and fell_far:
                 # Cruising, one pause read the limit more than a probe step below the rate it
                 # held: a fall that far, or a rough reading (a few answers around a pause).
-                # One probe into the gap tells, soon, not twenty pauses on.
+                # One probe into the gap tells, soon, not twenty pauses on. (Not below a rate
+                # throttled before it held: that one was only an estimate, now disproved.)
                 self._next_probe = max(self._cooldown_until, now + self._probe_interval())
         else:
             self._step(now, self._bisect())
@@ -1123,7 +1128,6 @@ class RateController:
 
     def _hold(self) -> float:
         """How long a probe step must hold without a throttle to count as sustained."""
-        srtt = self._srtt()
         s = self.settings
         # Long enough that a burst of ``burst_allowance_s`` of the limit could not have hidden
         # a step above it (within reason: a bigger burst is caught by a later throttle). If the
@@ -1140,7 +1144,13 @@ class RateController:
         # Where the server's bucket has been measured (``DrainFit``), long enough that it
         # would have run dry, whatever the cap.
         burst = max(burst, 1.25 * self._drain.lasts(self._rate))
-        return max(s.hold_s, s.hold_rtts * srtt, s.hold_requests / self._rate, burst)
+        return max(self._held_for(), burst)
+
+    def _held_for(self) -> float:
+        """How long a rate must hold without a throttle to count as sustained, whatever the
+        server's burst."""
+        s = self.settings
+        return max(s.hold_s, s.hold_rtts * self._srtt(), s.hold_requests / self._rate)
 
     def _srtt(self) -> float:
         """The smoothed round trip, 0 before the first answer."""
