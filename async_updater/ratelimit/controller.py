@@ -44,6 +44,7 @@ from .estimator import (
     RoundTrip,
     Sample,
     SendLog,
+    StartHistory,
 )
 
 __all__ = ["Bounds", "ControllerSettings", "Mode", "RateController"]
@@ -196,6 +197,14 @@ class Bounds:
         self.fell_since = True
         self.hi = min(self.hi, below)
 
+    def bracket(self, low: float, high: float) -> None:
+        """The limit is between ``low`` and ``high``, known without holding or being throttled
+        at either (``StartHistory``): the bounds narrow to them where they are wider."""
+        if self.lo < low < self.hi:
+            self.lo_before, self.lo = self.lo, low
+        if self.lo < high < self.hi:
+            self.hi = high
+
     def disprove(self, limit: float) -> None:
         """The limit was measured at ``limit``: rates above it only seemed to hold."""
         while self.lo > limit:
@@ -230,6 +239,7 @@ class RateController:
         "_fleet_mark",
         "_fresh_at",
         "_gauge",
+        "_history",
         "_lone_at",
         "_lone_rate",
         "_m_acc",
@@ -333,7 +343,8 @@ class RateController:
         self._ep_from = math.nan  # send time of the throttle that began the last cool-down
         # Accepted answers since then, and those of them sent after the pause it began.
         self._ep_accepted = self._ep_after = 0
-        self._drain, self._gauge = DrainFit(), BucketGauge()  # the bucket's size and rate
+        # The bucket's size and rate; the first sends and the row after their pause.
+        self._drain, self._gauge, self._history = DrainFit(), BucketGauge(), StartHistory()
         self.cuts = self.cooldowns = 0
         # The part of the scope's traffic this controller sees (1.0 unless the limit is shared
         # with other processes: then its answers measure only its share of the limit).
@@ -426,7 +437,10 @@ class RateController:
             self._climb_sent += 1
         if self._round_at == -math.inf:
             self._round_at = now
-        return self.log.sent(now, self._rate)
+        seq = self.log.sent(now, self._rate)
+        if not self.external:
+            self._history.sent(seq, now)
+        return seq
 
     def on_answer(self, seq: int, sent_at: float, now: float, outcome: Outcome) -> None:
         """The answer to request ``seq``, sent at ``sent_at``."""
@@ -448,6 +462,7 @@ class RateController:
                 self._keep(sent_at, outcome is Outcome.THROTTLED)
         if outcome is Outcome.THROTTLED:
             self.throttled += 1
+            self._history.throttled(seq)
             self._on_throttle(sent_at, sent_rate, now)
         elif outcome is Outcome.ACCEPTED:
             self.accepted += 1
@@ -492,6 +507,7 @@ class RateController:
                 found = self._climb > 0
                 self._probe_backoff = 1.0 if found else min(2.0 * self._probe_backoff, 16.0)
             drained = self._drain.throttled(sent_at, paced=self.external)
+            self._from_history(self._history.pause(), now)
             self.log.break_chain(now)
             if self.mode is Mode.STARTUP or self.mode is Mode.PROBE:
                 # A throttle that stops everything for a while is never noise to tolerate.
@@ -515,6 +531,17 @@ class RateController:
         self._pause_s = until - now
         self._quiet_until = max(self._quiet_until, until + self._probe_wait())
         self._next_probe = max(self._next_probe, self._quiet_until)
+
+    def _from_history(self, limits: tuple[float, float] | None, now: float) -> None:
+        """The first sends and the row after their pause bound the limit (``StartHistory``):
+        that close, it is the estimate; otherwise the search goes on between them."""
+        if limits is None:
+            return
+        low, high = limits
+        if high <= low * self.settings.narrow:
+            self.estimate.provisional(math.sqrt(low * high), now)
+        else:
+            self.bounds.bracket(low, high)
 
     # -- transitions ----------------------------------------------------------------------
 

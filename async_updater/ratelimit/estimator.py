@@ -15,6 +15,7 @@ Pure: times are arguments, nothing here reads a clock or sleeps.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import deque
 from dataclasses import dataclass
@@ -329,6 +330,112 @@ class DrainFit:
         if self.limit is None or rate <= self.limit:
             return 0.0
         return self.burst / (rate - self.limit)
+
+
+class StartHistory:
+    """The limit from a scope's first sends and the row of sends after their pause.
+
+    A run begins with the server's bucket full (``burst`` tokens, unknown, refilled at the
+    limit ``L``), and a cool-down refills it. In each of two rows of sends (the scope's first,
+    slow start's as a rule, and the next, from the end of the cool-down the first throttle
+    brought) every request was accepted up to the first one throttled. For a given ``L``, a
+    bucket that let all of a row but its last through holds at least the most tokens any of
+    them had taken beyond what it refilled, and fewer than the last had. The limits at which
+    the two rows agree on the bucket's size bound ``L``. Where too few requests are in flight
+    for throttles in a row to measure it, this is what the first sends and one pause tell
+    (``DrainFit`` needs two pauses).
+    """
+
+    __slots__ = ("_firsts", "_rows", "_starts", "open")
+
+    MAX_SENDS = 1024  # a row longer than this has enough answers to measure the limit anyway
+    STEPS = 300  # limits tried, from the fastest pace sent down a thousandfold (2.3% apart)
+
+    def __init__(self) -> None:
+        self._rows: list[list[float]] = [[]]  # send times of each row, in send order
+        self._starts = [-1]  # sequence number of each row's first request
+        self._firsts = [-1]  # index in each row of its first request throttled
+        self.open = True  # a row is being recorded
+
+    def sent(self, seq: int, at: float) -> None:
+        """Request ``seq`` was sent at ``at`` (sequence numbers rise by one per request)."""
+        if not self.open:
+            return
+        row = self._rows[-1]
+        if len(row) >= self.MAX_SENDS or self._firsts[-1] >= 0:
+            # Long enough for answers to measure the limit, or ended by a throttle that
+            # brought no cool-down: nothing for this to bound.
+            self.abandon()
+            return
+        if not row:
+            self._starts[-1] = seq
+        row.append(at)
+
+    def throttled(self, seq: int) -> None:
+        for r in range(len(self._rows) - 1, -1, -1):
+            start = self._starts[r]
+            if 0 <= start <= seq:
+                index = seq - start
+                first = self._firsts[r]
+                if index < len(self._rows[r]) and (first < 0 or index < first):
+                    self._firsts[r] = index
+                return
+
+    def pause(self) -> tuple[float, float] | None:
+        """A cool-down began. The first row ends (the next begins with the next send); the
+        second row ends too, and the limits that agree with both are returned."""
+        if not self.open:
+            return None
+        if len(self._rows) == 1 and self._firsts[0] > 0:
+            self._rows.append([])
+            self._starts.append(-1)
+            self._firsts.append(-1)
+            return None
+        limits = self.limits() if len(self._rows) == 2 else None
+        self.abandon()
+        return limits
+
+    def abandon(self) -> None:
+        """Record no more (and keep nothing)."""
+        self.open = False
+        self._rows, self._starts, self._firsts = [], [], []
+
+    def limits(self) -> tuple[float, float] | None:
+        """The lowest and highest limit at which both rows agree on the bucket's size (None:
+        the rows did not each end in a throttle after an accepted request, or none agrees)."""
+        if len(self._rows) != 2 or min(self._firsts) <= 0:
+            return None
+        rows = [r[: f + 1] for r, f in zip(self._rows, self._firsts, strict=True)]
+        gaps = [b - a for r in rows for a, b in itertools.pairwise(r) if b > a]
+        if not gaps:
+            return None
+        top = 1.0 / min(gaps)  # each row ended in a throttle: the limit is below its pace
+        agree = []
+        for i in range(self.STEPS + 1):
+            limit = top * 1000.0 ** (-i / self.STEPS)
+            low, high = 0.0, math.inf
+            for times in rows:
+                least, below = self._burst(times, limit)
+                low, high = max(low, least), min(high, below)
+            if low < high:
+                agree.append(limit)
+        if not agree:
+            return None
+        step = 1000.0 ** (1.0 / self.STEPS)  # between two limits tried, either could hold
+        return min(agree) / step, max(agree) * step
+
+    @staticmethod
+    def _burst(times: list[float], limit: float) -> tuple[float, float]:
+        """The sizes of a bucket, full at the first of ``times`` and refilled at ``limit``,
+        that let all but the last through: at least the first value, below the second."""
+        taken, prev, least = 0.0, times[0], 0.0
+        last = len(times) - 1
+        for j, at in enumerate(times):
+            taken = max(taken - limit * (at - prev), 0.0) + 1.0  # beyond what it refilled
+            prev = at
+            if j < last:
+                least = max(least, taken)
+        return least, taken
 
 
 THIN_BURST = 2
