@@ -11,7 +11,8 @@ Two kinds of knowledge feed one estimate of the limit (``limit``):
   above its limit, so measuring reads low there (``BucketGauge`` tells such a bucket, and its
   limit is searched between the bounds instead). And a server that answers every throttle
   with a cool-down (``Retry-After``) gives too few throttles in a row to measure when few
-  requests are in flight; bisecting the bounds finds the limit there too.
+  requests are in flight; bisecting the bounds finds the limit there too, and the scope's
+  first sends with the row after their pause narrow them first (``StartHistory``).
 
 The estimate is the best lower bound: ``max(measured, lo)``, capped by ``hi``. Modes:
 
@@ -507,7 +508,7 @@ class RateController:
                 found = self._climb > 0
                 self._probe_backoff = 1.0 if found else min(2.0 * self._probe_backoff, 16.0)
             drained = self._drain.throttled(sent_at, paced=self.external)
-            self._from_history(self._history.pause(), now)
+            self._from_history(now)
             self.log.break_chain(now)
             if self.mode is Mode.STARTUP or self.mode is Mode.PROBE:
                 # A throttle that stops everything for a while is never noise to tolerate.
@@ -532,9 +533,14 @@ class RateController:
         self._quiet_until = max(self._quiet_until, until + self._probe_wait())
         self._next_probe = max(self._next_probe, self._quiet_until)
 
-    def _from_history(self, limits: tuple[float, float] | None, now: float) -> None:
-        """The first sends and the row after their pause bound the limit (``StartHistory``):
-        that close, it is the estimate; otherwise the search goes on between them."""
+    def _from_history(self, now: float) -> None:
+        """A cool-down began. The first sends and the row after their pause bound the limit
+        (``StartHistory``): that close, it is the estimate; otherwise the search goes on
+        between them."""
+        if self.external:
+            self._history.abandon()  # its own sends are only its share of the fleet's
+            return
+        limits = self._history.pause()
         if limits is None:
             return
         low, high = limits
