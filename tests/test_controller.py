@@ -784,6 +784,24 @@ def test_the_first_sends_and_the_row_after_their_pause_bound_the_limit() -> None
     assert high / low < 1.1
 
 
+def test_rows_sent_at_one_instant_that_disagree_on_the_bucket_bound_nothing() -> None:
+    """Four requests left at once, the fourth throttled; after a pause three more at once,
+    the third throttled. With no time between them to refill, the rows say the bucket holds
+    three, then two, whatever the limit: no limit agrees with both, and none is made up (nor
+    is a pace of zero seconds divided by)."""
+    from async_updater.ratelimit.estimator import StartHistory
+
+    history = StartHistory()
+    for seq in range(4):
+        history.sent(seq, 1.0)
+    history.throttled(3)
+    assert history.pause() is None
+    for seq in range(4, 7):
+        history.sent(seq, 5.0)
+    history.throttled(6)
+    assert history.pause() is None
+
+
 def test_a_throttle_without_a_cool_down_ends_the_history() -> None:
     from async_updater.ratelimit.estimator import StartHistory
 

@@ -540,7 +540,7 @@ class RateController:
         if self.external:
             self._history.abandon()  # its own sends are only its share of the fleet's
             return
-        limits = self._history.pause()
+        limits = self._history.pause(self.bounds.hi)
         if limits is None:
             return
         low, high = limits

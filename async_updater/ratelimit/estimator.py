@@ -15,7 +15,6 @@ Pure: times are arguments, nothing here reads a clock or sleeps.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections import deque
 from dataclasses import dataclass
@@ -372,6 +371,7 @@ class StartHistory:
         row.append(at)
 
     def throttled(self, seq: int) -> None:
+        """Request ``seq`` was throttled."""
         for r in range(len(self._rows) - 1, -1, -1):
             start = self._starts[r]
             if 0 <= start <= seq:
@@ -381,9 +381,10 @@ class StartHistory:
                     self._firsts[r] = index
                 return
 
-    def pause(self) -> tuple[float, float] | None:
+    def pause(self, above: float = math.inf) -> tuple[float, float] | None:
         """A cool-down began. The first row ends (the next begins with the next send); the
-        second row ends too, and the limits that agree with both are returned."""
+        second row ends too, and the limits that agree with both are returned (``above``: a
+        rate known to be above the limit, if any)."""
         if not self.open:
             return None
         if len(self._rows) == 1 and self._firsts[0] > 0:
@@ -391,7 +392,7 @@ class StartHistory:
             self._starts.append(-1)
             self._firsts.append(-1)
             return None
-        limits = self.limits() if len(self._rows) == 2 else None
+        limits = self.limits(above) if len(self._rows) == 2 else None
         self.abandon()
         return limits
 
@@ -400,16 +401,21 @@ class StartHistory:
         self.open = False
         self._rows, self._starts, self._firsts = [], [], []
 
-    def limits(self) -> tuple[float, float] | None:
+    def limits(self, above: float = math.inf) -> tuple[float, float] | None:
         """The lowest and highest limit at which both rows agree on the bucket's size (None:
-        the rows did not each end in a throttle after an accepted request, or none agrees)."""
+        the rows did not each end in a throttle after an accepted request, or none agrees),
+        tried from twice ``above`` (a rate throttled at), or without one from the fastest
+        pace any four requests in a row were sent at, down a thousandfold."""
         if len(self._rows) != 2 or min(self._firsts) <= 0:
             return None
         rows = [r[: f + 1] for r, f in zip(self._rows, self._firsts, strict=True)]
-        gaps = [b - a for r in rows for a, b in itertools.pairwise(r) if b > a]
-        if not gaps:
+        if math.isfinite(above):
+            top = 2.0 * above
+        else:
+            spans = [r[i + 4] - r[i] for r in rows for i in range(len(r) - 4)]
+            top = max((4.0 / span for span in spans if span > 0), default=0.0)
+        if not top > 0:
             return None
-        top = 1.0 / min(gaps)  # each row ended in a throttle: the limit is below its pace
         agree = []
         for i in range(self.STEPS + 1):
             limit = top * 1000.0 ** (-i / self.STEPS)
