@@ -439,7 +439,7 @@ class RateController:
         if self._round_at == -math.inf:
             self._round_at = now
         seq = self.log.sent(now, self._rate)
-        if not self.external:
+        if self._history.open and not self.external:  # (the first rows only: a flag after)
             self._history.sent(seq, now)
         return seq
 

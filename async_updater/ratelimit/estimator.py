@@ -348,7 +348,8 @@ class StartHistory:
     __slots__ = ("_firsts", "_rows", "_starts", "open")
 
     MAX_SENDS = 1024  # a row longer than this has enough answers to measure the limit anyway
-    STEPS = 300  # limits tried, from the fastest pace sent down a thousandfold (2.3% apart)
+    STEPS = 300  # limits tried over a thousandfold range below the highest it can be
+    STEP = 1000.0 ** (1.0 / STEPS)  # the ratio between two limits tried (2.3%)
 
     def __init__(self) -> None:
         self._rows: list[list[float]] = [[]]  # send times of each row, in send order
@@ -418,7 +419,7 @@ class StartHistory:
             return None
         agree = []
         for i in range(self.STEPS + 1):
-            limit = top * 1000.0 ** (-i / self.STEPS)
+            limit = top / self.STEP**i
             low, high = 0.0, math.inf
             for times in rows:
                 least, below = self._burst(times, limit)
@@ -427,8 +428,8 @@ class StartHistory:
                 agree.append(limit)
         if not agree:
             return None
-        step = 1000.0 ** (1.0 / self.STEPS)  # between two limits tried, either could hold
-        return min(agree) / step, max(agree) * step
+        # Between a limit that agrees and the next tried, either could hold: one step wider.
+        return min(agree) / self.STEP, max(agree) * self.STEP
 
     @staticmethod
     def _burst(times: list[float], limit: float) -> tuple[float, float]:
