@@ -43,13 +43,16 @@ def drive(
     limits: tuple[tuple[float, float], ...] = (),
     work: int | None = None,
     known: bool = False,
+    expected: bool = False,
 ) -> Drive:
     """Send as fast as the controller allows for ``seconds`` to a server refilling ``limit``
     tokens/s into a bucket of ``burst``; every answer comes back ``rtt`` later. ``limits``:
     (time, new limit) changes. ``work``: that many requests to get accepted in all, the
     controller told how many are left to send (``work_left``), as the scheduler does once the
     input has ended; a throttled one is sent again. ``known``: told as ``work_known`` too (the
-    scheduler counts it so while the input goes on, where its size is known)."""
+    scheduler counts it so while the input goes on, where its size is known). ``expected``:
+    told only as ``work_expected``, ``work_left`` staying unknown (the input goes on, and its
+    size is known)."""
     out = Drive()
     now = 0.0
     pacer = Pacer(controller.rate_at(now), now)
@@ -57,14 +60,19 @@ def drive(
     answers: list[tuple[float, int, float, bool]] = []
     changes = list(limits)
     paused_until = -math.inf
+    left = math.inf
     while now < seconds:
         if work is not None:
-            controller.work_left = work - out.accepted - len(answers)
+            left = work - out.accepted - len(answers)
+            if expected:
+                controller.work_expected = left
+            else:
+                controller.work_left = left
             if known:
-                controller.work_known = controller.work_left
-            if controller.work_left <= 0 and not answers:
+                controller.work_known = left
+            if left <= 0 and not answers:
                 break
-        wait = pacer.delay(now) if controller.work_left > 0 else math.inf
+        wait = pacer.delay(now) if left > 0 else math.inf
         send_at = now + wait
         if answers and answers[0][0] <= send_at:
             now, seq, sent_at, ok = heapq.heappop(answers)

@@ -832,6 +832,23 @@ def test_a_limit_hidden_by_a_short_round_trip_costs_one_pause_less_to_find(
     assert 0.9 * limit <= c.rate_at(60.0) <= limit
 
 
+@pytest.mark.parametrize(("work", "pauses"), [(58_680, 1), (3 * 58_680, 2)])
+def test_a_probe_for_a_rise_that_costs_a_pause_waits_for_work_to_pay_for_it(
+    work: int, pauses: int
+) -> None:
+    """978/s, a 20-token bucket, a 3 s pause on every 429, the input still being read but its
+    size known (``work_expected``). The first pause finds the limit; a probe for a rise would
+    come a minute later (20 pauses on) and cost a pause of its own. A minute's work is done
+    by then, so none is sent: one pause in all (two before, the probe failing in the last
+    seconds of the run). Three minutes' work still pays for one."""
+    c = RateController()
+    out = drive(
+        c, limit=978, burst=20, rtt=0.036, seconds=70, retry_after=3.0, work=work, expected=True
+    )
+    assert out.sent_in_pause == 0
+    assert out.pauses == pauses
+
+
 def test_a_limit_found_through_cool_downs_needs_few_of_them() -> None:
     """One request in flight at a time (1 ms round trips), a 2 s pause on every 429: nothing
     is measured from throttles in a row, so each overshoot costs a pause; how long the

@@ -244,7 +244,8 @@ def test_the_overflow_file_keeps_each_keys_works_first_in_first_out() -> None:
 async def test_once_the_input_ends_each_controller_knows_the_work_its_scope_has_left() -> None:
     """Queued, parked on disk and waiting to retry all count; while the input goes on, the
     work left is unknown (infinite), and the work known is what is queued and parked, and the
-    input still to read where its size is known (one global limit)."""
+    input still to read where its size is known (one global limit): then that is the work
+    expected, unknown (infinite) otherwise."""
     overflow: Overflow[str, object] = Overflow(
         lambda w: pickle.dumps(w), lambda blob, scope: pickle.loads(blob)
     )
@@ -257,13 +258,16 @@ async def test_once_the_input_ends_each_controller_knows_the_work_its_scope_has_
     await take(sched, 2)
     assert big.controller.work_left == math.inf  # more input may come
     assert big.controller.work_known == 100  # what is queued and parked is known, though
-    sched.unread = 500  # an input of known size still to read, all for this one scope
+    assert big.controller.work_expected == math.inf  # the input's size is not
+    sched.unread, sched.sized = 500, True  # an input of known size, all for this one scope
     await take(sched, 1)
     assert big.controller.work_known == 99 + 500  # counted as b1 went
+    assert big.controller.work_expected == 99 + 500  # and it is all there is
     sched.end_input()
     await take(sched, 1)
     assert sched.parked > 0
     assert big.controller.work_left == big.controller.work_known == 98
+    assert big.controller.work_expected == 98
     sched.put_front("s1", small)  # a retry of "small"'s, while its other one is still held
     await take(sched, 1)
     assert small.controller.work_left == 2

@@ -286,6 +286,7 @@ class Run:
         try:
             records = self.records
             self._expected = None if self.per_account else expected_rows(records)
+            self.scheduler.sized = self._expected is not None
             if isinstance(records, AsyncIterable):
                 async for record in records:
                     if not await self._feed(record):

@@ -284,6 +284,7 @@ class RateController:
         "settings",
         "share",
         "throttled",
+        "work_expected",
         "work_known",
         "work_left",
     )
@@ -370,7 +371,9 @@ class RateController:
         # What it has left as far as it is counted while the input goes on (queued, parked,
         # and an input of a known size still to read, for one global limit): a share of it is
         # what slow start may risk in a round of growing faster than doubling (``_grown``).
-        self.work_known = 0.0
+        # ``work_expected``: all it has left, where the input's size is known (inf: it is
+        # not), which a probe for a rise that costs a pause must leave to pay for it.
+        self.work_known, self.work_expected = 0.0, math.inf
         if initial is not None:
             # What other scopes learned: start there as a provisional estimate. A limit of
             # its own shows soon enough (throttles measure a lower one, probes a higher one).
@@ -1205,13 +1208,14 @@ class RateController:
     def _probe_pays(self) -> bool:
         """Where the server answers throttles with cool-downs, a probe for a rise costs a
         pause, paid for by faster sending after it: that needs work left for at least the
-        wait between probes, which is what keeps their cost a small part of the time.
+        wait between probes, which is what keeps their cost a small part of the time (while
+        the input goes on, the work its size says is left, where known).
         Elsewhere a probe costs a few throttles, and where the rate held is well below the
         limit, a probe late in the run still pays. (Leading a shared limit, the work is the
         whole fleet's, not this process's.)"""
         if not self.cooldowns:
             return True
-        left = self.fleet_left if self.external else self.work_left
+        left = self.fleet_left if self.external else min(self.work_left, self.work_expected)
         return left >= self._rate * self._probe_wait()
 
     def _probe_interval(self) -> float:

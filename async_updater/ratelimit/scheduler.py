@@ -133,6 +133,7 @@ class Scheduler(Generic[T]):
         # Work the input still holds, not read yet, that will all come to the one scope there
         # is (one global limit), as far as is known (0: not known, or it goes to many scopes).
         self.unread = 0.0
+        self.sized = False  # ``unread`` is all the input holds still (its size is known)
 
     # -- work in ----------------------------------------------------------------------------
 
@@ -225,6 +226,8 @@ class Scheduler(Generic[T]):
         if self.input_ended:
             scope.controller.work_left = held
         scope.controller.work_known = held + self.unread  # (none unread once it has ended)
+        if self.sized:
+            scope.controller.work_expected = held + self.unread
         return scope.sync_rate(now)
 
     def touch(self, scope: Scope[T]) -> None:
