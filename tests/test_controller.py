@@ -1145,3 +1145,67 @@ def test_a_pause_that_reads_the_limit_far_below_the_rate_held_is_checked_soon() 
     assert after < 0.5 * 97  # it believes the reading for now
     assert c.rate_at(now + 2.0 + 16.0) > after  # and checks it before long
     assert c.mode is Mode.PROBE
+
+
+def _cruising_low(reading: float) -> RateController:
+    """A controller cruising on a low first reading (as one account's can be, where a silence
+    spoiled its first throttles), with nothing throttled near the limit."""
+    c = RateController(initial=reading)
+    c.bounds.throttled(525.0)  # slow start's overshoot, far above
+    return c
+
+
+def test_a_scope_far_below_what_other_scopes_measured_probes_at_their_rate_once() -> None:
+    """146/s, a 2-token bucket, 242 ms round trips. Cruising at 18/s, its next probe for a rise
+    is 500 requests (28 s) away, and would step up a quarter. Told that the other accounts
+    measured 146/s, it steps to the rate they cruise at, at once, holds it and cruises there:
+    no throttle, before any probe of its own is due."""
+    hinted, alone = _cruising_low(18.0), _cruising_low(18.0)
+    hinted.hint(146.0, 0.0, 0.0)
+    assert hinted.mode is Mode.PROBE and hinted.rate_at(0.0) == pytest.approx(146.0 * 0.97)
+    for c in (hinted, alone):
+        out = drive(c, limit=146, burst=2, rtt=0.242, seconds=8, retry_after=4.0)
+        assert out.throttled == 0
+    assert hinted.mode is Mode.CRUISE and hinted.rate_at(8.0) == pytest.approx(146.0 * 0.97)
+    assert alone.mode is Mode.CRUISE and alone.rate_at(8.0) < 20.0  # without the hint
+
+
+def test_a_scope_with_a_lower_quota_than_its_peers_pays_one_pause_for_the_hint() -> None:
+    """Its own quota is 40/s, the others' 146/s: the probe at their rate costs a pause (and
+    the reading it brings may cost one more, as any pause's does), and it is not tried again
+    however often the hint comes."""
+    c = _cruising_low(36.0)
+    c.hint(146.0, 0.0, 0.0)
+    out = drive(c, limit=40, burst=2, rtt=0.242, seconds=30, retry_after=4.0)
+    assert 1 <= out.pauses <= 2 and out.sent_in_pause == 0
+    assert 0.85 * 40 <= c.rate_at(30.0) <= 40
+    c.hint(146.0, 0.0, 30.0)
+    assert c.mode is not Mode.PROBE and c.rate_at(30.0) <= 40
+
+
+@pytest.mark.parametrize(
+    ("throttled_at", "reading"), [(120.0, 18.0), (None, 130.0)], ids=["throttled", "near"]
+)
+def test_a_hint_is_not_followed_against_what_the_scope_measured(
+    throttled_at: float | None, reading: float
+) -> None:
+    """No probe at the others' rate where this scope was throttled at or below it, nor where
+    its own reading is within a probe step of it (the usual probes find that)."""
+    c = RateController(initial=reading)
+    if throttled_at is not None:
+        c.bounds.throttled(throttled_at)
+    before = c.rate_at(0.0)
+    c.hint(146.0, 0.0, 0.0)
+    assert c.mode is Mode.CRUISE and c.rate_at(0.0) == before
+
+
+def test_a_rate_another_scope_held_counts_above_the_median_they_measured() -> None:
+    """Most accounts read their first pause low (a rough reading from a few answers), one held
+    161.6/s without a throttle: a scope cruising at 115 steps to the rate held, not to the
+    median of the readings (121, within a probe step of its own)."""
+    c = _cruising_low(115.0)
+    c.hint(121.0, 161.6, 0.0)
+    assert c.mode is Mode.PROBE and c.rate_at(0.0) == pytest.approx(161.6)
+    out = drive(c, limit=167, burst=151, rtt=0.0093, seconds=3, retry_after=1.0)
+    assert out.throttled == 0
+    assert c.mode is Mode.CRUISE and c.rate_at(3.0) == pytest.approx(161.6)

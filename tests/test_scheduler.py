@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from async_updater.ratelimit import ControllerSettings, InFlightLimit, LoopClock, Scheduler
+from async_updater.ratelimit import ControllerSettings, InFlightLimit, LoopClock, Mode, Scheduler
 from async_updater.ratelimit.overflow import Overflow
 from async_updater.testing import virtual_time
 
@@ -272,3 +272,45 @@ async def test_once_the_input_ends_each_controller_knows_the_work_its_scope_has_
     await take(sched, 1)
     assert small.controller.work_left == 2
     overflow.close()
+
+
+@virtual_time
+async def test_a_scope_far_below_the_others_limits_is_told_their_median() -> None:
+    """Accounts of one service usually share a quota: the sweep hands each scope with work the
+    median of what the scopes measured, and one cruising far below it probes there."""
+    sched: Scheduler[str] = Scheduler(LoopClock())
+    for key, limit in (("a", 146.0), ("b", 150.0), ("low", 18.0)):
+        scope = sched.scope(key)
+        scope.controller.estimate.provisional(limit, 0.0)
+        scope.controller.bounds.throttled(525.0)
+        scope.controller.mode = Mode.CRUISE
+        for i in range(50):
+            sched.put(f"{key}{i}", scope)
+    await take(sched, 3)
+    await asyncio.sleep(0.2)  # past a sweep
+    await take(sched, 1)
+    assert sched.prior == 146.0
+    low = sched.scopes["low"].controller
+    assert low.mode is Mode.PROBE and low.rate_at(0.0) == pytest.approx(146.0 * 0.97)
+    assert {sched.scopes[k].controller.mode for k in "ab"} == {Mode.CRUISE}
+
+
+@virtual_time
+async def test_scopes_below_a_rate_another_scope_held_are_told_it() -> None:
+    """The rate one scope held without a throttle (its ``bounds.lo``) is handed out with the
+    median: the scopes cruising more than a probe step below it step there."""
+    sched: Scheduler[str] = Scheduler(LoopClock())
+    for key, limit in (("a", 121.0), ("b", 115.0), ("c", 167.0), ("d", 104.0)):
+        scope = sched.scope(key)
+        scope.controller.estimate.provisional(limit, 0.0)
+        scope.controller.bounds.throttled(2301.0)
+        scope.controller.mode = Mode.CRUISE
+        for i in range(50):
+            sched.put(f"{key}{i}", scope)
+    sched.scopes["c"].controller.bounds.sustained(161.6)
+    await take(sched, 4)
+    await asyncio.sleep(0.2)  # past a sweep
+    await take(sched, 1)
+    modes = {k: s.controller.mode for k, s in sched.scopes.items()}
+    assert modes == {"a": Mode.PROBE, "b": Mode.PROBE, "c": Mode.CRUISE, "d": Mode.PROBE}
+    assert sched.scopes["d"].controller.rate_at(0.0) == pytest.approx(161.6)

@@ -240,6 +240,7 @@ class RateController:
         "_fleet_mark",
         "_fresh_at",
         "_gauge",
+        "_hinted",
         "_history",
         "_lone_at",
         "_lone_rate",
@@ -260,6 +261,7 @@ class RateController:
         "_mode_thr",
         "_next_probe",
         "_pause_s",
+        "_peer_step",
         "_probe_backoff",
         "_probe_base",
         "_probe_since",
@@ -338,7 +340,9 @@ class RateController:
         self._climb_sent = 0
         # Cool-down waits before probing grow while probes for a rise find none (``_rising``:
         # the step under way is one).
-        self._probe_backoff, self._rising = 1.0, False
+        # (``_hinted``: a probe at the rate other scopes measured was tried; ``_peer_step``:
+        # the step under way is that probe.)
+        self._probe_backoff, self._rising, self._hinted, self._peer_step = 1.0, False, False, False
         self._mode_sent = self._mode_thr = 0  # sent, throttled since slow start or a step began
         self._thr_rate = 0.0  # the rate the last throttled request was sent at
         self._cooldown_until = -math.inf
@@ -432,6 +436,25 @@ class RateController:
         elif mode is Mode.PROBE:
             self._probe_held(now)
         return self._rate
+
+    def hint(self, measured: float, proven: float, now: float) -> None:
+        """Other scopes of this kind (accounts of one service) measured ``measured`` (their
+        median) and held ``proven`` without a throttle (the most any one held). Such scopes
+        usually share a quota: one cruising more than a probe step below the rate they cruise
+        at, never throttled at or below it, probes at that rate now, once, rather than a step
+        per probe wait (where throttles cost cool-downs, twenty pauses apart). Held, it
+        cruises there; a quota of its own lower than the others' costs that one probe (a
+        pause, where throttles cost cool-downs), and the hint is not followed again."""
+        if self._hinted or self.external or self.mode is not Mode.CRUISE:
+            return
+        if now < self._cooldown_until or self.limit is None:
+            return
+        step = min(max(measured * self.settings.cruise_gain, proven), self._ceiling)
+        if step <= self._target() * self.settings.probe_gain or self.bounds.hi <= step:
+            return
+        self._hinted = True
+        self._step(now, step, self.limit)
+        self._peer_step = True
 
     # -- events ---------------------------------------------------------------------------
 
@@ -1119,7 +1142,7 @@ class RateController:
     def _step(self, now: float, rate: float, base: float | None = None) -> None:
         """Hold ``rate`` as a probe: sustained, it raises ``lo``; throttled, it lowers ``hi``."""
         self._settle_thin()
-        self._rising = False  # (set again by a probe from cruising)
+        self._rising = self._peer_step = False  # (set again by a probe from cruising, a hint)
         self._enter(Mode.PROBE)  # counts the step's requests (``_mode_sent``) from here
         self._probe_since = now
         self._probe_base = base if base is not None else max(self.bounds.lo, rate / 2.0)
@@ -1146,8 +1169,8 @@ class RateController:
             return
         below = self._rate < self.bounds.hi
         self.bounds.sustained(self._rate)
-        if self._rate >= self._ceiling:
-            self._cruise(now)
+        if self._rate >= self._ceiling or self._peer_step:
+            self._cruise(now)  # (at the rate other scopes hold: found, as they found it)
             return
         if self.bounds.narrow(self._narrow()):
             if self.cooldowns or not (below and self._climb_fell):

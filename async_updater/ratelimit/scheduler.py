@@ -372,10 +372,12 @@ class Scheduler(Generic[T]):
         learned: list[float] = []
         overflow = self.overflow
         busy = ceiling = 0
+        proven = 0.0  # the most any scope held without a throttle
         for key, scope in self.scopes.items():
             limit = scope.controller.limit
             if limit is not None:
                 learned.append(limit)
+                proven = max(proven, scope.controller.bounds.lo)
             if scope.idle and (overflow is None or key not in overflow):
                 if scope.pacer.full(now):
                     forget.append(key)
@@ -392,6 +394,10 @@ class Scheduler(Generic[T]):
         if learned:
             learned.sort()
             self.prior = learned[len(learned) // 2]
+            if len(learned) > 1:
+                for scope in self.scopes.values():
+                    if scope.queue:
+                        scope.controller.hint(self.prior, proven, now)
         else:
             self.prior = self._forgotten
         self.concurrency.update(total, self.rtt.high)
