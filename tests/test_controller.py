@@ -1209,3 +1209,17 @@ def test_a_rate_another_scope_held_counts_above_the_median_they_measured() -> No
     out = drive(c, limit=167, burst=151, rtt=0.0093, seconds=3, retry_after=1.0)
     assert out.throttled == 0
     assert c.mode is Mode.CRUISE and c.rate_at(3.0) == pytest.approx(161.6)
+
+
+def test_a_cruise_used_without_a_throttle_long_enough_is_proven() -> None:
+    """What other scopes are told a scope held (``proven``): the rate it cruises at, once sent
+    at for as long as a probe step must hold; before that, or if it was not used, only what
+    its bounds say."""
+    short, long = RateController(initial=100.0), RateController(initial=100.0)
+    rate = long.rate_at(0.0)
+    assert long.proven(0.0) == 0.0  # nothing sent yet
+    drive(short, limit=146, burst=2, rtt=0.02, seconds=0.5)
+    assert short.proven(0.5) == 0.0  # held half a second: a burst could hide that much
+    drive(long, limit=146, burst=2, rtt=0.02, seconds=4.0)
+    assert long.mode is Mode.CRUISE and long.proven(4.0) == rate
+    assert long.proven(40.0) == 0.0  # cruising on with nothing sent since proves nothing

@@ -437,14 +437,30 @@ class RateController:
             self._probe_held(now)
         return self._rate
 
+    def proven(self, now: float) -> float:
+        """The highest rate known to hold: ``bounds.lo``, or the rate cruised at once it has
+        been used without a throttle for as long as a probe step must hold at most."""
+        lo = self.bounds.lo
+        if self.mode is not Mode.CRUISE or self._round_at == -math.inf:
+            return lo  # (nothing sent yet)
+        s = self.settings
+        held = now - max(self._cruise_since, self._round_at)
+        hold = s.hold_max_s * (s.cooldown_hold_factor if self.cooldowns else 1.0)
+        if held < max(hold, self._held_for()):
+            return lo
+        if self._mode_sent < 0.5 * self._rate * held:
+            return lo  # (not used: no work, or the in-flight cap)
+        return max(lo, self._rate)
+
     def hint(self, measured: float, proven: float, now: float) -> None:
         """Other scopes of this kind (accounts of one service) measured ``measured`` (their
-        median) and held ``proven`` without a throttle (the most any one held). Such scopes
-        usually share a quota: one cruising more than a probe step below the rate they cruise
-        at, never throttled at or below it, probes at that rate now, once, rather than a step
-        per probe wait (where throttles cost cool-downs, twenty pauses apart). Held, it
-        cruises there; a quota of its own lower than the others' costs that one probe (a
-        pause, where throttles cost cool-downs), and the hint is not followed again."""
+        median), and one of them held ``proven`` without a throttle (the most any held, by
+        ``proven``). Such scopes usually share a quota: one cruising more than a probe step
+        below the rate they cruise at, never throttled at or below it, probes at that rate
+        now, once, rather than a step per probe wait (where throttles cost cool-downs, twenty
+        pauses apart). Held, it cruises there; a quota of its own lower than the others'
+        costs that one probe (a pause, where throttles cost cool-downs), and the hint is not
+        followed again."""
         if self._hinted or self.external or self.mode is not Mode.CRUISE:
             return
         if now < self._cooldown_until or self.limit is None:

@@ -377,7 +377,7 @@ class Scheduler(Generic[T]):
             limit = scope.controller.limit
             if limit is not None:
                 learned.append(limit)
-                proven = max(proven, scope.controller.bounds.lo)
+                proven = max(proven, scope.controller.proven(now))
             if scope.idle and (overflow is None or key not in overflow):
                 if scope.pacer.full(now):
                     forget.append(key)
