@@ -5,7 +5,8 @@ Each limit scope (the whole run, or one account) has a FIFO queue of waiting wor
 has a token, going round the scopes that have work (round robin, so one busy or paused scope
 never holds back another: no head-of-line blocking), and waits (one timer for all scopes)
 when none can send. A scope with nothing queued or in flight and a full bucket is forgotten;
-what scopes learned about their limit is folded into ``prior``, where new scopes start.
+what scopes learned about their limit is folded into ``prior``, where new scopes start, and
+handed to scopes with work that cruise far below it (``RateController.hint``).
 """
 
 from __future__ import annotations
