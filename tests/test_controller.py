@@ -164,10 +164,11 @@ def test_a_rough_reading_above_a_rate_since_throttled_is_not_cruised_at() -> Non
 
 
 def test_no_probe_for_a_rise_where_it_costs_a_pause_once_the_work_left_cannot_pay_for_it() -> None:
-    """Behind Retry-After a probe costs a pause now, for faster sending after it. With less work
-    left than the wait between probes would send, nothing pays for it: the run ends cruising.
-    With the same time and no end to the work in sight, the probe is made."""
-    seconds, limit = 34.0, 200.0
+    """Behind Retry-After a probe costs a pause now, for faster sending after it. With so little
+    work left that sending it a probe step faster would save less than the pause, nothing pays
+    for it: the run ends cruising. With the same time and no end to the work in sight, the
+    probe is made."""
+    seconds, limit = 24.0, 200.0
     work = int(0.93 * limit * seconds)  # all of it accepted within the time
 
     def run(work: int | None) -> Drive:
@@ -179,6 +180,31 @@ def test_no_probe_for_a_rise_where_it_costs_a_pause_once_the_work_left_cannot_pa
     ending = run(work)
     assert ending.accepted == work
     assert (run(None).pauses, ending.pauses) == (2, 1)  # slow start's, then a probe's
+
+
+def test_a_probe_for_a_rise_is_made_where_the_work_left_pays_for_its_pause() -> None:
+    """600/s, a 1 s pause on every 429, rising to 800/s 5 s in; 35 s of work at 600/s, its
+    size known from the start. The probe for a rise comes 20 pauses after the first (21 s
+    in), with 14 s of work left: sent a probe step (x1.25) faster, that saves 2.8 s, more
+    than the 1 s pause a failed probe costs, so it is made, and finds the rise. (Sending for
+    the whole wait between probes is not needed for that: a probe's pause is paid for by the
+    time it saves.)"""
+    work = 21_000
+    c = RateController()
+    out = drive(
+        c,
+        limit=600,
+        burst=60,
+        rtt=0.02,
+        seconds=60,
+        retry_after=1.0,
+        limits=((5.0, 800.0),),
+        work=work,
+        expected=True,
+    )
+    assert out.accepted == work and out.sent_in_pause == 0
+    assert out.rate_near(20.0) < 600  # cruising on the first reading until the probe
+    assert max(rate for when, rate in out.rates if when > 20.0) > 700  # the probe found more
 
 
 def test_answers_kept_for_a_shared_limit_are_counted_by_send_time_and_bounded_by_time() -> None:
@@ -196,13 +222,13 @@ def test_answers_kept_for_a_shared_limit_are_counted_by_send_time_and_bounded_by
     assert c.answered_since(0.0) == c.answered_since(1.99)  # the first two seconds are gone
 
 
-@pytest.mark.parametrize(("fleet_left", "probes"), [(math.inf, True), (5_000.0, False)])
+@pytest.mark.parametrize(("fleet_left", "probes"), [(math.inf, True), (1_000.0, False)])
 def test_the_leader_of_a_shared_limit_probes_for_a_rise_only_if_the_fleets_work_pays(
     fleet_left: float, probes: bool
 ) -> None:
     """Leading a shared limit behind ``Retry-After``, a probe for a rise costs the whole
-    fleet a pause: the fleet's work left must pay for it (sending for the wait between
-    probes), not this process's share of it."""
+    fleet a pause: the fleet's work left must pay for it (sent a probe step faster, it saves
+    at least the pause), not this process's share of it."""
     c = RateController()
     c.external, c.share = True, 0.125
     c.adopt(900.0, 0.0)

@@ -1246,16 +1246,18 @@ class RateController:
 
     def _probe_pays(self) -> bool:
         """Where the server answers throttles with cool-downs, a probe for a rise costs a
-        pause, paid for by faster sending after it: that needs work left for at least the
-        wait between probes, which is what keeps their cost a small part of the time (while
-        the input goes on, the work its size says is left, where known).
+        pause if it fails; if it holds, it sends the work left (while the input goes on, the
+        work its size says is left, where known) a probe step faster. It pays where the time
+        that saves is at least the pause. (The wait between probes is what keeps their cost a
+        small part of the time.)
         Elsewhere a probe costs a few throttles, and where the rate held is well below the
         limit, a probe late in the run still pays. (Leading a shared limit, the work is the
         whole fleet's, not this process's.)"""
         if not self.cooldowns:
             return True
         left = self.fleet_left if self.external else min(self.work_left, self.work_expected)
-        return left >= self._rate * self._probe_wait()
+        saved = left / self._rate * (1.0 - 1.0 / self.settings.probe_gain)
+        return saved >= self._pause_s
 
     def _probe_interval(self) -> float:
         s = self.settings
