@@ -274,18 +274,24 @@ async def test_once_the_input_ends_each_controller_knows_the_work_its_scope_has_
     overflow.close()
 
 
+def _cruising(limits: dict[str, float], *, throttled_at: float) -> Scheduler[str]:
+    """Scopes cruising on the limits they measured, throttled far above, 50 works each."""
+    sched: Scheduler[str] = Scheduler(LoopClock())
+    for key, limit in limits.items():
+        scope = sched.scope(key)
+        scope.controller.estimate.provisional(limit, 0.0)
+        scope.controller.bounds.throttled(throttled_at)
+        scope.controller.mode = Mode.CRUISE
+        for i in range(50):
+            sched.put(f"{key}{i}", scope)
+    return sched
+
+
 @virtual_time
 async def test_a_scope_far_below_the_others_limits_is_told_their_median() -> None:
     """Accounts of one service usually share a quota: the sweep hands each scope with work the
     median of what the scopes measured, and one cruising far below it probes there."""
-    sched: Scheduler[str] = Scheduler(LoopClock())
-    for key, limit in (("a", 146.0), ("b", 150.0), ("low", 18.0)):
-        scope = sched.scope(key)
-        scope.controller.estimate.provisional(limit, 0.0)
-        scope.controller.bounds.throttled(525.0)
-        scope.controller.mode = Mode.CRUISE
-        for i in range(50):
-            sched.put(f"{key}{i}", scope)
+    sched = _cruising({"a": 146.0, "b": 150.0, "low": 18.0}, throttled_at=525.0)
     await take(sched, 3)
     await asyncio.sleep(0.2)  # past a sweep
     await take(sched, 1)
@@ -299,14 +305,7 @@ async def test_a_scope_far_below_the_others_limits_is_told_their_median() -> Non
 async def test_scopes_below_a_rate_another_scope_held_are_told_it() -> None:
     """The rate one scope held without a throttle (its ``bounds.lo``) is handed out with the
     median: the scopes cruising more than a probe step below it step there."""
-    sched: Scheduler[str] = Scheduler(LoopClock())
-    for key, limit in (("a", 121.0), ("b", 115.0), ("c", 167.0), ("d", 104.0)):
-        scope = sched.scope(key)
-        scope.controller.estimate.provisional(limit, 0.0)
-        scope.controller.bounds.throttled(2301.0)
-        scope.controller.mode = Mode.CRUISE
-        for i in range(50):
-            sched.put(f"{key}{i}", scope)
+    sched = _cruising({"a": 121.0, "b": 115.0, "c": 167.0, "d": 104.0}, throttled_at=2301.0)
     sched.scopes["c"].controller.bounds.sustained(161.6)
     await take(sched, 4)
     await asyncio.sleep(0.2)  # past a sweep
