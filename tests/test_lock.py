@@ -151,7 +151,7 @@ def test_the_lock_sits_beside_a_symlinked_report_not_at_its_target(tmp_path: Pat
 
 @pytest.fixture(scope="module")
 def slow_mock() -> Iterator[MockProcess]:
-    """50 ms per answer: at --concurrency 4 a run of 400 users lasts 5 s, long enough to meet."""
+    """50 ms per answer: at --concurrency 4 a run of 400 users lasts 5 s, 4,000 users 50 s."""
     with mock_process("--latency-ms", "50") as server:
         yield server
 
@@ -178,7 +178,9 @@ def stop(run: Run) -> int:
 def test_a_second_run_on_the_same_report_exits_2_at_once_naming_the_holder_and_sends_nothing(
     tmp_path: Path, mock: MockProcess, mode: str
 ) -> None:
-    users_csv, report = users(tmp_path), tmp_path / "report.csv"
+    # A first run far longer than starting other processes takes, even on a loaded machine
+    # (it is stopped once they are done).
+    users_csv, report = users(tmp_path, 4000), tmp_path / "report.csv"
     first = Run(tmp_path, users_csv, report, mock.url, "--concurrency", "4")
     try:
         first.wait_for_rows(20)
@@ -242,7 +244,9 @@ def test_a_lock_left_by_a_killed_run_is_taken_over_with_a_notice_naming_its_pid(
 def test_report_and_merge_reports_work_while_a_run_holds_the_lock(
     tmp_path: Path, mock: MockProcess
 ) -> None:
-    users_csv, report = users(tmp_path), tmp_path / "report.csv"
+    # A first run far longer than starting other processes takes, even on a loaded machine
+    # (it is stopped once they are done).
+    users_csv, report = users(tmp_path, 4000), tmp_path / "report.csv"
     first = Run(tmp_path, users_csv, report, mock.url, "--concurrency", "4")
     try:
         first.wait_for_rows(20)

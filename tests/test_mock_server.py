@@ -917,7 +917,7 @@ async def test_standalone_prints_its_url_answers_and_exits_by_itself(
         "--port",
         "0",
         "--duration",
-        "1",
+        "5",  # (the clock starts before it listens: time for the two requests below)
         stdout=asyncio.subprocess.PIPE,
         cwd=ROOT,
         env=env,

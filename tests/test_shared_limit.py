@@ -245,9 +245,11 @@ async def test_a_cool_down_told_to_one_process_pauses_them_all(redis_server: Red
     assert server.applied == expected(3, 300)
     pauses = sorted(e.responded for e in events if e.status == 429)
     assert pauses, "the server never throttled: the test shows nothing"
-    # Requests that arrived inside a pause announced more than 50 ms earlier: those were sent
-    # after it was known (the 50 ms cover requests already on their way).
-    inside = sum(1 for e in events if _inside(pauses, e.arrived, pause=1.0, tolerance=0.05))
+    # Requests that arrived inside a pause announced more than 150 ms earlier: those were sent
+    # after it was known. A pause reaches the other shards in 20-50 ms; the rest covers
+    # requests already on their way and a loaded machine's hiccup. (Shards that never heard
+    # would send hundreds in there.)
+    inside = sum(1 for e in events if _inside(pauses, e.arrived, pause=1.0, tolerance=0.15))
     assert inside <= 3, f"{inside} requests were sent into announced cool-downs"
 
 
@@ -441,11 +443,13 @@ async def test_a_pause_ends_when_redis_says_however_late_an_answer_was_read(
             time.sleep(0.3)  # ...and the loop is busy when its answer comes: read 0.3 s late
             await poll(lambda: pacer.delay(loop.time()) == 0.0)
         # A pause written in Redis's time; its end on this clock, read with little delay.
+        # (Redis stamped its time somewhere between the two local reads around the call.)
+        before = loop.time()
         seconds, stamp = await client.time()
-        redis_now, local_now = seconds + stamp / 1e6, loop.time()
+        redis_now, after = seconds + stamp / 1e6, loop.time()
         until_us = int((redis_now + 2.0) * 1e6)
         pacer.paused_remotely(until_us, int(redis_now * 1e6))
-        assert pacer.paused_until == pytest.approx(local_now + 2.0, abs=0.05)
+        assert before + 2.0 - 0.05 <= pacer.paused_until <= after + 2.0 + 0.05
 
 
 def _inside(pauses: Sequence[float], arrived: float, *, pause: float, tolerance: float) -> bool:
