@@ -89,12 +89,12 @@ class ControllerSettings:
     ``min_accepted``: accepted requests pooled into one estimate (its error is ~1/min_accepted);
     ``first_accepted``: how many the first, provisional estimate needs.
     ``narrow``: bounds closer than this ratio are the limit, found.
-    ``start_risk``: once the work left is known (the input has ended), the share of it slow
-    start may send in one round trip above a rate proven so far: the throttles its overshoot
-    costs stay a small part of a small job (a burst can hide an overshoot for several rounds,
-    so a round's doubling can be all over the limit). Where round trips are at least
-    ``long_round_s``, that share of the work known may also make a round grow faster than
-    doubling (below it, doubling reaches any limit within a second or two).
+    ``start_risk``: once the work left is known (the input has ended, or its size is known),
+    the share of it slow start may send in one round trip above a rate proven so far: the
+    throttles its overshoot costs stay a small part of the job (a burst can hide an overshoot
+    for several rounds, so a round's doubling can be all over the limit). Where round trips
+    are at least ``long_round_s``, that share of the work known may also make a round grow
+    faster than doubling (below it, doubling reaches any limit within a second or two).
     ``throttle_tolerance``: the share of a slow start's or a probe step's requests that may be
     throttled before its rate counts as over the limit (a clump of throttles from a stall on
     either side is timing noise, not the limit; an overshoot soon exceeds any small share).
@@ -795,8 +795,9 @@ class RateController:
     def _grown(self) -> float:
         """Slow start's next rate. What a round at it risks is what it adds, times the round
         trip: a burst can hide an overshoot for several rounds, and the round is all over the
-        limit. Twice this rate, but where the work left is known, no more than ``start_risk``
-        of it (or one request) a round.
+        limit. Twice this rate, but where the work left is known (the input has ended, or its
+        size is known: ``work_expected``), no more than ``start_risk`` of it (or one request)
+        a round.
 
         Where the round trip is long (``long_round_s``; the fastest one: a client too busy to
         read its answers at once sees them late, and the server is no slower for it), doubling
@@ -809,7 +810,8 @@ class RateController:
         s = self.settings
         srtt = self._srtt()
         round_s = max(srtt, s.min_round_s)
-        risk = max(s.start_risk * self.work_left, 1.0)  # a request a round, however small
+        left = min(self.work_left, self.work_expected)
+        risk = max(s.start_risk * left, 1.0)  # a request a round, however small
         step = min(self._rate, risk / round_s)
         jump = s.start_risk * min(self.work_known, self.work_left) / round_s
         # Long by the path's round trip (its fastest), not by answers a busy client read late.
