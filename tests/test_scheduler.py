@@ -226,6 +226,31 @@ async def test_a_retry_goes_to_the_back_of_its_scopes_queue_and_is_never_parked(
     overflow.close()
 
 
+@virtual_time
+async def test_scopes_that_split_the_input_each_know_their_share_of_what_is_unread() -> None:
+    """With a limit per account, the rows still to read are not known per account: each scope
+    counts its share of them as of the new work put in so far (a retry is not new work), so
+    that slow start risks a share of its own work while the input goes on, not of all of it
+    (nor of nothing known: it grew by doubling)."""
+    sched: Scheduler[str] = Scheduler(LoopClock(), ceiling=1e6)
+    sched.split, sched.sized = True, True
+    a, b = sched.scope("a"), sched.scope("b")
+    for i in range(75):
+        sched.put(f"a{i}", a)
+    for i in range(25):
+        sched.put(f"b{i}", b)
+    sched.put_front("b-retry", b)  # a retry: b's share is still 25 of 100 rows
+    sched.unread = 400
+    sent = await take(sched, 2)
+    assert sorted(scope for _, scope, _ in sent) == ["a", "b"]
+    # (Counted as each took its first: queued then, and its share of the 400 unread.)
+    assert a.controller.work_known == a.controller.work_expected == 75 + 300
+    assert b.controller.work_known == b.controller.work_expected == 26 + 100
+    sched.end_input()
+    await take(sched, 2)
+    assert (a.controller.work_left, b.controller.work_left) == (74, 25)
+
+
 def test_the_overflow_file_keeps_each_keys_works_first_in_first_out() -> None:
     overflow: Overflow[str, str] = Overflow(
         lambda w: w.encode(), lambda blob, scope: f"{scope}:{blob.decode()}"

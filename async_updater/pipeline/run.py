@@ -285,8 +285,9 @@ class Run:
     async def _feed_all(self) -> None:
         try:
             records = self.records
-            self._expected = None if self.per_account else expected_rows(records)
+            self._expected = expected_rows(records)
             self.scheduler.sized = self._expected is not None
+            self.scheduler.split = self.per_account
             if isinstance(records, AsyncIterable):
                 async for record in records:
                     if not await self._feed(record):

@@ -49,7 +49,17 @@ SHARE_MAX = 32
 class Scope(Generic[T]):
     """One limit scope: its queue, its pacer and its controller."""
 
-    __slots__ = ("controller", "held", "in_flight", "key", "pacer", "queue", "ready", "wake_at")
+    __slots__ = (
+        "controller",
+        "fed",
+        "held",
+        "in_flight",
+        "key",
+        "pacer",
+        "queue",
+        "ready",
+        "wake_at",
+    )
 
     def __init__(self, key: str, pacer: Pacing, controller: RateController) -> None:
         self.key = key
@@ -58,6 +68,7 @@ class Scope(Generic[T]):
         self.controller = controller
         self.in_flight = 0
         self.held = 0  # work of this scope waiting elsewhere (a retry back-off)
+        self.fed = 0  # new work put in (not retries)
         self.ready = False  # in the scheduler's round-robin list
         self.wake_at = math.inf  # when its next token is due, if it is waiting for one
 
@@ -135,6 +146,10 @@ class Scheduler(Generic[T]):
         # is (one global limit), as far as is known (0: not known, or it goes to many scopes).
         self.unread = 0.0
         self.sized = False  # ``unread`` is all the input holds still (its size is known)
+        # The scopes split the input (a limit per account): each has its share of ``unread``,
+        # as of the new work put in so far (``fed``: all scopes').
+        self.split = False
+        self.fed = 0
 
     # -- work in ----------------------------------------------------------------------------
 
@@ -159,6 +174,8 @@ class Scheduler(Generic[T]):
         return overflow is not None and (scope.key in overflow or len(scope.queue) >= self._share())
 
     def put(self, work: T, scope: Scope[T]) -> None:
+        scope.fed += 1
+        self.fed += 1
         if self.parks(scope):
             assert self.overflow is not None
             self.overflow.park(scope.key, work)
@@ -226,9 +243,12 @@ class Scheduler(Generic[T]):
         held = len(scope.queue) + scope.held + parked
         if self.input_ended:
             scope.controller.work_left = held
-        scope.controller.work_known = held + self.unread  # (none unread once it has ended)
+        unread = self.unread  # (none once the input has ended)
+        if self.split:
+            unread *= scope.fed / max(1, self.fed)
+        scope.controller.work_known = held + unread
         if self.sized:
-            scope.controller.work_expected = held + self.unread
+            scope.controller.work_expected = held + unread
         return scope.sync_rate(now)
 
     def touch(self, scope: Scope[T]) -> None:
