@@ -142,8 +142,8 @@ class Scheduler(Generic[T]):
         self.past_cuts = 0  # rate cuts of forgotten scopes
         self.on_scope: Callable[[Scope[T]], None] | None = None
         self.input_ended = False  # no new work will come (retries of work taken still may)
-        # Work the input still holds, not read yet, that will all come to the one scope there
-        # is (one global limit), as far as is known (0: not known, or it goes to many scopes).
+        # Work the input still holds, not read yet, as far as is known (0: not known): all of
+        # it for the one scope there is (one global limit), or shared out (``split``).
         self.unread = 0.0
         self.sized = False  # ``unread`` is all the input holds still (its size is known)
         # The scopes split the input (a limit per account): each has its share of ``unread``,
