@@ -275,6 +275,23 @@ def test_without_cool_downs_a_thin_buckets_search_closes_in_to_the_cruising_marg
     assert 0.97 * limit <= c.rate_at(20.0) <= limit
 
 
+def bounded_and_doubling(
+    limit: float, burst: float, rtt: float, work: int, *, expected: bool = False
+) -> tuple[Drive, Drive]:
+    """A job of ``work`` requests over twice the time it takes at the limit, slow start
+    bounded by the default ``start_risk``, then free to double (``start_risk`` 1.0).
+    ``expected``: the work is told as expected (the input goes on), not as left."""
+
+    def run(start_risk: float) -> Drive:
+        c = RateController(settings=ControllerSettings(start_risk=start_risk))
+        seconds = 2 * work / limit
+        return drive(
+            c, limit=limit, burst=burst, rtt=rtt, seconds=seconds, work=work, expected=expected
+        )
+
+    return run(ControllerSettings().start_risk), run(1.0)
+
+
 @pytest.mark.parametrize(
     ("limit", "burst", "rtt", "work"),
     [(10.7, 8.0, 0.556, 160), (14.8, 5.0, 0.294, 222), (29.0, 3.0, 0.697, 434)],
@@ -287,11 +304,7 @@ def test_slow_start_risks_a_small_share_of_a_small_jobs_work_per_round_trip(
     6-12% of them. Growing by no more than a share of the work left per round trip halves
     that, and the job takes no longer."""
 
-    def run(start_risk: float) -> Drive:
-        c = RateController(settings=ControllerSettings(start_risk=start_risk))
-        return drive(c, limit=limit, burst=burst, rtt=rtt, seconds=2 * work / limit, work=work)
-
-    bounded, doubling = run(ControllerSettings().start_risk), run(1.0)
+    bounded, doubling = bounded_and_doubling(limit, burst, rtt, work)
     assert bounded.accepted == doubling.accepted == work
     assert bounded.throttled <= 0.6 * doubling.throttled
     assert bounded.rates[-1][0] <= 1.05 * doubling.rates[-1][0]
@@ -310,14 +323,7 @@ def test_slow_start_risks_a_share_of_the_work_expected_while_the_input_goes_on(
     limit before the first throttle came back. Bounded, a 15 s job has at least a fifth fewer
     throttles (here 41-79% fewer) and takes no longer, give or take a round trip."""
 
-    def run(start_risk: float) -> Drive:
-        c = RateController(settings=ControllerSettings(start_risk=start_risk))
-        seconds = 2 * work / limit
-        return drive(
-            c, limit=limit, burst=burst, rtt=rtt, seconds=seconds, work=work, expected=True
-        )
-
-    bounded, doubling = run(ControllerSettings().start_risk), run(1.0)
+    bounded, doubling = bounded_and_doubling(limit, burst, rtt, work, expected=True)
     assert bounded.accepted == doubling.accepted == work
     assert bounded.throttled <= 0.8 * doubling.throttled
     assert bounded.rates[-1][0] <= doubling.rates[-1][0] + rtt
