@@ -275,6 +275,20 @@ def test_without_cool_downs_a_thin_buckets_search_closes_in_to_the_cruising_marg
     assert 0.97 * limit <= c.rate_at(20.0) <= limit
 
 
+@pytest.mark.parametrize(("limit", "rtt"), [(1100.0, 0.84), (250.0, 0.7)])
+def test_after_slow_start_a_thin_bucket_is_cruised_at_the_round_that_held_not_its_reading(
+    limit: float, rtt: float
+) -> None:
+    """A thin bucket's overload reads half the rate sent, but the round of slow start before
+    it held with no throttle, and so thin a bucket hides nothing: that rate is proven. On a
+    long round trip, cruising at the reading until probes (each held for several round
+    trips) climb back would cost half the capacity for many seconds."""
+    c = RateController()
+    out = drive(c, limit=limit, burst=1, rtt=rtt, seconds=15, work=int(15 * limit), known=True)
+    assert c.bounds.lo >= 0.8 * limit
+    assert min(out.rate_near(t) for t in range(6, 15)) >= 0.8 * limit
+
+
 def bounded_and_doubling(
     limit: float, burst: float, rtt: float, work: int, *, expected: bool = False
 ) -> tuple[Drive, Drive]:
@@ -1136,6 +1150,31 @@ def test_slow_start_settles_thinness_once_its_overload_is_read(
     assert not gauge.thin  # not before the reading
     gauge.settle(reading, 100.0)
     assert gauge.thin is thin
+
+
+@pytest.mark.parametrize(
+    ("rows", "reading", "held"),
+    [
+        # Thin: the round at 80/s held 20 with no throttle, so the limit is >= 80 x (1 - 2/20).
+        ([(50.0, [A] * 10), (80.0, [A] * 20), (100.0, [A, T])], 52.0, 72.0),
+        # Answers of the rounds interleaved (round trips spread more than a send apart): the
+        # tally is by rate, not by the row being answered.
+        ([(80.0, [A] * 10), (50.0, [A] * 5), (80.0, [A] * 10), (100.0, [A, T])], 52.0, 72.0),
+        # A throttle in the round at 80/s: it proves nothing; the one at 50/s still does.
+        ([(50.0, [A] * 10), (80.0, [A] * 19 + [T]), (100.0, [A, T])], 52.0, 40.0),
+        # Not thin (the reading is the limit): nothing proven by the rounds.
+        ([(50.0, [A] * 10), (80.0, [A] * 20), (100.0, [A, T])], 90.0, 0.0),
+        # Two answers are no more than a thin bucket lets through: nothing proven.
+        ([(80.0, [A, A]), (100.0, [A, T])], 52.0, 0.0),
+    ],
+)
+def test_slow_start_rounds_that_held_prove_a_rate_once_the_bucket_is_found_thin(
+    rows: list[tuple[float, list[Outcome]]], reading: float, held: float
+) -> None:
+    gauge = _gauge(*rows)
+    gauge.step_ended(probe=False)
+    assert gauge.settle(reading, 100.0) == pytest.approx(held)
+    assert gauge.settle(reading, 100.0) == 0.0  # once
 
 
 @pytest.mark.parametrize(("cruised", "checked_soon"), [(2.0, True), (0.2, False)])

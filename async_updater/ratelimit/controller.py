@@ -827,8 +827,17 @@ class RateController:
         full = self._lone_at < self._cruise_since
         self._gauge.step_ended(probe=self.mode is Mode.PROBE, share=self.share, full=full)
 
-    def _settle_thin(self) -> None:
-        self._gauge.settle(self.estimate.value, self._m_rate)
+    def _settle_thin(self) -> bool:
+        """Settle whether slow start found the bucket thin; True if that proved a rate."""
+        reading = self.estimate.value
+        held = self._gauge.settle(reading, self._m_rate)
+        if (reading or 0.0) < held < self.bounds.hi:
+            # Slow start's rounds before its overload held, and so thin a bucket hides
+            # nothing: they prove more than the reading (half the rate throttled, not the
+            # limit).
+            self.bounds.sustained(held)
+            return True
+        return False
 
     def _narrow(self) -> float:
         """Bounds closer than this ratio are the limit, found. Searching for a thin bucket's
@@ -1098,7 +1107,8 @@ class RateController:
         if value is not None:
             self._rate = self._target()
         self._enter(Mode.CRUISE)
-        self._settle_thin()
+        if self._settle_thin():
+            self._rate = self._target()
         if self._searching():
             # Once the answers of what was sent above the limit are in (the bucket refills in
             # a request's time), and after any pause (not twenty: each step that fails costs

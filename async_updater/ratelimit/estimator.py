@@ -445,6 +445,8 @@ class StartHistory:
         return least, taken
 
 
+_ROWS = 4  # rates whose answers ``BucketGauge`` tallies
+
 THIN_BURST = 2
 """A bucket that let at most this many requests through above its rate, full when that rate
 began, holds no more than a token or two (see ``BucketGauge``)."""
@@ -467,7 +469,16 @@ class BucketGauge:
     is settled once the overload is read (``settle``).
     """
 
-    __slots__ = ("_accepted", "_before", "_first", "_pending", "_rate", "thin")
+    __slots__ = (
+        "_accepted",
+        "_before",
+        "_first",
+        "_held",
+        "_pending",
+        "_rate",
+        "_rows",
+        "thin",
+    )
 
     def __init__(self) -> None:
         self.thin = False
@@ -475,10 +486,21 @@ class BucketGauge:
         self._accepted = 0  # accepted answers to them so far
         self._first = -1  # accepted before the first throttle among them (-1: none yet)
         self._before = 0  # accepted answers to the row before, at another rate
+        # Answers by the rate their request was sent at, (accepted, throttled), for the last
+        # few rates: answers to slow start's rounds come back interleaved (the round trip
+        # varies by more than the time between two sends).
+        self._rows: dict[float, list[int]] = {}
+        self._held = 0.0  # what the rounds before prove if the bucket is thin, until it is read
         self._pending = math.inf  # slow start's bound on the bucket, until its overload is read
 
     def answered(self, rate: float, outcome: Outcome) -> None:
         """An answer to a request sent at ``rate``."""
+        row = self._rows.get(rate)
+        if row is None:
+            if len(self._rows) >= _ROWS:
+                del self._rows[next(iter(self._rows))]
+            row = self._rows[rate] = [0, 0]
+        row[outcome is not Outcome.ACCEPTED] += 1
         if rate != self._rate:
             self._rate, self._before, self._accepted, self._first = rate, self._accepted, 0, -1
         if outcome is Outcome.ACCEPTED:
@@ -499,8 +521,22 @@ class BucketGauge:
             pass  # it may have begun short of full: nothing learned
         else:
             self._pending = let_through + self._before / share
+            self._held = self._proven(share)
+        self._rows.clear()
 
-    def settle(self, reading: float | None, throttled_at: float) -> None:
+    def _proven(self, share: float) -> float:
+        """What slow start's rounds below the one throttled prove if the bucket is thin: it
+        lets at most ``THIN_BURST`` requests through above its rate, so a round of ``n``
+        accepted with no throttle at rate ``r`` was at most that many above it, and the limit
+        is at least ``r * (1 - THIN_BURST / n)``."""
+        best = 0.0
+        for rate, (accepted, throttled) in self._rows.items():
+            n = accepted / share
+            if rate < self._rate and not throttled and n > THIN_BURST:
+                best = max(best, rate * (1.0 - THIN_BURST / n))
+        return best
+
+    def settle(self, reading: float | None, throttled_at: float) -> float:
         """Slow start's overload is read (``reading``: the limit it shows, if any) after a
         throttle at ``throttled_at``. A thin bucket reads half that rate (evenly spaced
         requests at one to two times its limit: slow start's last round, since the round before
@@ -508,14 +544,20 @@ class BucketGauge:
         outside that is a bigger bucket's: below, one drained by the round before, which reads
         the limit; above, one whose overload reads the limit too. With no reading (a cool-down
         came first), the bucket held no more than was let through in this round and the one
-        before."""
+        before.
+
+        Returns what the round before proved once the bucket is found thin: the rate it held
+        with no throttle, less what so thin a bucket could have let through above the limit
+        (0 if nothing)."""
         pending, self._pending = self._pending, math.inf
+        held, self._held = self._held, 0.0
         if pending == math.inf:
-            return
+            return 0.0
         if reading is not None:
             self.thin = 0.45 * throttled_at <= reading <= 0.6 * throttled_at
         else:
             self.thin = pending <= THIN_BURST
+        return held if self.thin else 0.0
 
 
 class RoundTrip:
