@@ -1177,6 +1177,18 @@ def test_slow_start_rounds_that_held_prove_a_rate_once_the_bucket_is_found_thin(
     assert gauge.settle(reading, 100.0) == 0.0  # once
 
 
+def test_a_slow_start_begun_again_is_proven_only_by_its_own_rounds() -> None:
+    """A rate that held before the limit fell (and rose again) proves nothing now: slow start
+    begun again tallies its rounds afresh."""
+    gauge = _gauge((80.0, [A] * 20))
+    gauge.started()
+    for rate, outcomes in ((50.0, [A] * 10), (100.0, [A, T])):
+        for outcome in outcomes:
+            gauge.answered(rate, outcome)
+    gauge.step_ended(probe=False)
+    assert gauge.settle(52.0, 100.0) == pytest.approx(40.0)  # 50 x (1 - 2/10), not 80's
+
+
 @pytest.mark.parametrize(("cruised", "checked_soon"), [(2.0, True), (0.2, False)])
 def test_a_far_lower_reading_is_checked_soon_only_below_a_rate_that_had_held(
     cruised: float, checked_soon: bool

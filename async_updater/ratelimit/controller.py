@@ -789,6 +789,7 @@ class RateController:
                 self.bounds.sustained(self._rate)
                 self.estimate.forget()  # it measured the old limit: pooled, it would read low
                 self._enter(Mode.STARTUP)
+                self._gauge.started()
                 self._round_seq = self.log.next_seq
                 self._round_at = now
 

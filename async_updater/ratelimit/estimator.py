@@ -508,6 +508,10 @@ class BucketGauge:
         elif outcome is Outcome.THROTTLED and self._first < 0:
             self._first = self._accepted
 
+    def started(self) -> None:
+        """Slow start begins again (the limit rose): only its own rounds prove a rate."""
+        self._rows.clear()
+
     def step_ended(self, *, probe: bool, share: float = 1.0, full: bool = True) -> None:
         """A throttle ended slow start's round or (``probe``) a probe step. ``share``: the part
         of what was sent that this process saw (sharing a limit, the fleet sent the rest)."""
