@@ -1090,8 +1090,8 @@ def test_a_cool_down_while_cruising_at_a_rate_once_held_disproves_it() -> None:
 A, T = Outcome.ACCEPTED, Outcome.THROTTLED
 
 
-def _gauge(*rows: tuple[float, list[Outcome]]) -> BucketGauge:
-    gauge = BucketGauge()
+def _gauge(*rows: tuple[float, list[Outcome]], gauge: BucketGauge | None = None) -> BucketGauge:
+    gauge = gauge if gauge is not None else BucketGauge()
     for rate, outcomes in rows:
         for outcome in outcomes:
             gauge.answered(rate, outcome)
@@ -1182,9 +1182,7 @@ def test_a_slow_start_begun_again_is_proven_only_by_its_own_rounds() -> None:
     begun again tallies its rounds afresh."""
     gauge = _gauge((80.0, [A] * 20))
     gauge.started()
-    for rate, outcomes in ((50.0, [A] * 10), (100.0, [A, T])):
-        for outcome in outcomes:
-            gauge.answered(rate, outcome)
+    _gauge((50.0, [A] * 10), (100.0, [A, T]), gauge=gauge)
     gauge.step_ended(probe=False)
     assert gauge.settle(52.0, 100.0) == pytest.approx(40.0)  # 50 x (1 - 2/10), not 80's
 
