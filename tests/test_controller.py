@@ -795,6 +795,73 @@ def test_the_leaders_probe_into_wide_bounds_is_no_bigger_than_a_climbs_step() ->
     assert c.rate_at(t) == pytest.approx(base * c.settings.probe_gain)
 
 
+def test_a_fit_from_two_windows_alike_in_length_is_coarse_and_brackets_the_limit() -> None:
+    """Each window's count is whole requests, so a fit is known to within one request over
+    the difference of the windows' lengths. limit 8/s, burst 3: at 32/s the bucket lasts
+    0.125 s (4 accepted), at 14/s 0.5 s (7 accepted): the fit, 8/s, is give or take
+    1/0.375 s; over 0.8 s and 1.6 s at 100/s (the test above), give or take 1.25/s only."""
+    from async_updater.ratelimit import DrainFit
+
+    def fit_of(limit: float, burst: float, *windows: tuple[float, float]) -> DrainFit:
+        fit = DrainFit()
+        for start, rate in windows:
+            lasted = burst / (rate - limit)
+            accepted = round(burst + limit * lasted)
+            fit.resumed(start, rate)
+            for i in range(accepted):
+                fit.answered(start + i / rate, rate, True)
+            fit.throttled(start + lasted)
+        return fit
+
+    rough = fit_of(8.0, 3.0, (10.0, 32.0), (20.0, 14.0))
+    assert rough.limit == pytest.approx(8.0)
+    assert rough.allows() == pytest.approx((8.0 - 1 / 0.375, 8.0 + 1 / 0.375))
+    assert rough.coarse(1.1)
+    assert rough.lasts_near(8.5, 1.1) == pytest.approx(3.0 / (8.5 - 8.5 / 1.1))
+
+    fine = fit_of(100.0, 40.0, (10.0, 150.0), (20.0, 125.0))
+    assert fine.allows() == pytest.approx((100.0 - 1.25, 100.0 + 1.25))
+    assert not fine.coarse(1.1)
+    assert not DrainFit().coarse(1.1) and DrainFit().allows() == (0.0, math.inf)
+
+
+@pytest.mark.parametrize(
+    ("limit", "burst", "rtt", "pause"), [(42.0, 18.0, 0.001, 3.0), (16.5, 2.0, 0.0012, 5.0)]
+)
+def test_a_coarse_fit_of_the_bucket_is_searched_now_not_twenty_pauses_on(
+    limit: float, burst: float, rtt: float, pause: float
+) -> None:
+    """One request in flight at a time, a pause on every 429: the limit is measured by how
+    long the refilled bucket lasts, from windows a fraction of a second apart in length, to
+    within several per cent. Cruising under that reading until the next probe twenty pauses
+    on left the run at 0.90 and 0.93 of the limit; searching the bounds the reading allows
+    at once finds it within a step."""
+    c = RateController()
+    seconds = 20 * pause
+    out = drive(c, limit=limit, burst=burst, rtt=rtt, seconds=seconds, retry_after=pause)
+    assert out.sent_in_pause == 0
+    assert out.pauses <= 4
+    assert 0.95 * limit <= c.rate_at(seconds) <= limit
+
+
+def test_a_coarse_fit_is_not_searched_where_the_work_left_cannot_pay_for_a_pause() -> None:
+    """The same rough reading with 1,000 requests of work in all: some 18 s of it is left
+    after the fit, and a step into the bounds (a few per cent faster) would save less than
+    the 3 s pause it costs if it fails, so the run ends cruising under the reading; with no
+    end to the work in sight, the step is made."""
+    limit = 42.0
+
+    def run(work: int | None) -> Drive:
+        c = RateController()
+        return drive(c, limit=limit, burst=18, rtt=0.001, seconds=60, retry_after=3, work=work)
+
+    ending, endless = run(1000), run(None)
+    assert ending.accepted == 1000 and ending.pauses == endless.pauses == 3
+    after_fit = [rate for when, rate in ending.rates if when > 11.0]
+    assert max(after_fit) == min(after_fit) < 0.95 * limit  # no step
+    assert endless.rate_near(30.0) >= 0.95 * limit
+
+
 def test_a_window_whose_rate_changed_measures_nothing() -> None:
     from async_updater.ratelimit import DrainFit
 

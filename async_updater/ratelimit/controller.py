@@ -428,6 +428,8 @@ class RateController:
             if now >= self._next_probe and self._rate < self._ceiling:
                 if self._searching():
                     self._search(now)
+                elif (coarse := self._coarse_step()) is not None:
+                    self._step(now, *coarse)
                 elif self._probe_pays():
                     self._probe(now, self.limit or self._rate)
                     self._rising = True
@@ -567,13 +569,20 @@ class RateController:
                 if self._m_est is not None:
                     self.bounds.throttled(self._m_rate)
             if drained is not None:
-                # How long the refilled bucket lasted measures the limit (``DrainFit``).
-                self.bounds.disprove(drained)
-                self.estimate.provisional(drained, now)
+                self._drained(drained, now)
         self._cooldown_until = until
         self._pause_s = until - now
         self._quiet_until = max(self._quiet_until, until + self._probe_wait())
         self._next_probe = max(self._next_probe, self._quiet_until)
+
+    def _drained(self, limit: float, now: float) -> None:
+        """How long the refilled bucket lasted measured ``limit`` (``DrainFit``), to within a
+        request over the difference of the two windows' lengths: where that is wide, the limit
+        is between the ends, and the search goes on there (``_coarse_step``)."""
+        self.bounds.disprove(limit)
+        self.estimate.provisional(limit, now)
+        if self._drain.coarse(self.settings.narrow):
+            self.bounds.bracket(*self._drain.allows())
 
     def _from_history(self, now: float) -> None:
         """A cool-down began. The first sends and the row after their pause bound the limit
@@ -854,6 +863,30 @@ class RateController:
         """A thin bucket hid the limit somewhere between the bounds: probe on, not later."""
         return self._gauge.thin and not self.bounds.narrow(self._narrow())
 
+    def _coarse_step(self) -> tuple[float, float] | None:
+        """Where throttles cost cool-downs and the bucket's drain measured the limit only
+        roughly (``DrainFit.coarse``), the step (and its base) that searches the bounds it
+        allows now, not twenty pauses on: from the reading (or ``lo``, above a reading since
+        throttled at) to the middle of what is left. None where the bounds are narrow, or the
+        work left would not pay for the pause the step costs if it fails (held, it is sent
+        that much faster)."""
+        s, b = self.settings, self.bounds
+        if not self.cooldowns or self.external or not self._drain.coarse(s.narrow):
+            return None
+        if b.narrow(s.narrow) or not b.hi < math.inf:
+            return None
+        limit = self.limit or 0.0
+        base = max(b.lo, limit if limit < b.hi else 0.0)
+        if not base > 0:
+            return None
+        step = math.sqrt(base * b.hi)
+        if not step > self._rate:
+            return None
+        left = min(self.work_left, self.work_expected)
+        if left / self._rate * (1.0 - self._rate / step) < self._pause_s:
+            return None
+        return step, base
+
     def _search(self, now: float) -> None:
         """The next step of the search for a thin bucket's limit: the middle of the bounds,
         or, nothing below them proven yet, the rate cruised at (held, it is the floor)."""
@@ -1110,7 +1143,7 @@ class RateController:
         self._enter(Mode.CRUISE)
         if self._settle_thin():
             self._rate = self._target()
-        if self._searching():
+        if self._searching() or self._coarse_step() is not None:
             # Once the answers of what was sent above the limit are in (the bucket refills in
             # a request's time), and after any pause (not twenty: each step that fails costs
             # one, each that holds raises the rate for good).
@@ -1232,6 +1265,11 @@ class RateController:
         # Where the server's bucket has been measured (``DrainFit``), long enough that it
         # would have run dry, whatever the cap.
         burst = max(burst, 1.25 * self._drain.lasts(self._rate))
+        if self._drain.coarse(s.narrow):
+            # A rough measure: long enough that a step further above any limit it allows than
+            # the margin cruising keeps under a limit would have run the bucket dry (a step
+            # held is cruised at).
+            burst = max(burst, self._drain.lasts_near(self._rate, 1.0 / s.cruise_gain))
         return max(self._held_for(), burst)
 
     def _held_for(self) -> float:

@@ -264,11 +264,15 @@ class DrainFit:
     overshoot costs a pause, and each pause says how long the burst lasted.
     """
 
-    __slots__ = ("_acc", "_mixed", "_points", "_rate", "_start", "burst", "limit")
+    __slots__ = ("_acc", "_mixed", "_points", "_rate", "_start", "burst", "limit", "spread")
 
     def __init__(self) -> None:
         self.limit: float | None = None  # the last fit: refill rate and bucket size
         self.burst = 0.0
+        # How far the last fit may be off either way: each window's count is whole requests,
+        # one short of the tokens at most, so the counts between two windows are known to
+        # within one request, over the difference of their lengths.
+        self.spread = math.inf
         self._points: deque[tuple[float, float, float]] = deque(maxlen=3)  # (T, n, rate)
         self._start = math.nan
         self._rate = 0.0
@@ -305,6 +309,7 @@ class DrainFit:
             fit = self._fit(point, other)
             if fit is not None:
                 self.limit, self.burst = fit
+                self.spread = 1.0 / abs(point[0] - other[0])
                 break
         self._points.append(point)
         return None if fit is None else fit[0]
@@ -329,6 +334,29 @@ class DrainFit:
         if self.limit is None or rate <= self.limit:
             return 0.0
         return self.burst / (rate - self.limit)
+
+    def lasts_near(self, rate: float, ratio: float) -> float:
+        """How long a full bucket lasts at ``rate`` for the highest limit the last fit allows
+        that is more than ``ratio`` below it: a step that holds this long is within ``ratio``
+        of the limit, however rough the fit (0 if none)."""
+        if self.limit is None:
+            return 0.0
+        return self.burst / (rate - min(self.limit + self.spread, rate / ratio))
+
+    def coarse(self, ratio: float) -> bool:
+        """The last fit is too coarse to be the limit: the limits it allows span more than
+        ``ratio`` (a short difference between its windows, a few requests between them)."""
+        if self.limit is None:
+            return False
+        low = self.limit - self.spread
+        return low <= 0 or self.limit + self.spread > ratio * low
+
+    def allows(self) -> tuple[float, float]:
+        """The lowest and highest limit the last fit allows (its reading, give or take
+        ``spread``)."""
+        if self.limit is None:
+            return 0.0, math.inf
+        return max(self.limit - self.spread, 0.0), self.limit + self.spread
 
 
 class StartHistory:
