@@ -798,8 +798,8 @@ def test_the_leaders_probe_into_wide_bounds_is_no_bigger_than_a_climbs_step() ->
 def test_a_fit_from_two_windows_alike_in_length_is_coarse_and_brackets_the_limit() -> None:
     """Each window's count is whole requests, so a fit is known to within one request over
     the difference of the windows' lengths. limit 8/s, burst 3: at 32/s the bucket lasts
-    0.125 s (4 accepted), at 14/s 0.5 s (7 accepted): the fit, 8/s, is give or take
-    1/0.375 s; over 0.8 s and 1.6 s at 100/s (the test above), give or take 1.25/s only."""
+    0.125 s (4 accepted), at 14/s 0.5 s (7 accepted): the fit, 8/s, is give or take one
+    request in 0.375 s (2.7/s); over 0.8 s and 1.6 s at 100/s (the test above), 1.25/s."""
     from async_updater.ratelimit import DrainFit
 
     def fit_of(limit: float, burst: float, *windows: tuple[float, float]) -> DrainFit:
