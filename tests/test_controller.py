@@ -586,7 +586,8 @@ def test_how_long_a_refilled_bucket_lasts_at_two_rates_measures_the_limit() -> N
         fit.resumed(start, rate)
         for i in range(accepted):
             fit.answered(start + i / rate, rate, True)
-        result = fit.throttled(start + lasted)
+        fit.throttled(start + lasted)
+        result = fit.settle()
     assert result == pytest.approx(100.0)
 
 
@@ -602,7 +603,8 @@ def test_paced_windows_count_what_the_rate_sent_not_the_answers_seen() -> None:
         fit.resumed(start, rate)
         for i in range(3):  # its own part of the traffic: too few answers to count
             fit.answered(start + i * 0.05, rate, True)
-        results.append(fit.throttled(start + lasted, paced=True))
+        fit.throttled(start + lasted, paced=True)
+        results.append(fit.settle())
     assert results[0] is None  # one window: not yet
     assert results[1] == pytest.approx(800.0)
     assert fit.burst == pytest.approx(80.0)
@@ -811,6 +813,7 @@ def test_a_fit_from_two_windows_alike_in_length_is_coarse_and_brackets_the_limit
             for i in range(accepted):
                 fit.answered(start + i / rate, rate, True)
             fit.throttled(start + lasted)
+            fit.settle()
         return fit
 
     rough = fit_of(8.0, 3.0, (10.0, 32.0), (20.0, 14.0))
@@ -869,12 +872,56 @@ def test_a_window_whose_rate_changed_measures_nothing() -> None:
     fit.resumed(0.0, 150.0)
     for i in range(120):
         fit.answered(i / 150, 150.0, True)
-    assert fit.throttled(0.8) is None  # one window: not yet
+    fit.throttled(0.8)
+    assert fit.settle() is None  # one window: not yet
     fit.resumed(10.0, 125.0)
     for i in range(100):
         fit.answered(10.0 + i / 125, 125.0, True)
     fit.answered(10.9, 160.0, True)  # a probe stepped up inside the window
-    assert fit.throttled(11.6) is None
+    fit.throttled(11.6)
+    assert fit.settle() is None
+
+
+def test_answers_that_come_after_the_throttle_still_count_in_the_bucket_s_window() -> None:
+    """limit 400/s, burst 2, a round trip of 415 ms give or take 10%: at 600/s the bucket
+    lasts 10 ms, at 480/s 25 ms. Requests sent in the last 80 ms before the throttled one
+    can be answered after it; each window counts them once the pause is over, so the fit
+    reads the limit, not a few hundred per second below it."""
+    from async_updater.ratelimit import DrainFit
+
+    fit = DrainFit()
+    for start, rate in ((10.0, 600.0), (20.0, 480.0)):
+        lasted = 2.0 / (rate - 400.0)
+        sends = [start + i / rate for i in range(round(2.0 + 400.0 * lasted))]
+        fit.resumed(start, rate)
+        early, late = sends[: len(sends) // 2], sends[len(sends) // 2 :]
+        for at in early:
+            fit.answered(at, rate, True)
+        fit.throttled(start + lasted)  # its answer overtook the later half's
+        for at in late:
+            fit.answered(at, rate, True)
+        fit.answered(start + lasted + 0.5 / rate, rate, False)  # sent after it: not counted
+        limit = fit.settle()
+    assert limit == pytest.approx(400.0, rel=0.05)
+
+
+def test_the_fit_is_read_from_the_two_windows_furthest_apart_in_length() -> None:
+    """limit 16.5/s, burst 2: windows at 32/s, 21.3/s and 19.7/s last 0.13 s, 0.42 s and
+    0.63 s. The third window with the second (the newest pair) fits the limit give or take
+    one request in 0.21 s; with the first, give or take one in 0.50 s."""
+    from async_updater.ratelimit import DrainFit
+
+    fit = DrainFit()
+    lasted = {}
+    for start, rate in ((10.0, 32.0), (20.0, 21.3), (30.0, 19.7)):
+        lasted[rate] = 2.0 / (rate - 16.5)
+        fit.resumed(start, rate)
+        for i in range(round(2.0 + 16.5 * lasted[rate])):
+            fit.answered(start + i / rate, rate, True)
+        fit.throttled(start + lasted[rate])
+        fit.settle()
+    assert fit.spread == pytest.approx(1.0 / (lasted[19.7] - lasted[32.0]))
+    assert fit.limit == pytest.approx(16.5, rel=0.1)
 
 
 def _bucket_row(times: list[float], limit: float, burst: float) -> int:

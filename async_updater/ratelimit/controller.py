@@ -551,7 +551,7 @@ class RateController:
                 self._rising = False
                 found = self._climb > 0
                 self._probe_backoff = 1.0 if found else min(2.0 * self._probe_backoff, 16.0)
-            drained = self._drain.throttled(sent_at, paced=self.external)
+            self._drain.throttled(sent_at, paced=self.external)
             self._from_history(now)
             self.log.break_chain(now)
             if self.mode is Mode.STARTUP or self.mode is Mode.PROBE:
@@ -568,8 +568,6 @@ class RateController:
                     self._measure(now, self._rate, sent_at)
                 if self._m_est is not None:
                     self.bounds.throttled(self._m_rate)
-            if drained is not None:
-                self._drained(drained, now)
         self._cooldown_until = until
         self._pause_s = until - now
         self._quiet_until = max(self._quiet_until, until + self._probe_wait())
@@ -1095,6 +1093,9 @@ class RateController:
     def _after_cooldown(self, now: float) -> None:
         """A cool-down that began while measuring has ended: settle the rate before anything
         is sent, from the best measure there is."""
+        drained = self._drain.settle()
+        if drained is not None:
+            self._drained(drained, now)
         if self._m_back:
             self._cruise(now)  # a step failed (see ``_measure``)
             return

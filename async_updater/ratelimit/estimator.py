@@ -264,7 +264,18 @@ class DrainFit:
     overshoot costs a pause, and each pause says how long the burst lasted.
     """
 
-    __slots__ = ("_acc", "_mixed", "_points", "_rate", "_start", "burst", "limit", "spread")
+    __slots__ = (
+        "_acc",
+        "_end",
+        "_mixed",
+        "_paced",
+        "_points",
+        "_rate",
+        "_start",
+        "burst",
+        "limit",
+        "spread",
+    )
 
     def __init__(self) -> None:
         self.limit: float | None = None  # the last fit: refill rate and bucket size
@@ -274,45 +285,58 @@ class DrainFit:
         # within one request, over the difference of their lengths.
         self.spread = math.inf
         self._points: deque[tuple[float, float, float]] = deque(maxlen=3)  # (T, n, rate)
-        self._start = math.nan
+        self._start = math.nan  # the open window's start (nan: none)
+        self._end = math.inf  # its end, once a throttle closed it
         self._rate = 0.0
         self._acc = 0
-        self._mixed = False
+        self._mixed = self._paced = False
 
     def resumed(self, at: float, rate: float) -> None:
-        """Sending resumes at ``at`` after a cool-down, at ``rate``."""
-        self._start, self._rate, self._acc, self._mixed = at, rate, 0, False
+        """Sending resumes at ``at`` at ``rate``, the bucket full: after a cool-down, or a step
+        up from a rate that held."""
+        self._start, self._end, self._rate, self._acc, self._mixed = at, math.inf, rate, 0, False
 
     def answered(self, sent_at: float, rate: float, accepted: bool) -> None:
-        if not sent_at >= self._start:
+        if not self._start <= sent_at < self._end:
             return
         if rate != self._rate:
             self._mixed = True  # the rate changed: the window is not one rate any more
         elif accepted:
             self._acc += 1
 
-    def throttled(self, sent_at: float, *, paced: bool = False) -> float | None:
-        """A throttle with a cool-down, for a request sent at ``sent_at``: close the window and
-        return the limit if two windows now measure it. ``paced``: count the requests the
-        server took as the window's rate times its length instead of the answers seen (for
+    def throttled(self, sent_at: float, *, paced: bool = False) -> None:
+        """A throttle with a cool-down, for a request sent at ``sent_at``: the window ends there.
+        Answers to requests sent before it still count, however late they come (a round trip
+        that varies by more than the time between two sends brings some after this one): the
+        window is read by ``settle``, once the cool-down is over. ``paced``: count the requests
+        the server took as the window's rate times its length instead of the answers seen (for
         the leader of a shared limit: its own answers are a part of the fleet's, whose sending
         the shared bucket paced at that rate; the server took all of it until the throttle)."""
-        start, self._start = self._start, math.nan
-        if self._mixed or not sent_at > start:
+        if self._start <= sent_at < self._end:
+            self._end, self._paced = sent_at, paced
+
+    def settle(self) -> float | None:
+        """Read the window a throttle ended: the limit, if two windows now measure it."""
+        start, end = self._start, self._end
+        self._start, self._end = math.nan, math.inf
+        if self._mixed or not end > start or math.isinf(end):
             return None
-        accepted = self._rate * (sent_at - start) if paced else self._acc
+        accepted = self._rate * (end - start) if self._paced else self._acc
         if accepted < 2:
             return None
-        point = (sent_at - start, accepted, self._rate)
-        fit = None
-        for other in reversed(self._points):
+        point = (end - start, accepted, self._rate)
+        # The new window with each kept: the pair furthest apart in length fits it closest.
+        best, apart = None, 0.0
+        for other in self._points:
             fit = self._fit(point, other)
-            if fit is not None:
-                self.limit, self.burst = fit
-                self.spread = 1.0 / abs(point[0] - other[0])
-                break
+            if fit is not None and abs(point[0] - other[0]) > apart:
+                best, apart = fit, abs(point[0] - other[0])
         self._points.append(point)
-        return None if fit is None else fit[0]
+        if best is None:
+            return None
+        self.limit, self.burst = best
+        self.spread = 1.0 / apart
+        return best[0]
 
     @staticmethod
     def _fit(
