@@ -292,8 +292,7 @@ class DrainFit:
         self._mixed = self._paced = False
 
     def resumed(self, at: float, rate: float) -> None:
-        """Sending resumes at ``at`` at ``rate``, the bucket full: after a cool-down, or a step
-        up from a rate that held."""
+        """Sending resumes at ``at`` after a cool-down, at ``rate``."""
         self._start, self._end, self._rate, self._acc, self._mixed = at, math.inf, rate, 0, False
 
     def answered(self, sent_at: float, rate: float, accepted: bool) -> None:
@@ -328,9 +327,9 @@ class DrainFit:
         # The new window with each kept: the pair furthest apart in length fits it closest.
         best, apart = None, 0.0
         for other in self._points:
-            fit = self._fit(point, other)
-            if fit is not None and abs(point[0] - other[0]) > apart:
-                best, apart = fit, abs(point[0] - other[0])
+            fit, gap = self._fit(point, other), abs(point[0] - other[0])
+            if fit is not None and gap > apart:
+                best, apart = fit, gap
         self._points.append(point)
         if best is None:
             return None
