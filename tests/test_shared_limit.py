@@ -355,6 +355,57 @@ def test_the_fleets_work_left_leaves_out_a_process_that_stopped_taking_tokens() 
     assert fleet_left([]) == math.inf
 
 
+def test_a_slot_is_read_once_every_process_at_work_has_told_its_answers_since() -> None:
+    """The leader reads a slot once every process still at work has told its answers since
+    the slot's answers came in: up to the earliest last word of those. One with no work
+    left, or whose last word is far older than the newest (it has finished), is not
+    waited for."""
+    from async_updater.ratelimit.shared import WORK_FRESH_S, told_through
+
+    stale = int((100.0 - WORK_FRESH_S - 1.0) * 1e6)
+    fresh = int(100.0 * 1e6)
+    assert told_through([f"40 {fresh}", f"-1 {fresh - 30_000}", f"7 {fresh - 10_000}"]) == (
+        fresh - 30_000
+    )
+    assert told_through([f"40 {fresh}", f"0 {fresh - 500_000}"]) == fresh  # no work left
+    assert told_through([f"40 {fresh}", f"7 {stale}"]) == fresh  # stopped taking: finished
+    assert told_through([f"0 {fresh}"]) == math.inf
+    assert told_through([]) == math.inf
+
+
+async def test_answers_are_tallied_in_the_slot_their_requests_were_sent_in(
+    redis_server: RedisServer,
+) -> None:
+    """A slot measures what the server took of the requests sent in it. Answers were once
+    tallied in the slot of the batch that told them, a round trip and a batch after they
+    were sent: a slot that began as the server's bucket ran dry took in answers from before,
+    when it still had tokens, and read 985/s for a limit of 800/s. Here 30 answers to
+    requests sent two slots ago are told now: they count in the slot they were sent in."""
+    from async_updater.ratelimit import Outcome
+
+    async with processes(redis_server.url, "sendslot") as ((a, b), client):
+        loop = asyncio.get_running_loop()
+        _, follower, _, follows = await leader_and_follower(a, b, 300.0)
+        seconds, micros = await client.time()
+        redis_now, now = seconds + micros / 1e6, loop.time()
+        sent_slot = math.floor(redis_now / SLOT_S) - 2
+        # The middle of that slot on this loop's clock (the follower knows Redis's to a few
+        # ms: half a slot of margin).
+        sent_at = now - (redis_now - (sent_slot + 0.5) * SLOT_S)
+        for i in range(30):
+            outcome = Outcome.THROTTLED if i % 3 == 0 else Outcome.ACCEPTED
+            follows.on_answer(follows.on_send(sent_at), sent_at, now, outcome)
+
+        async def told() -> str:
+            follower.take(loop.time())  # spends a token: the next batch carries the tally
+            tally = await client.hmget(f"{follower.slots}{sent_slot}", "a", "t")
+            return " ".join(str(x) for x in tally)
+
+        await poll_async(told, "20 10")
+        for slot in range(sent_slot + 1, sent_slot + 6):  # none in the slots told in
+            assert await client.hmget(f"{follower.slots}{slot}", "a", "t") == [None, None]
+
+
 async def test_the_leader_measures_only_slots_throttled_throughout_at_one_rate(
     redis_server: RedisServer,
 ) -> None:

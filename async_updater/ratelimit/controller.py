@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
@@ -280,6 +281,7 @@ class RateController:
         "external",
         "fleet_left",
         "lag",
+        "listener",
         "log",
         "mode",
         "rtt",
@@ -290,6 +292,8 @@ class RateController:
         "work_known",
         "work_left",
     )
+
+    listener: Callable[[float, bool], None] | None  # told of each answer kept (``keep_answers``)
 
     def __init__(
         self,
@@ -365,7 +369,7 @@ class RateController:
         # round trips, kept once ``keep_answers`` is called (a shared limit counts a
         # cool-down's answers from them: ``answered_since``). Memory is what was sent in that
         # time, whatever the number of scopes (an idle scope is forgotten).
-        self.answers: deque[tuple[float, bool]] | None = None
+        self.answers: deque[tuple[float, bool]] | None = None  # (and ``listener``, with it)
         # Requests this scope has left to send, once that is known (the input has ended): a
         # probe near the end of the work would cost its throttles, or a pause, for nothing;
         # and the last cool-down the server announced.
@@ -697,16 +701,20 @@ class RateController:
             self._m_acc, self._m_thr = accepted, throttled
             self._m_sum = self._m_rate * (accepted + throttled)
 
-    def keep_answers(self) -> None:
-        """Keep the send time and kind of recent answers (see ``answered_since``)."""
+    def keep_answers(self, listener: Callable[[float, bool], None] | None = None) -> None:
+        """Keep the send time and kind of recent answers (see ``answered_since``), and hand
+        each one to ``listener`` as it comes (send time, throttled?)."""
         if self.answers is None:
             self.answers = deque(maxlen=_KEEP_MAX)
+        self.listener = listener
 
     def _keep(self, sent_at: float, throttled: bool) -> None:
         answers = self.answers
         if answers is None:
             return
         answers.append((sent_at, throttled))
+        if self.listener is not None:
+            self.listener(sent_at, throttled)
         high = self.rtt.high
         keep = 4.0 * high if high > _KEEP_S / 4.0 else _KEEP_S  # (NaN: none measured yet)
         while answers[0][0] < sent_at - keep:

@@ -9,16 +9,17 @@
 - **The rate.** One process per scope leads (a key it holds with a time-to-live and renews). Its
   rate controller decides the rate for all: one cut per round trip for the whole fleet, one
   recovery. Its own answers are only its share of the traffic, so it measures the limit from
-  the whole fleet's: their tallies in Redis per 200 ms slot (a slot measures the limit only if
-  throttled all through at one rate; answers to requests sent before the rate was last cut do
-  not count); where every 429 pauses everyone, the share of the fleet's answers accepted among
-  those to requests sent since the pause's first throttle (each process counts its own and
-  tells the count before the pause ends), and how long the refilled bucket lasted at the
-  shared rate between pauses (a pause message says when the throttled request was sent, and
-  at what rate). Tallies come up to ``TALLY_LAG`` late: the controller waits that long before
-  it takes quiet for a rate held. In slow start it doubles on rounds the fleet used (tokens
-  taken from the bucket) with no throttle signalled; a follower signals its throttles as it
-  reads them. The others follow the bucket.
+  the whole fleet's: their tallies in Redis per 200 ms slot of the requests' send time, read
+  once every process has told its answers to the slot's requests (a slot measures the limit
+  only if throttled all through at one rate; answers to requests sent before the rate was
+  last cut do not count); where every 429 pauses everyone, the share of the fleet's answers
+  accepted among those to requests sent since the pause's first throttle (each process
+  counts its own and tells the count before the pause ends), and how long the refilled
+  bucket lasted at the shared rate between pauses (a pause message says when the throttled
+  request was sent, and at what rate). Tallies come up to ``TALLY_LAG`` late: the controller
+  waits that long before it takes quiet for a rate held. In slow start it doubles on rounds
+  the fleet used (tokens taken from the bucket) with no throttle signalled; a follower
+  signals its throttles as it reads them. The others follow the bucket.
 - **Losing Redis loses nothing.** Unreachable at the start: ``SharedLimitError`` (one line).
   Gone mid-run: each process goes on alone at its last known share of the rate, says so once,
   and rejoins when Redis answers again.
@@ -54,10 +55,12 @@ SLOT_S = 0.2  # answers of all processes are tallied per slot of this many secon
 OVERLOADED = 0.05  # a slot with at least this share of its answers throttled measures the limit
 PUBLISH_EVERY_S = 0.05  # the leader writes a changed rate at most this often
 SIGNAL_EVERY_S = 0.05  # a follower tells the leader it was throttled at most this often
-# How late the fleet's answers reach the leader: the slot an answer falls in must end, the
-# others' tallies of it ride on their next batch, and the leader reads finished slots once a
-# slot. A slot begun after a throttle is read at most this long after it, the slot after it
-# (the first whose answers were all sent after the rate was cut) a slot later.
+# How late the fleet's answers reach the leader: the slot a request was sent in must end, its
+# answer come back (a round trip, up to a slot) and ride on its process's next batch, and the
+# leader reads the slot then. A slot begun after a throttle is read at most this long after
+# it, the slot after it (the first whose requests were all sent after the rate was cut) a
+# slot later; should a process stall, the leader reads a slot without its tallies this long
+# after the slot's end.
 TALLY_LAG = 4 * SLOT_S + BATCH_S
 READ_AFTER_S = 0.002  # how long after a slot's end the leader reads it (a script under way)
 # A process's work left, told with its batches, counts while it is no older than this next to
@@ -71,48 +74,44 @@ _STEP = 0.005  # a rate change under 0.5% is not worth a write
 
 # The bucket: tokens refill at ``rate`` up to ``burst_s`` of it (at least one); nothing is
 # granted before ``paused_until``. Times are Redis's, in microseconds. Each call also tallies
-# the caller's answers in the slot of now, and records its work left (-1: not known yet).
+# the caller's answers not told yet, each in the slot its request was sent in (a negative
+# slot: the slot of now), and records its work left (-1: not known yet) and when it told.
 _TAKE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local want = tonumber(ARGV[1])
+redis.call('HSET', KEYS[3], ARGV[2], ARGV[7] .. ' ' .. string.format('%.0f', now))
+redis.call('PEXPIRE', KEYS[3], 60000)
+local slot_us = tonumber(ARGV[6])
+for i = 8, #ARGV, 3 do
+  local slot = tonumber(ARGV[i])
+  if slot < 0 then slot = math.floor(now / slot_us) end
+  local key = ARGV[5] .. string.format('%.0f', slot)
+  redis.call('HINCRBY', key, 'a', ARGV[i + 1])
+  redis.call('HINCRBY', key, 't', ARGV[i + 2])
+  redis.call('EXPIRE', key, 60)
+end
 local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts', 'rate', 'paused_until')
 local rate = tonumber(b[3]) or tonumber(ARGV[3])
 local tokens = tonumber(b[1]) or 1
 local ts = tonumber(b[2]) or now
 local paused = tonumber(b[4]) or 0
 local cap = math.max(1, rate * tonumber(ARGV[4]))
-local acc0, thr0 = tonumber(ARGV[5]), tonumber(ARGV[6])
-redis.call('HSET', KEYS[3], ARGV[2], ARGV[9] .. ' ' .. string.format('%.0f', now))
-redis.call('PEXPIRE', KEYS[3], 60000)
+local p, n = string.format('%.0f', paused), string.format('%.0f', now)
 if now < paused then
-  if acc0 > 0 or thr0 > 0 then
-    local slot = ARGV[7] .. string.format('%.0f', math.floor(now / tonumber(ARGV[8])))
-    redis.call('HINCRBY', slot, 'a', acc0)
-    redis.call('HINCRBY', slot, 't', thr0)
-    redis.call('EXPIRE', slot, 60)
-  end
-  local p, n = string.format('%.0f', paused), string.format('%.0f', now)
   return {0, paused - now, tostring(rate), p, n}
 end
 if now > ts then tokens = math.min(cap, tokens + (now - ts) * rate / 1000000) end
 local grant = math.min(want, math.floor(tokens))
 tokens = tokens - grant
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', string.format('%.0f', now))
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', n)
 if grant > 0 then
   redis.call('HINCRBY', KEYS[2], ARGV[2], grant)
   redis.call('HINCRBY', KEYS[2], 'total', grant)
 end
-local acc, thr = tonumber(ARGV[5]), tonumber(ARGV[6])
-if acc > 0 or thr > 0 then
-  local slot = ARGV[7] .. string.format('%.0f', math.floor(now / tonumber(ARGV[8])))
-  redis.call('HINCRBY', slot, 'a', acc)
-  redis.call('HINCRBY', slot, 't', thr)
-  redis.call('EXPIRE', slot, 60)
-end
 local wait = 0
 if grant == 0 then wait = math.ceil((1 - tokens) * 1000000 / rate) end
-return {grant, wait, tostring(rate), string.format('%.0f', paused), string.format('%.0f', now)}
+return {grant, wait, tostring(rate), p, n}
 """
 
 _PAUSE = """
@@ -174,15 +173,14 @@ class SharedLimitError(UpdaterError):
     ``redis`` extra missing). One line; exit code 2."""
 
 
-def slot_wait(local_now: float, offset: float) -> float:
-    """Seconds from ``local_now`` until the slot under way ends on Redis's clock (``offset``
-    ahead of the local one; NaN: not known yet, a slot's length). The leader reads a slot's
-    tallies then, not up to a slot later: while it waits, the whole fleet may be sending
-    into throttles the slot would measure. (The offset reads low by the quickest answer's
-    delay, so the slot has truly ended on Redis by then: no tally lands in it after.)"""
+def slot_wait(local_now: float, offset: float, settle: float = 0.0) -> float:
+    """Seconds from ``local_now`` until ``settle`` after the slot under way ends on Redis's
+    clock (``offset`` ahead of the local one; NaN: not known yet, a slot's length). The
+    leader reads a slot's tallies then (its answers in by then), not up to a slot later: while
+    it waits, the whole fleet may be sending into throttles the slot would measure."""
     if math.isnan(offset):
         return SLOT_S
-    redis_now = local_now + offset
+    redis_now = local_now + offset - settle
     return (math.floor(redis_now / SLOT_S) + 1) * SLOT_S - redis_now + READ_AFTER_S
 
 
@@ -431,6 +429,19 @@ def fleet_left(told: Iterable[str]) -> float:
     return total
 
 
+def told_through(told: Iterable[str]) -> float:
+    """Redis's time (microseconds) up to which every process still at work has told its
+    answers, from each one's last word (``left time_us``): the earliest among those told
+    lately that have work left (one that stopped taking tokens has finished, as in
+    ``fleet_left``). Infinite if none is at work."""
+    entries = [tuple(int(x) for x in one.split()) for one in told]
+    if not entries:
+        return math.inf
+    newest = max(at for _, at in entries)
+    fresh = newest - WORK_FRESH_S * 1e6
+    return float(min((at for left, at in entries if left != 0 and at >= fresh), default=math.inf))
+
+
 def _tell(pacer: SharedPacer, words: list[str]) -> None:
     """Hand a message of another process to ``pacer``: ``pause UNTIL STAMP [SENT RATE]`` (Redis
     microseconds; when the throttled request left and the rate it left at) or ``throttled
@@ -486,7 +497,8 @@ class SharedPacer:
         self._published = 0.0
         self._publish_at = -math.inf
         self._granted = (0, 0)  # (this process's, everyone's) tokens at the last share reading
-        self._told = (0, 0)  # (accepted, throttled) answers already tallied in Redis
+        # Answers not told yet, by the slot (Redis's time) their requests were sent in.
+        self._untold: dict[int, list[int]] = {}
         self._slot_read = -1  # the last slot of answers the leader turned into a sample
         self._pauses: deque[tuple[float, float]] = deque(maxlen=16)  # recent (start, end)
         self._lowered: deque[float] = deque(maxlen=16)  # when the leader last lowered the rate
@@ -498,7 +510,7 @@ class SharedPacer:
         self._ep_told = ""  # what this process last told of it
         self.episode = f"{self.slots}episode"
         self.work = f"{self.slots}work"  # each process's work left, when it told it
-        controller.keep_answers()
+        controller.keep_answers(self._answered)
         shared.spawn(self._lead())
 
     def rebind(self, controller: RateController, wake: Callable[[], None], now: float) -> None:
@@ -506,8 +518,8 @@ class SharedPacer:
         over where the old one stood (leading, it cruises at the rate everyone paces at)."""
         old, self._controller, self._wake = self._controller, controller, wake
         self._seen_throttles = controller.throttled
-        self._told = (controller.accepted, controller.throttled)  # its tallies start afresh
-        controller.keep_answers()
+        old.listener = None
+        controller.keep_answers(self._answered)
         if self._local is not None:
             controller.adopt(self._local.rate, now)
         elif self.leader:
@@ -661,18 +673,13 @@ class SharedPacer:
         try:
             while True:
                 want = max(1, self._batch() - self._tokens)
-                controller = self._controller
-                accepted, throttled = controller.accepted, controller.throttled
-                told_a, told_t = self._told
                 try:
                     granted, wait_us, rate, paused, redis_now = await shared.call(
-                        "take", *self._take_args(want, accepted - told_a, throttled - told_t)
+                        "take", *self._take_args(want)
                     )
                 except Exception as exc:  # Redis away (or answering nonsense): go on alone
                     shared.lost(exc)
                     return
-                if self._controller is controller:  # (not rebound meanwhile: counts afresh)
-                    self._told = (accepted, throttled)
                 local_now = loop.time()
                 granted, wait_s = int(granted), int(wait_us) / 1e6
                 redis_s, paused_s = int(redis_now) / 1e6, int(paused) / 1e6
@@ -691,24 +698,35 @@ class SharedPacer:
             self._fetching = False
             self._wake()
 
-    def _take_args(self, want: int, accepted: int, throttled: int) -> tuple[list[str], list[Any]]:
-        """Keys and arguments of the bucket script: take ``want`` tokens, tally the answers
-        not told yet, tell the work left."""
+    def _take_args(self, want: int) -> tuple[list[str], list[Any]]:
+        """Keys and arguments of the bucket script: take ``want`` tokens, tell the work left and
+        the answers not told yet (handed over here: if Redis is lost, they are moot)."""
         shared, left = self._shared, self._controller.work_left
-        return (
-            [self.bucket, self.grants, self.work],
-            [
-                want,
-                shared.member,
-                repr(self.rate),
-                shared.burst_s,
-                accepted,
-                throttled,
-                self.slots,
-                int(SLOT_S * 1e6),
-                -1 if math.isinf(left) else round(left),
-            ],
-        )
+        untold, self._untold = self._untold, {}
+        args: list[Any] = [
+            want,
+            shared.member,
+            repr(self.rate),
+            shared.burst_s,
+            self.slots,
+            int(SLOT_S * 1e6),
+            -1 if math.isinf(left) else round(left),
+        ]
+        for slot, (accepted, throttled) in untold.items():
+            args += [slot, accepted, throttled]
+        return [self.bucket, self.grants, self.work], args
+
+    def _answered(self, sent_at: float, throttled: bool) -> None:
+        """An answer came in: count it in the slot of Redis's time its request was sent in
+        (-1 while that clock is not known: the slot it is told in). Alone, nothing is told."""
+        if self._local is not None:
+            return
+        offset = self._offset
+        slot = -1 if math.isnan(offset) else math.floor((sent_at + offset) / SLOT_S)
+        counts = self._untold.get(slot)
+        if counts is None:
+            counts = self._untold[slot] = [0, 0]
+        counts[1 if throttled else 0] += 1
 
     def _clock_from(self, redis_s: float, local_now: float) -> None:
         """Learn the offset of Redis's clock from a time it stamped, read here at
@@ -792,17 +810,30 @@ class SharedPacer:
             except Exception as exc:
                 shared.lost(exc)
             if self.leader:
-                for _ in range(int(RENEW_S / 2 / SLOT_S)):
-                    await asyncio.sleep(slot_wait(asyncio.get_running_loop().time(), self._offset))
-                    try:
-                        await self._read_slots()
-                    except asyncio.CancelledError:
-                        raise
-                    except Exception as exc:
-                        shared.lost(exc)
-                        break
+                await self._read_slots_until(asyncio.get_running_loop().time() + RENEW_S / 2)
             else:
                 await asyncio.sleep(RENEW_S)
+
+    async def _read_slots_until(self, until: float) -> None:
+        """Read each slot's tallies as soon as they are all in (see ``_read_slots``)."""
+        loop = asyncio.get_running_loop()
+        complete = True
+        while loop.time() < until:
+            wait = slot_wait(loop.time(), self._offset, self._settle()) if complete else BATCH_S
+            await asyncio.sleep(wait)
+            try:
+                complete = await self._read_slots()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._shared.lost(exc)
+                return
+
+    def _settle(self) -> float:
+        """How long after a slot ends the answers to its requests are in, about: a (high)
+        round trip, and a batch's time to the tell that carries them."""
+        high = self._controller.rtt.high
+        return (0.0 if math.isnan(high) else high) + BATCH_S
 
     async def _elect(self) -> None:
         shared = self._shared
@@ -862,19 +893,13 @@ class SharedPacer:
         rtt = self._controller.rtt.srtt
         settle = 2.0 * (rtt if not math.isnan(rtt) else 0.05)
         await asyncio.sleep(max(0.0, min(settle, (until - loop.time()) / 2)))
-        controller, shared = self._controller, self._shared
-        accepted, throttled = controller.accepted, controller.throttled
-        told_a, told_t = self._told
-        if accepted > told_a or throttled > told_t:
+        shared = self._shared
+        if self._untold:
             try:
-                await shared.call(
-                    "take", *self._take_args(0, accepted - told_a, throttled - told_t)
-                )
+                await shared.call("take", *self._take_args(0))
             except Exception as exc:
                 shared.lost(exc)
                 return
-            if self._controller is controller:
-                self._told = (accepted, throttled)
         await asyncio.sleep(max(0.0, until - TELL_EPISODE_S - loop.time()))
         await self._tell_episode(until)
         if self.leader:
@@ -928,41 +953,56 @@ class SharedPacer:
                 throttled += t
         self._controller.on_episode(accepted, throttled, loop_now)
 
-    async def _read_slots(self) -> None:
-        """Turn each finished slot in which the fleet was throttled into a sample of the limit:
-        while requests were being throttled, what the server accepted is what it refilled."""
+    async def _read_slots(self) -> bool:
+        """Turn each slot whose answers are all in, in which the fleet was throttled, into a
+        sample of the limit: while requests were being throttled, what the server accepted is
+        what it refilled. A slot tallies the answers to the requests sent in it (Redis's time),
+        so it measures just what the server took of them; they are all in once every process
+        at work has told its answers since a round trip after the slot's end (or, should one
+        stall, ``TALLY_LAG`` after it). False while a slot that ended waits on some."""
         if not self.leader or math.isnan(self._offset) or self._shared.client is None:
-            return
+            return True
         loop_now = asyncio.get_running_loop().time()
-        current = math.floor((loop_now + self._offset) / SLOT_S)  # finished slots only
+        redis_now = loop_now + self._offset
+        current = math.floor((redis_now - self._settle()) / SLOT_S)  # the slots begun since
         first = max(self._slot_read + 1, current - 10)
         if first >= current:
-            return
+            return True
         client = self._shared.client
         async with client.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self.work)
             for slot in range(first, current):
                 pipe.hmget(f"{self.slots}{slot}", "a", "t")
-            tallies = await pipe.execute()
-        self._slot_read = current - 1
-        high = self._controller.rtt.high
-        for slot, (accepted, throttled) in zip(range(first, current), tallies, strict=True):
-            a, t = int(accepted or 0), int(throttled or 0)
-            # The slot's answers were sent up to a (high) round trip before it began.
-            sent_from = slot * SLOT_S - self._offset - (high if not math.isnan(high) else 0.0)
-            self._controller.on_tally(a, t, sent_from)
-            if t == 0:
-                self._controller.on_round(a, SLOT_S, loop_now)
-                continue
-            end = (slot + 1) * SLOT_S - self._offset  # the slot's end, on the local clock
-            after_throttles, self._thr_slot = self._thr_slot == slot - 1, slot
-            if t < OVERLOADED * (a + t) or self._paused_within(end - SLOT_S, end):
-                continue  # a pause in the slot left part of it unused: it would read low
-            if not after_throttles or self._lowered_within(sent_from, end):
-                # Throttled only from part of the way in (the bucket was still draining: the
-                # slot reads high), or the rate was lowered for part of it (below the limit,
-                # that part reads low): no measure of the limit.
-                continue
-            self._controller.on_sample(Sample(end, a, SLOT_S), loop_now)
+            told, *tallies = await pipe.execute()
+        high = self._settle() - BATCH_S
+        through = told_through(told.values()) / 1e6
+        last = first - 1
+        for slot in range(first, current):
+            end = (slot + 1) * SLOT_S  # on Redis's clock
+            if end + high > through and redis_now - end < TALLY_LAG:
+                break
+            last = slot
+        self._slot_read = max(self._slot_read, last)
+        for slot, (accepted, throttled) in zip(range(first, last + 1), tallies, strict=False):
+            self._sample_slot(slot, int(accepted or 0), int(throttled or 0), loop_now)
+        return last == current - 1
+
+    def _sample_slot(self, slot: int, a: int, t: int, loop_now: float) -> None:
+        sent_from = slot * SLOT_S - self._offset  # the slot's requests, on the local clock
+        end = sent_from + SLOT_S
+        self._controller.on_tally(a, t, sent_from)
+        if t == 0:
+            self._controller.on_round(a, SLOT_S, loop_now)
+            return
+        after_throttles, self._thr_slot = self._thr_slot == slot - 1, slot
+        if t < OVERLOADED * (a + t) or self._paused_within(sent_from, end):
+            return  # a pause in the slot left part of it unused: it would read low
+        if not after_throttles or self._lowered_within(sent_from, end):
+            # Throttled only from part of the way in (the bucket was still draining: the
+            # slot reads high), or the rate was lowered for part of it (below the limit,
+            # that part reads low): no measure of the limit.
+            return
+        self._controller.on_sample(Sample(end, a, SLOT_S), loop_now)
 
     def _lowered_within(self, start: float, end: float) -> bool:
         return any(start < at < end for at in self._lowered)
