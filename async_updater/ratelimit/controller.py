@@ -364,7 +364,7 @@ class RateController:
         # and up to ``lag`` seconds late (the slot an answer falls in must end and be read): a
         # measurement waits that long before it takes the fleet's silence for no throttle.
         self.external, self.lag = False, 0.0
-        self.accepted = self.throttled = 0  # answers of each kind (read by whoever tallies)
+        self.accepted = self.throttled = 0  # answers of each kind (a shared pacer reads them)
         # (send time, throttled?) of the answers to requests sent over the last second or few
         # round trips, kept once ``keep_answers`` is called (a shared limit counts a
         # cool-down's answers from them: ``answered_since``). Memory is what was sent in that

@@ -412,34 +412,30 @@ class SharedLimit:
                 continue  # not a message of this version: a pause still reaches the bucket
 
 
+def _told_lately(told: Iterable[str]) -> list[tuple[int, int]]:
+    """Each process's last word (``left time_us``), of those told lately: one that stopped
+    taking tokens while the others went on has finished."""
+    entries = [(int(left), int(at)) for left, at in (one.split() for one in told)]
+    if not entries:
+        return []
+    fresh = max(at for _, at in entries) - WORK_FRESH_S * 1e6
+    return [(left, at) for left, at in entries if at >= fresh]
+
+
 def fleet_left(told: Iterable[str]) -> float:
     """The whole fleet's work left, from each process's last word (``left time_us``): the sum
     over those told lately, or infinite if any does not know its own yet (or none told)."""
-    entries = [tuple(int(x) for x in one.split()) for one in told]
-    if not entries:
+    entries = _told_lately(told)
+    if not entries or any(left < 0 for left, _ in entries):
         return math.inf
-    newest = max(at for _, at in entries)
-    total = 0.0
-    for left, at in entries:
-        if at < newest - WORK_FRESH_S * 1e6:
-            continue  # it stopped taking tokens while the others went on: it has finished
-        if left < 0:
-            return math.inf
-        total += left
-    return total
+    return float(sum(left for left, _ in entries))
 
 
 def told_through(told: Iterable[str]) -> float:
     """Redis's time (microseconds) up to which every process still at work has told its
-    answers, from each one's last word (``left time_us``): the earliest among those told
-    lately that have work left (one that stopped taking tokens has finished, as in
-    ``fleet_left``). Infinite if none is at work."""
-    entries = [tuple(int(x) for x in one.split()) for one in told]
-    if not entries:
-        return math.inf
-    newest = max(at for _, at in entries)
-    fresh = newest - WORK_FRESH_S * 1e6
-    return float(min((at for left, at in entries if left != 0 and at >= fresh), default=math.inf))
+    answers: the earliest last word among those told lately with work left. Infinite if none
+    is at work."""
+    return float(min((at for left, at in _told_lately(told) if left != 0), default=math.inf))
 
 
 def _tell(pacer: SharedPacer, words: list[str]) -> None:
@@ -829,11 +825,14 @@ class SharedPacer:
                 self._shared.lost(exc)
                 return
 
+    def _high_rtt(self) -> float:
+        high = self._controller.rtt.high
+        return 0.0 if math.isnan(high) else high
+
     def _settle(self) -> float:
         """How long after a slot ends the answers to its requests are in, about: a (high)
         round trip, and a batch's time to the tell that carries them."""
-        high = self._controller.rtt.high
-        return (0.0 if math.isnan(high) else high) + BATCH_S
+        return self._high_rtt() + BATCH_S
 
     async def _elect(self) -> None:
         shared = self._shared
@@ -974,7 +973,7 @@ class SharedPacer:
             for slot in range(first, current):
                 pipe.hmget(f"{self.slots}{slot}", "a", "t")
             told, *tallies = await pipe.execute()
-        high = self._settle() - BATCH_S
+        high = self._high_rtt()
         through = told_through(told.values()) / 1e6
         last = first - 1
         for slot in range(first, current):
