@@ -245,6 +245,41 @@ def test_the_leader_of_a_shared_limit_probes_for_a_rise_only_if_the_fleets_work_
 
 
 @pytest.mark.parametrize(
+    ("throttled_at", "episode", "fleet_left", "probes"),
+    [
+        (900.0, (24, 3), 6_000.0, False),
+        (900.0, (24, 3), 20_000.0, True),
+        (4000.0, (6, 24), 3_700.0, False),
+        (4000.0, (6, 24), 20_000.0, True),
+    ],
+    ids=["narrow-little-left", "narrow-much-left", "wide-little-left", "wide-much-left"],
+)
+def test_a_probe_for_a_rise_pays_by_the_step_it_would_take(
+    throttled_at: float, episode: tuple[int, int], fleet_left: float, probes: bool
+) -> None:
+    """Read at 800/s after a 429 at 900/s, the probe steps into the bounds, to 849/s: 9%
+    above the 776/s cruised at, not ``probe_gain``'s 25%. Held, it would save the work left
+    that much, so 6,000 requests left (0.7 s saved) do not pay for the 1 s pause a failed
+    probe costs, and 20,000 (2.2 s) do. (Counted at 25%, 6,000 paid: the fleet probed in the
+    last fifth of a run, failed and paused.) A step into bounds as wide as a 429 at 4,000/s
+    leaves is a long shot: it counts for no more than ``probe_gain``, so 3,700 requests left
+    (0.95 s saved) do not pay."""
+    c = RateController()
+    c.external, c.share = True, 0.125
+    c.adopt(throttled_at, 0.0)
+    c.fleet_left = fleet_left
+    c.on_cooldown(0.1, 1.1, 0.08, throttled_at)
+    c.on_episode(*episode, 1.0)
+    c.rate_at(1.1)
+    assert c.limit == pytest.approx(800.0)
+    modes = set()
+    for tenth in range(600):
+        c.rate_at(1.1 + tenth * 0.1)
+        modes.add(c.mode)
+    assert (Mode.PROBE in modes) is probes
+
+
+@pytest.mark.parametrize(
     ("limit", "rtt", "retry_after", "by"),
     [(20.5, 0.037, None, 7.5), (150.0, 0.02, None, 5.0), (14.4, 0.6, 3.0, 45.0)],
 )

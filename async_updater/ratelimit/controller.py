@@ -434,8 +434,8 @@ class RateController:
                     self._search(now)
                 elif (coarse := self._coarse_step()) is not None:
                     self._step(now, *coarse)
-                elif self._probe_pays():
-                    self._probe(now, self.limit or self._rate)
+                elif self._probe_pays(base := self.limit or self._rate):
+                    self._probe(now, base)
                     self._rising = True
                 else:
                     self._next_probe = now + self._probe_wait()
@@ -1197,18 +1197,19 @@ class RateController:
         (a limit that rose far is reached in a few steps, as CUBIC's convex probe does)."""
         if not climbing:
             self._begin_climb(base, now)
+        self._step(now, self._probe_step(base, self._climb), base)
+
+    def _probe_step(self, base: float, climb: int) -> float:
+        """Where a probe from ``base`` steps, ``climb`` steps into a climb (see ``_probe``)."""
         b = self.bounds
-        climb = base * (1.0 + (self.settings.probe_gain - 1.0) * 2.0**self._climb)
+        step = base * (1.0 + (self.settings.probe_gain - 1.0) * 2.0**climb)
         if b.hi < math.inf and b.hi > base * self._narrow():
-            step = math.sqrt(base * b.hi)
-            if self.external:
-                # Leading a shared limit, a step above the limit throttles the whole fleet
-                # until a throttle is signalled and the cut has reached every process: into
-                # bounds as wide as slow start's overshoot leaves, no bigger than a climb's.
-                step = min(step, climb)
-        else:
-            step = climb
-        self._step(now, step, base)
+            into = math.sqrt(base * b.hi)
+            # Leading a shared limit, a step above the limit throttles the whole fleet until
+            # a throttle is signalled and the cut has reached every process: into bounds as
+            # wide as slow start's overshoot leaves, no bigger than a climb's.
+            step = min(into, step) if self.external else into
+        return step
 
     def _step(self, now: float, rate: float, base: float | None = None) -> None:
         """Hold ``rate`` as a probe: sustained, it raises ``lo``; throttled, it lowers ``hi``."""
@@ -1304,19 +1305,23 @@ class RateController:
             wait = max(wait, pause) * self._probe_backoff
         return wait
 
-    def _probe_pays(self) -> bool:
+    def _probe_pays(self, base: float) -> bool:
         """Where the server answers throttles with cool-downs, a probe for a rise costs a
         pause if it fails; if it holds, it sends the work left (while the input goes on, the
-        work its size says is left, where known) a probe step faster. It pays where the time
-        that saves is at least the pause. (The wait between probes is what keeps their cost a
-        small part of the time.)
+        work its size says is left, where known) as much faster as the step it takes: into
+        bounds, the step may be well short of ``probe_gain``. It pays where the time that
+        saves is at least the pause. (The wait between probes is what keeps their cost a small
+        part of the time.)
         Elsewhere a probe costs a few throttles, and where the rate held is well below the
         limit, a probe late in the run still pays. (Leading a shared limit, the work is the
         whole fleet's, not this process's.)"""
         if not self.cooldowns:
             return True
         left = self.fleet_left if self.external else min(self.work_left, self.work_expected)
-        saved = left / self._rate * (1.0 - 1.0 / self.settings.probe_gain)
+        # A step past ``probe_gain`` (into bounds slow start's overshoot left wide) is a long
+        # shot: it counts for no more than a step of ``probe_gain``.
+        step = min(self._clamp(self._probe_step(base, 0)), self._rate * self.settings.probe_gain)
+        saved = left * (1.0 / self._rate - 1.0 / max(step, self._rate))
         return saved >= self._pause_s
 
     def _probe_interval(self) -> float:
