@@ -281,20 +281,33 @@ def cooldown_violations(
 
     ``events`` are ``/_mock/events`` rows (arrived, responded, account, user, status). With
     ``per_account`` a 429 announces a cool-down for its own account's bucket only."""
+    return sum(cooldown_violations_split(events, retry_after, tol, per_account=per_account))
+
+
+def cooldown_violations_split(
+    events: Sequence[Sequence[Any]], retry_after: float, tol: float, *, per_account: bool = False
+) -> tuple[int, int]:
+    """``cooldown_violations`` in two: (late to stop, back too soon). Each request inside a
+    cool-down is put by how long after the latest 429 answered before it (less ``tol``) it
+    arrived: in the first half of the pause, the client had not stopped yet; in the second,
+    it had stopped and resumed before the pause was over. The two have different causes."""
     announced: dict[str, list[float]] = {}
     for event in events:
         if event[4] == 429:
             announced.setdefault(event[2] if per_account else "", []).append(event[1])
     for times in announced.values():
         times.sort()
-    count = 0
+    late = early = 0
     for event in events:
         arrived = event[0]
         times = announced.get(event[2] if per_account else "", [])
         i = bisect.bisect_right(times, arrived - tol)
         if i and arrived - times[i - 1] < retry_after:
-            count += 1
-    return count
+            if arrived - times[i - 1] < retry_after / 2:
+                late += 1
+            else:
+                early += 1
+    return late, early
 
 
 def _wait_or_exit(proc: subprocess.Popen[str], seconds: float) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 
-from benchmarks.common import cooldown_violations
+from benchmarks.common import cooldown_violations, cooldown_violations_split
 from benchmarks.shapes import (
     ACCOUNTS,
     CEILING_X,
@@ -76,6 +76,22 @@ def test_a_cool_down_binds_only_its_own_account_when_limits_are_per_account() ->
     assert (
         cooldown_violations([[0.99, 1.0, "a", "u", 429], [1.02, 1.03, "a", "v", 204]], 2, 0.05) == 0
     )
+
+
+def test_requests_inside_a_cool_down_are_split_into_late_to_stop_and_back_too_soon() -> None:
+    # A 429 answered at 1.0 announces 1 s. Arrivals at 1.2 and 1.4 come while the client has
+    # not stopped yet; at 1.7 and 1.95 it had stopped and came back before the pause ended;
+    # 2.1 is after it. Each counts once, in one half or the other.
+    events = [
+        [0.98, 1.0, "a", "u0", 429],
+        *([t, t + 0.02, "a", f"u{t}", 204] for t in (1.2, 1.4, 1.7, 1.95, 2.1)),
+    ]
+    assert cooldown_violations_split(events, 1.0, 0.05) == (2, 2)
+    assert cooldown_violations(events, 1.0, 0.05) == 4
+    # A later 429, answered at 1.6, to a request that came back too soon (1.58): 1.7 and 1.95
+    # now fall in the first half of its pause, 2.1 in the second.
+    events.append([1.58, 1.6, "a", "u9", 429])
+    assert cooldown_violations_split(events, 1.0, 0.05) == (4, 2)
 
 
 def test_the_machine_ceiling_is_the_best_three_whole_seconds() -> None:
