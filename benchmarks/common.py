@@ -297,17 +297,17 @@ def cooldown_violations_split(
             announced.setdefault(event[2] if per_account else "", []).append(event[1])
     for times in announced.values():
         times.sort()
-    late = early = 0
+    late_to_stop = too_soon = 0
     for event in events:
         arrived = event[0]
         times = announced.get(event[2] if per_account else "", [])
         i = bisect.bisect_right(times, arrived - tol)
         if i and arrived - times[i - 1] < retry_after:
             if arrived - times[i - 1] < retry_after / 2:
-                late += 1
+                late_to_stop += 1
             else:
-                early += 1
-    return late, early
+                too_soon += 1
+    return late_to_stop, too_soon
 
 
 def _wait_or_exit(proc: subprocess.Popen[str], seconds: float) -> bool:

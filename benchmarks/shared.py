@@ -108,7 +108,9 @@ def run_shards(
     busy = (max(accepted_at) - min(arrivals)) if accepted_at else wall
     counters = state["counters"]
     requests = counters.get("requests", 0)
-    late, early = cooldown_violations_split(events, retry_after, 0.05) if retry_after else (0, 0)
+    late_to_stop, too_soon = (
+        cooldown_violations_split(events, retry_after, 0.05) if retry_after else (0, 0)
+    )
     if events_to is not None:  # the mock's log of the run, to trace what the table only counts
         events_to.write_text(json.dumps(events), encoding="utf-8")
     return {
@@ -125,9 +127,9 @@ def run_shards(
         "goodput": check.applied_right / busy / LIMIT if busy else 0.0,
         "throttled_share": counters.get("throttled", 0) / requests if requests else 0.0,
         "requests": requests,
-        "violations_50ms": late + early,
-        "violations_late_to_stop": late,
-        "violations_back_too_soon": early,
+        "violations_50ms": late_to_stop + too_soon,
+        "violations_late_to_stop": late_to_stop,
+        "violations_back_too_soon": too_soon,
         "notices": sorted(set(n.partition("shared limit: ")[2][:60] for n in notices)),
     }
 
