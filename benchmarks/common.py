@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -308,6 +308,28 @@ def cooldown_violations_split(
             else:
                 too_soon += 1
     return late_to_stop, too_soon
+
+
+def lower_priority(steps: int) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that starts a child process ``steps`` below this one's CPU priority,
+    as ``nice -n steps`` does (None for 0: the same priority)."""
+    if not steps:
+        return None
+
+    def lower() -> None:
+        os.nice(steps)
+
+    return lower
+
+
+def answer_latency(events: Sequence[Sequence[Any]], share: float) -> float:
+    """The ``share`` quantile of how long the mock took to answer a request (its event log:
+    answered less arrived, seconds): its set latency, unless its process was starved of the
+    CPU (its clock then runs behind the clients' and its bucket sees their requests late)."""
+    if not events:
+        return 0.0
+    took = sorted(event[1] - event[0] for event in events)
+    return took[min(len(took) - 1, int(share * len(took)))]
 
 
 def _wait_or_exit(proc: subprocess.Popen[str], seconds: float) -> bool:

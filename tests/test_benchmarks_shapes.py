@@ -4,8 +4,18 @@ cool-down and ceiling arithmetic it reports with (``benchmarks/shapes.py``, ``co
 from __future__ import annotations
 
 import itertools
+import os
+import subprocess
+import sys
 
-from benchmarks.common import cooldown_violations, cooldown_violations_split
+import pytest
+
+from benchmarks.common import (
+    answer_latency,
+    cooldown_violations,
+    cooldown_violations_split,
+    lower_priority,
+)
 from benchmarks.shapes import (
     ACCOUNTS,
     CEILING_X,
@@ -92,6 +102,33 @@ def test_requests_inside_a_cool_down_are_split_into_late_to_stop_and_back_too_so
     # now fall in the first half of its pause, 2.1 in the second.
     events.append([1.58, 1.6, "a", "u9", 429])
     assert cooldown_violations_split(events, 1.0, 0.05) == (4, 2)
+
+
+@pytest.mark.parametrize("steps", [0, 7])
+def test_shards_started_below_the_benchmarks_priority_run_that_many_steps_lower(
+    steps: int,
+) -> None:
+    """``benchmarks.shared`` starts its shards with ``lower_priority``: a real child process
+    reads its own niceness, ``steps`` above the parent's (0: the parent's own)."""
+    own = os.nice(0)
+    child = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.nice(0))"],
+        preexec_fn=lower_priority(steps),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert int(child.stdout) == min(own + steps, 19)
+
+
+def test_the_mocks_answer_latency_is_read_from_its_event_log() -> None:
+    # 99 answers 20 ms after arrival and one 170 ms after (a starved mock's): the median says
+    # 20 ms, the 99th percentile the starved one.
+    events = [[i / 100, i / 100 + 0.02, "a", f"u{i}", 204] for i in range(99)]
+    events.append([1.0, 1.17, "a", "u99", 204])
+    assert answer_latency(events, 0.5) == pytest.approx(0.02)
+    assert answer_latency(events, 0.99) == pytest.approx(0.17)
+    assert answer_latency([], 0.99) == 0.0
 
 
 def test_the_machine_ceiling_is_the_best_three_whole_seconds() -> None:

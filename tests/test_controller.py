@@ -378,6 +378,31 @@ def test_slow_start_risks_a_share_of_the_work_expected_while_the_input_goes_on(
     assert bounded.rates[-1][0] <= doubling.rates[-1][0] + rtt
 
 
+@pytest.mark.parametrize(("fleet_left", "grown_to"), [(20_000.0, 2_000.0), (2_500.0, 1_500.0)])
+def test_leading_a_shared_limit_slow_start_risks_a_share_of_the_fleets_work(
+    fleet_left: float, grown_to: float
+) -> None:
+    """Leading a shared limit, the rate is the whole fleet's: slow start may risk a share of
+    the fleet's work in a round (as its processes tell it), not of the leader's own. Sending
+    its eighth of 1,000/s, a 50 ms round back clean doubles the rate where the fleet has
+    20,000 requests left; were the leader's own 2,500 counted, a round could add only 25
+    requests (500/s), as it may where the fleet's work is that small."""
+    c = RateController(settings=ControllerSettings(initial_rate=1_000.0))
+    c.external, c.share = True, 0.125
+    c.work_expected = 2_500.0  # its own work, its input still being read
+    c.fleet_left = fleet_left
+    pending: list[tuple[float, int, float]] = []  # (answered at, seq, sent at)
+    sent = 0.0
+    while c.rate_at(sent) == 1_000.0 and sent < 1.0:
+        while pending and pending[0][0] <= sent:
+            at, seq, sent_at = pending.pop(0)
+            c.on_answer(seq, sent_at, at, Outcome.ACCEPTED)
+        pending.append((sent + 0.02, c.on_send(sent), sent))
+        sent += 1.0 / 125.0
+    assert c.mode is Mode.STARTUP
+    assert c.rate_at(sent) == pytest.approx(grown_to)
+
+
 @pytest.mark.parametrize(
     ("limit", "burst", "rtt", "work"),
     [(4500.0, 700.0, 0.75, 67_500), (1800.0, 2.0, 0.3, 27_000), (200.0, 50.0, 0.5, 3_000)],

@@ -314,12 +314,12 @@ async def test_a_cool_down_is_read_from_answers_to_requests_sent_since_its_first
         assert led.estimate.value == pytest.approx(100.0, rel=0.05)
 
 
-async def test_the_leader_knows_the_fleets_work_left_once_every_process_knows_its_own(
+async def test_the_leader_knows_the_fleets_work_left_once_every_process_knows_or_expects_its_own(
     redis_server: RedisServer,
 ) -> None:
     """Each process tells its work left with its batches of tokens; the leader sums them (a
     probe for a rise behind ``Retry-After`` must be paid for by the whole fleet's work). While
-    one process's input goes on, the fleet's work is not known."""
+    one process's input goes on, the fleet's work is known only if that input's size is."""
     async with processes(redis_server.url, "work") as ((a, b), _):
         loop = asyncio.get_running_loop()
         controllers = {"a": RateController(), "b": RateController()}
@@ -340,6 +340,12 @@ async def test_the_leader_knows_the_fleets_work_left_once_every_process_knows_it
         await poll(lambda: told(500.0))
         controllers["b"].work_left = math.inf  # (as if b's input went on)
         await poll(lambda: told(math.inf))
+        # ... but its size is known (a shard by user knows its share of the file's): what
+        # that says counts, at least one request while the input goes on.
+        controllers["b"].work_expected = 180
+        await poll(lambda: told(480.0))
+        controllers["b"].work_expected = 0
+        await poll(lambda: told(301.0))
 
 
 def test_the_fleets_work_left_leaves_out_a_process_that_stopped_taking_tokens() -> None:

@@ -22,7 +22,7 @@ from async_updater.io.report import CsvReport
 from async_updater.io.source import MAX_ROW, CsvSource, Shard, ShardBasis
 from async_updater.model import Result, Status, UserRecord
 from async_updater.operations.base import encode_segment
-from async_updater.pipeline.run import expected_rows
+from async_updater.pipeline.run import expected_rows, expected_work
 from async_updater.testing.sample import generate_users
 
 HEADER = "account_id,user_id,inbound_calling,outbound_calling,sms\n"
@@ -402,6 +402,25 @@ def test_a_source_says_how_many_rows_to_expect_before_it_is_read_except_a_shard(
     assert expected_rows([1, 2, 3]) == 3
     assert expected_rows(CsvSource(path)) == 30
     assert expected_rows(iter([1, 2, 3])) is None  # an iterator says nothing before it is read
+
+
+def test_a_shard_by_user_expects_its_even_share_of_the_file_a_shard_by_account_nothing(
+    tmp_path: Path,
+) -> None:
+    """A row's shard by user is a hash of its ids, so a shard of N holds about 1/N of the
+    file's rows in any order: its work is estimated from the start (slow start's risk and a
+    probe's pay need it), and the estimate is near what it yields. By account, a shard holds
+    whole accounts, however many rows each has: nothing is estimated."""
+    path = tmp_path / "users.csv"
+    path.write_bytes(h("".join(f"acct{i % 3},u{i},true,false,true\n" for i in range(3000))))
+    assert CsvSource(path).rows_expected() == 3000 == expected_work(CsvSource(path))
+    for k in range(4):
+        shard = CsvSource(path, shard=Shard(k, 4))
+        assert expected_work(shard) == shard.rows_expected() == 750.0
+        assert abs(sum(1 for _ in shard) - 750) <= 75  # within 10% (binomial: sd ~24)
+    by_account = CsvSource(path, shard=Shard(0, 4, ShardBasis.ACCOUNT))
+    assert by_account.rows_expected() is None and expected_work(by_account) is None
+    assert expected_work([1, 2]) == 2 and expected_work(iter([1])) is None
 
 
 # -- fuzzing ------------------------------------------------------------------------------------

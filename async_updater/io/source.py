@@ -136,6 +136,22 @@ class CsvSource:
         line break counts twice), or None for a shard, whose share is not known up front."""
         if self.shard is not None:
             return None
+        return self._count()
+
+    def rows_expected(self) -> float | None:
+        """How many rows this source will yield, as near as can be told before reading them:
+        the file's count (``expected_rows``), or a shard by user's even share of it (each row's
+        shard is a hash of its ids, so a shard of N holds about 1/N of the rows whatever
+        their order). None for a shard by account, whose share depends on how many rows each
+        account has."""
+        shard = self.shard
+        if shard is None:
+            return self._count()
+        if shard.basis is ShardBasis.USER:
+            return self._count() / shard.count
+        return None
+
+    def _count(self) -> int:
         if self._lines is None:
             self._lines = count_data_lines(self.path)
         return self._lines

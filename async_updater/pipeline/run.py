@@ -61,6 +61,17 @@ def expected_rows(records: object) -> int | None:
     return count() if callable(count) else None
 
 
+def expected_work(records: object) -> float | None:
+    """How many records ``records`` will yield, known or estimated before reading them: a
+    source's own estimate (``rows_expected``: a shard's share of its file), else
+    ``expected_rows``."""
+    estimate = getattr(records, "rows_expected", None)
+    if callable(estimate):
+        value = estimate()
+        return None if value is None else float(value)
+    return expected_rows(records)
+
+
 class _Item:
     """A record on its way: the request is built once, signed again for every attempt.
 
@@ -174,7 +185,7 @@ class Run:
         self.outstanding = 0  # records taken in and not finished (parked ones included)
         # Records the input is expected to hold (where it says: a sequence, a whole CSV file),
         # read so far, and taken in to send.
-        self._expected: int | None = None
+        self._expected: float | None = None
         self._read = self._taken = 0
         self.room: asyncio.Future[None] | None = None
         self.waiting: set[_Item] = set()
@@ -285,7 +296,7 @@ class Run:
     async def _feed_all(self) -> None:
         try:
             records = self.records
-            self._expected = expected_rows(records)
+            self._expected = expected_work(records)
             self.scheduler.sized = self._expected is not None
             self.scheduler.split = self.per_account
             if isinstance(records, AsyncIterable):

@@ -812,8 +812,8 @@ class RateController:
         """Slow start's next rate. What a round at it risks is what it adds, times the round
         trip: a burst can hide an overshoot for several rounds, and the round is all over the
         limit. Twice this rate, but where the work left is known (the input has ended, or its
-        size is known: ``work_expected``), no more than ``start_risk`` of it (or one request)
-        a round.
+        size is known: ``work_expected``; leading a shared limit, the fleet's: ``_work_ahead``),
+        no more than ``start_risk`` of it (or one request) a round.
 
         Where the round trip is long (``long_round_s``; the fastest one: a client too busy to
         read its answers at once sees them late, and the server is no slower for it), doubling
@@ -826,10 +826,13 @@ class RateController:
         s = self.settings
         srtt = self._srtt()
         round_s = max(srtt, s.min_round_s)
-        left = min(self.work_left, self.work_expected)
+        left = self._work_ahead()
         risk = max(s.start_risk * left, 1.0)  # a request a round, however small
         step = min(self._rate, risk / round_s)
-        jump = s.start_risk * min(self.work_known, self.work_left) / round_s
+        known = min(self.work_known, self.work_left)
+        if self.external and not math.isinf(self.fleet_left):
+            known = self.fleet_left  # (the fleet's, once its processes have told it)
+        jump = s.start_risk * known / round_s
         # Long by the path's round trip (its fastest), not by answers a busy client read late.
         path = min(self.rtt.min, srtt)
         if path >= s.long_round_s and (self._rate + jump) * srtt >= s.min_accepted:
@@ -888,7 +891,7 @@ class RateController:
         step = math.sqrt(base * b.hi)
         if not step > self._rate:
             return None
-        left = min(self.work_left, self.work_expected)
+        left = self._work_ahead()
         if left / self._rate * (1.0 - self._rate / step) < self._pause_s:
             return None
         return step, base
@@ -1317,12 +1320,20 @@ class RateController:
         whole fleet's, not this process's.)"""
         if not self.cooldowns:
             return True
-        left = self.fleet_left if self.external else min(self.work_left, self.work_expected)
+        left = self._work_ahead()
         # A step past ``probe_gain`` (into bounds slow start's overshoot left wide) is a long
         # shot: it counts for no more than a step of ``probe_gain``.
         step = min(self._clamp(self._probe_step(base, 0)), self._rate * self.settings.probe_gain)
         saved = left * (1.0 / self._rate - 1.0 / max(step, self._rate))
         return saved >= self._pause_s
+
+    def _work_ahead(self) -> float:
+        """The requests the rate is for: this scope's left to send (what the input's size
+        says, while it goes on), or leading a shared limit (``external``), the whole fleet's,
+        as its processes tell it (its own are only its share)."""
+        if self.external:
+            return self.fleet_left
+        return min(self.work_left, self.work_expected)
 
     def _probe_interval(self) -> float:
         s = self.settings

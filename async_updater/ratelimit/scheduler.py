@@ -145,7 +145,9 @@ class Scheduler(Generic[T]):
         # Work the input still holds, not read yet, as far as is known (0: not known): all of
         # it for the one scope there is (one global limit), or shared out (``split``).
         self.unread = 0.0
-        self.sized = False  # ``unread`` is all the input holds still (its size is known)
+        # ``unread`` is all the input holds still (its size is known, or a shard's share of it
+        # estimated)
+        self.sized = False
         # The scopes split the input (a limit per account): each has its share of ``unread``,
         # as of the new work put in so far (``fed``: all scopes').
         self.split = False

@@ -696,8 +696,14 @@ class SharedPacer:
 
     def _take_args(self, want: int) -> tuple[list[str], list[Any]]:
         """Keys and arguments of the bucket script: take ``want`` tokens, tell the work left and
-        the answers not told yet (handed over here: if Redis is lost, they are moot)."""
-        shared, left = self._shared, self._controller.work_left
+        the answers not told yet (handed over here: if Redis is lost, they are moot). The work
+        left is known once the input has ended; until then it is what the input's size says
+        (a shard by user knows its share of the file's), at least one request, as the input
+        goes on (-1: not known)."""
+        shared, controller = self._shared, self._controller
+        left = float(controller.work_left)
+        if math.isinf(left) and not math.isinf(controller.work_expected):
+            left = max(1.0, controller.work_expected)
         untold, self._untold = self._untold, {}
         args: list[Any] = [
             want,
