@@ -55,6 +55,11 @@ class MockProcess:
     def reset(self) -> None:
         self._call("/_mock/reset", b"{}")
 
+    def limits(self, **changes: Any) -> dict[str, Any]:
+        """Change the mock's limits (or latency) at run time; what it applies now."""
+        applied: dict[str, Any] = self._call("/_mock/limits", json.dumps(changes).encode())
+        return applied
+
     def state(self) -> dict[str, Any]:
         state: dict[str, Any] = self._call("/_mock/state")
         return state

@@ -608,6 +608,7 @@ def test_a_second_sigint_abandons_requests_in_flight_and_never_reports_them_upda
             f"server applied {len(applied)}, abandoned in flight {len(abandoned)}"
         )
 
+        slow.limits(latency_ms=5, latency_jitter_ms=0)  # the resume need not wait as long
         resumed = Run(tmp_path, users_csv, report, slow.url, "--resume", "--concurrency", "128")
         assert resumed.finish() == 0, resumed.stderr()
         counts = assert_finished(report, slow, expected)

@@ -460,6 +460,8 @@ async def test_set_limits_changes_the_rate_mid_run(
             "retry_after": None,
             "clock_offset_s": 0.0,
             "send_date": True,
+            "latency_ms": 0.0,
+            "latency_jitter_ms": 0.0,
         }
         assert max(slot["allowed_rate"] for slot in server.timeline.values()) == 2
 
@@ -646,6 +648,30 @@ async def test_the_clock_offset_and_the_date_header_change_at_run_time(
         async with http.post(server.url + "/_mock/limits", json=bad) as response:
             assert response.status == 400
             assert next(iter(bad)) in (await response.json())["Message"]
+
+
+async def test_the_latency_changes_at_run_time_from_the_next_answer(
+    http: aiohttp.ClientSession,
+) -> None:
+    """A mock started with a 60 s latency answers at once after ``/_mock/limits`` sets it to 0
+    (a test's second phase need not wait out its first phase's slow server); then a latency
+    set mid-run holds the next answer at least that long. Bad values are refused."""
+    async with MockChimeServer(MockConfig(latency_ms=60_000.0, record_events=True)) as server:
+        change = {"latency_ms": 0, "latency_jitter_ms": 0}
+        async with http.post(server.url + "/_mock/limits", json=change) as response:
+            limits = await response.json()
+        assert (limits["latency_ms"], limits["latency_jitter_ms"]) == (0, 0)
+        async with asyncio.timeout(20):  # (60 s, had the change not applied)
+            first = await put_signed(http, server)
+        server.set_limits(latency_ms=200.0)
+        second = await put_signed(http, server, user_id="user-2")
+        for bad in ({"latency_ms": -1}, {"latency_jitter_ms": "a lot"}):
+            async with http.post(server.url + "/_mock/limits", json=bad) as response:
+                assert response.status == 400
+        assert server.config.latency_ms == 200.0
+    assert (first.status, second.status) == (204, 204)
+    held = server.events[-1].responded - server.events[-1].arrived
+    assert held >= 0.19  # slept at least the latency set (the loop may wake a hair early)
 
 
 async def test_a_read_is_judged_by_the_servers_clock_and_answered_with_its_date(

@@ -1,5 +1,5 @@
 """The mock's ``/_mock/`` admin endpoints: read what the server recorded, reset it, change its
-limits at run time. They need no signature and are not counted."""
+limits (and latency) at run time. They need no signature and are not counted."""
 
 from __future__ import annotations
 
@@ -18,7 +18,16 @@ if TYPE_CHECKING:
 __all__ = ["handle_admin"]
 
 _LIMIT_KEYS: Final = frozenset(
-    {"rate_limit", "burst", "fault_rate", "retry_after", "clock_offset_s", "send_date"}
+    {
+        "rate_limit",
+        "burst",
+        "fault_rate",
+        "retry_after",
+        "clock_offset_s",
+        "send_date",
+        "latency_ms",
+        "latency_jitter_ms",
+    }
 )
 
 _Handler = Callable[["MockChimeServer", web.BaseRequest], Awaitable[web.Response]]

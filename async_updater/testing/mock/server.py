@@ -346,23 +346,24 @@ class MockChimeServer:
         retry_after: float | _Unset | None = _UNSET,
         clock_offset_s: float | _Unset = _UNSET,
         send_date: bool | _Unset = _UNSET,
+        latency_ms: float | _Unset = _UNSET,
+        latency_jitter_ms: float | _Unset = _UNSET,
     ) -> None:
         """Change limits at run time; omitted arguments keep their value. A rate change applies
         from now on (tokens already earned are kept, up to the new burst); going from unlimited
-        to limited starts with full buckets. Raises ``ConfigError`` like ``MockConfig``."""
-        changes: dict[str, Any] = {}
-        if not isinstance(rate_limit, _Unset):
-            changes["rate_limit"] = rate_limit
-        if not isinstance(burst, _Unset):
-            changes["burst"] = burst
-        if not isinstance(fault_rate, _Unset):
-            changes["fault_rate"] = fault_rate
-        if not isinstance(retry_after, _Unset):
-            changes["retry_after"] = retry_after
-        if not isinstance(clock_offset_s, _Unset):
-            changes["clock_offset_s"] = clock_offset_s
-        if not isinstance(send_date, _Unset):
-            changes["send_date"] = send_date
+        to limited starts with full buckets; a latency change, from the next answer. Raises
+        ``ConfigError`` like ``MockConfig``."""
+        given: dict[str, Any] = {
+            "rate_limit": rate_limit,
+            "burst": burst,
+            "fault_rate": fault_rate,
+            "retry_after": retry_after,
+            "clock_offset_s": clock_offset_s,
+            "send_date": send_date,
+            "latency_ms": latency_ms,
+            "latency_jitter_ms": latency_jitter_ms,
+        }
+        changes = {name: value for name, value in given.items() if not isinstance(value, _Unset)}
         if not changes:
             return
         old_rate = self._config.rate_limit
@@ -420,6 +421,8 @@ class MockChimeServer:
                 "retry_after": cfg.retry_after,
                 "clock_offset_s": cfg.clock_offset_s,
                 "send_date": cfg.send_date,
+                "latency_ms": cfg.latency_ms,
+                "latency_jitter_ms": cfg.latency_jitter_ms,
             },
         }
 
