@@ -183,8 +183,8 @@ class Run:
         )
         self.out: asyncio.Queue[Any] = asyncio.Queue(maxsize=config.queue_size)
         self.outstanding = 0  # records taken in and not finished (parked ones included)
-        # Records the input is expected to hold (where it says: a sequence, a whole CSV file),
-        # read so far, and taken in to send.
+        # Records the input is expected to hold (where it says: a sequence, a whole CSV file;
+        # a shard by user of one estimates its share), read so far, and taken in to send.
         self._expected: float | None = None
         self._read = self._taken = 0
         self.room: asyncio.Future[None] | None = None
