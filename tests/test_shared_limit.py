@@ -293,18 +293,22 @@ async def test_a_cool_down_is_read_from_answers_to_requests_sent_since_its_first
         leader, follower, led, follows = await leader_and_follower(a, b, 300.0)
         await poll(lambda: leader.delay(loop.time()) == 0.0)  # the leader knows Redis's clock
         now = loop.time()
-        first = now - 0.2  # the episode's first throttled request left then
+        # The episode's first throttled request left 20 ms ago; all its answers came since.
+        # (Sent over a longer span than the 200 ms slots of the fleet's tallies, a slot of it
+        # that closed before the pause would be a sample of the limit of its own: 12 accepted
+        # in a slot read 60/s, since nothing else was sent in it.)
+        first = now - 0.02
 
         def answer(controller: RateController, count: int, start: float, outcome: Outcome) -> None:
             for i in range(count):
-                sent_at = start + i * 0.001
+                sent_at = start + i * 0.0005
                 controller.on_answer(controller.on_send(sent_at), sent_at, now, outcome)
 
         answer(follows, 100, first - 0.15, Outcome.ACCEPTED)  # before: the bucket had tokens
         answer(led, 50, first - 0.15, Outcome.ACCEPTED)
         answer(follows, 24, first, Outcome.THROTTLED)  # since: it was empty
-        answer(follows, 8, first + 0.03, Outcome.ACCEPTED)
-        answer(led, 4, first + 0.03, Outcome.ACCEPTED)
+        answer(follows, 8, first + 0.013, Outcome.ACCEPTED)
+        answer(led, 4, first + 0.013, Outcome.ACCEPTED)
         until = now + 1.0
         assert follower.pause_until(until)
         follows.on_cooldown(now, until, first)
