@@ -293,10 +293,10 @@ async def test_a_cool_down_is_read_from_answers_to_requests_sent_since_its_first
         leader, follower, led, follows = await leader_and_follower(a, b, 300.0)
         await poll(lambda: leader.delay(loop.time()) == 0.0)  # the leader knows Redis's clock
         now = loop.time()
-        # The episode's first throttled request left 20 ms ago; all its answers came since.
-        # (Sent over a longer span than the 200 ms slots of the fleet's tallies, a slot of it
-        # that closed before the pause would be a sample of the limit of its own: 12 accepted
-        # in a slot read 60/s, since nothing else was sent in it.)
+        # The episode's first throttled request left one 20 ms round trip ago, as in a real
+        # run. (Spread over 200 ms, as this test once had it, one of the fleet's 200 ms tally
+        # slots could hold the episode's end and close before the pause: a sample of the limit
+        # on its own, 12 accepted in a slot with nothing else sent in it reading 60/s.)
         first = now - 0.02
 
         def answer(controller: RateController, count: int, start: float, outcome: Outcome) -> None:
