@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from itertools import pairwise
 
 import pytest
 
@@ -1209,6 +1210,25 @@ def test_half_the_ceiling_held_without_a_throttle_is_a_bound_to_climb_from() -> 
     out = drive(c, limit=9.0, burst=1.7, rtt=0.0044, seconds=20.0)
     assert c.bounds.lo >= 8.25
     assert out.rate_near(20.0) >= 0.9 * 9.0
+
+
+@pytest.mark.parametrize(
+    ("limit", "rtt"), [(229.0, 0.003), (1430.0, 0.0011)], ids=["at-the-cut", "mixed-rates"]
+)
+def test_a_reading_of_answers_all_accepted_after_slow_starts_cut_is_probed_once_held(
+    limit: float, rtt: float
+) -> None:
+    # Slow start's one throttle drained a two-token bucket; every answer after it was
+    # accepted, so the reading (the rate sent after the cut, or a mix of it and the
+    # overshoot's) is a rate the server took, a bound below the limit. The first probe comes
+    # once the cruise has held, not a probe interval (3 s) on.
+    c = RateController()
+    out = drive(c, limit=limit, burst=2.0, rtt=rtt, seconds=3.0)
+    first_cut = next(t for (_, before), (t, rate) in pairwise(out.rates) if rate < before)
+    cruised = out.rate_near(first_cut + 0.1)
+    assert cruised < 0.9 * limit  # (the reading was low: the case at hand)
+    assert max(rate for t, rate in out.rates if t < first_cut + 1.5) > 1.1 * cruised
+    assert out.rate_near(3.0) >= 0.9 * limit
 
 
 def test_lone_throttles_recurring_at_one_rate_more_often_than_tolerated_lower_it() -> None:

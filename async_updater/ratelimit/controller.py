@@ -1019,8 +1019,17 @@ class RateController:
             self.estimate.provisional(measured, now)
             if now >= self._cooldown_until:
                 self._measured(now)
+                self._unthrottled_reading(now)
             return
         self._rate = self._clamp(min(self._rate, measured * self.settings.measure_gain))
+
+    def _unthrottled_reading(self, now: float) -> None:
+        """Every answer since the throttle that began the measurement was accepted: what they
+        show is a rate the server took, a bound below the limit (after slow start's cut, as
+        like as not the rate sent), not the limit. Cruise there only until a probe step could
+        have told: the first probe comes once the cruise has held, not a probe interval on."""
+        if not self._m_thr and self.mode is Mode.CRUISE:
+            self._next_probe = min(self._next_probe, max(self._quiet_until, now + self._held_for()))
 
     def _overloaded(self) -> bool:
         accepted, throttled, _ = self._m_late
@@ -1061,6 +1070,7 @@ class RateController:
                 # reading is corrected by the next probe.
                 self.estimate.provisional(accepted / span, now)
                 self._cruise(now)
+                self._unthrottled_reading(now)
                 return
             self._step(now, self._bisect())  # nothing measured: find it between the bounds
             return
