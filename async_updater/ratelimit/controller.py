@@ -1027,8 +1027,9 @@ class RateController:
         """Every answer since the throttle that began the measurement was accepted: what they
         show is a rate the server took, a bound below the limit (after slow start's cut, as
         like as not the rate sent), not the limit. Cruise there only until a probe step could
-        have told: the first probe comes once the cruise has held, not a probe interval on."""
-        if not self._m_thr and self.mode is Mode.CRUISE:
+        have told: the first probe comes once the cruise has held, not a probe interval on.
+        (Called just after ``_cruise``, which set the probe interval.)"""
+        if not self._m_thr:
             self._next_probe = min(self._next_probe, max(self._quiet_until, now + self._held_for()))
 
     def _overloaded(self) -> bool:
