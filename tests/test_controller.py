@@ -154,6 +154,31 @@ def test_what_a_step_took_between_two_pauses_bounds_the_limit_from_the_pause_end
     assert c.bounds.lo == pytest.approx(11 / (0.75 + 1.0), rel=0.05)
 
 
+def test_behind_retry_after_the_search_for_a_thin_buckets_limit_fails_about_once() -> None:
+    """Slow start's overshoot leaves the limit between a rate held and one twice as high. A
+    bucket of a token or two gives no reading, so the limit is searched between them, and
+    behind Retry-After each step above it costs a pause. Bisecting, a search failed 1.5 times
+    on average over these ten servers (25 pauses with slow start's); steps planned for the
+    pause they risk (``search.best_step``) fail about once (21)."""
+    pauses = []
+    for limit in (120.0, 135.0, 150.0, 165.0, 180.0):
+        for burst in (1.0, 2.0):
+            work = int(limit * 40)
+            out = drive(
+                RateController(),
+                limit=limit,
+                burst=burst,
+                rtt=0.005,
+                seconds=80.0,
+                retry_after=2.0,
+                work=work,
+            )
+            assert out.accepted == work
+            pauses.append(out.pauses)
+    assert sum(pauses) <= 21
+    assert max(pauses) <= 3
+
+
 def test_a_rough_reading_above_a_rate_since_throttled_is_not_cruised_at() -> None:
     """A reading from a few answers around a pause can come out above a rate throttled later.
     Cruising at that rate (the lowest throttled), every pause was followed by another (21 in
@@ -922,8 +947,9 @@ def test_a_coarse_fit_is_not_searched_where_the_work_left_cannot_pay_for_a_pause
     ending, endless = run(1000), run(None)
     assert ending.accepted == 1000 and ending.pauses == endless.pauses == 3
     after_fit = [rate for when, rate in ending.rates if when > 11.0]
-    assert max(after_fit) == min(after_fit) < 0.95 * limit  # no step
+    assert max(after_fit) == min(after_fit)  # no step
     assert endless.rate_near(30.0) >= 0.95 * limit
+    assert endless.rate_near(30.0) > max(after_fit)
 
 
 def test_a_window_whose_rate_changed_measures_nothing() -> None:

@@ -11,8 +11,9 @@ Two kinds of knowledge feed one estimate of the limit (``limit``):
   above its limit, so measuring reads low there (``BucketGauge`` tells such a bucket, and its
   limit is searched between the bounds instead). And a server that answers every throttle
   with a cool-down (``Retry-After``) gives too few throttles in a row to measure when few
-  requests are in flight; bisecting the bounds finds the limit there too, and the scope's
-  first sends with the row after their pause narrow them first (``StartHistory``).
+  requests are in flight; searching the bounds finds the limit there too (each step chosen
+  for the pause it risks, ``search.best_step``), and the scope's first sends with the row
+  after their pause narrow them first (``StartHistory``).
 
 The estimate is the best lower bound: ``max(measured, lo)``, capped by ``hi``. Modes:
 
@@ -48,6 +49,7 @@ from .estimator import (
     SendLog,
     StartHistory,
 )
+from .search import best_step
 
 __all__ = ["Bounds", "ControllerSettings", "Mode", "RateController"]
 
@@ -888,6 +890,9 @@ class RateController:
         base = max(b.lo, limit if limit < b.hi else 0.0)
         if not base > 0:
             return None
+        if self._plans(base):
+            planned = self._plan(base)
+            return None if planned is None or not planned > self._rate else (planned, base)
         step = math.sqrt(base * b.hi)
         if not step > self._rate:
             return None
@@ -900,7 +905,13 @@ class RateController:
         """The next step of the search for a thin bucket's limit: the middle of the bounds,
         or, nothing below them proven yet, the rate cruised at (held, it is the floor)."""
         b = self.bounds
-        if b.lo > 0:
+        if self._plans(b.lo):
+            step = self._plan(b.lo)
+            if step is None:
+                self._next_probe = now + self._probe_wait()  # found, as near as pays
+            else:
+                self._step(now, step, b.lo)
+        elif b.lo > 0:
             self._step(now, math.sqrt(b.lo * b.hi), b.lo)
         else:
             self._step(now, self._rate, self._rate / 2.0)
@@ -1203,6 +1214,8 @@ class RateController:
         throttled while nothing below it is known (slow start overshoots by a doubling, more
         only when a burst hid the limit)."""
         b = self.bounds
+        if self._plans(b.lo):
+            return self._plan(b.lo) or b.lo  # (held there, it is cruised at)
         return math.sqrt(b.lo * b.hi) if b.lo > 0 else b.hi / 2.0
 
     def _probe(self, now: float, base: float, *, climbing: bool = False) -> None:
@@ -1217,6 +1230,8 @@ class RateController:
         """Where a probe from ``base`` steps, ``climb`` steps into a climb (see ``_probe``)."""
         b = self.bounds
         step = base * (1.0 + (self.settings.probe_gain - 1.0) * 2.0**climb)
+        if self._plans(base):
+            return self._plan(base) or base
         if b.hi < math.inf and b.hi > base * self._narrow():
             into = math.sqrt(base * b.hi)
             # Leading a shared limit, a step above the limit throttles the whole fleet until
@@ -1224,6 +1239,34 @@ class RateController:
             # wide as slow start's overshoot leaves, no bigger than a climb's.
             step = min(into, step) if self.external else into
         return step
+
+    def _plans(self, base: float) -> bool:
+        """Whether steps from ``base`` into the bounds are planned (``search.best_step``):
+        where the bounds are all that is known of the limit (no reading, or a thin bucket's,
+        or a rough drain fit), each step that fails costs a cool-down, and the work left is
+        known (it is what a step that holds gains on). Leading a shared limit, steps stay a
+        climb's (see ``_probe_step``)."""
+        b = self.bounds
+        if not self.cooldowns or self.external or not 0 < base < b.hi < math.inf:
+            return False
+        unread = self.estimate.value is None or self._gauge.thin
+        if not (unread or self._drain.coarse(self.settings.narrow)):
+            return False
+        return self._work_ahead() < math.inf
+
+    def _plan(self, base: float) -> float | None:
+        """The planned step from ``base`` (None: cruising there loses least)."""
+        step = best_step(
+            base,
+            self.bounds.hi,
+            pause_s=self._pause_s,
+            work_s=self._work_ahead() / base,
+            hold_s=self._hold_at,
+            cruise=self._target(),
+        )
+        if step is None or not self._clamp(step) > base:
+            return None
+        return self._clamp(step)
 
     def _step(self, now: float, rate: float, base: float | None = None) -> None:
         """Hold ``rate`` as a probe: sustained, it raises ``lo``; throttled, it lowers ``hi``."""
@@ -1258,6 +1301,9 @@ class RateController:
         if self._rate >= self._ceiling or self._peer_step:
             self._cruise(now)  # (at the rate other scopes hold: found, as they found it)
             return
+        if self._plans(self._rate) and self._plan(self._rate) is None:
+            self._cruise(now)  # no step left that pays for the pause it risks
+            return
         if self.bounds.narrow(self._narrow()):
             if self.cooldowns or not (below and self._climb_fell):
                 self._cruise(now)  # found it: hold it
@@ -1273,34 +1319,39 @@ class RateController:
 
     def _hold(self) -> float:
         """How long a probe step must hold without a throttle to count as sustained."""
+        return self._hold_at(self._rate, self._probe_base)
+
+    def _hold_at(self, rate: float, base: float) -> float:
+        """How long a step to ``rate`` from ``base`` must hold to count as sustained."""
         s = self.settings
         # Long enough that a burst of ``burst_allowance_s`` of the limit could not have hidden
         # a step above it (within reason: a bigger burst is caught by a later throttle). If the
         # step is above the limit, the limit is below the step, and above the base only if the
         # base was a good estimate: a low one (a rough reading after a pause) would shorten
         # the hold just when a step is most likely to be far above the base.
-        excess = max(self._rate - self._probe_base, 1e-9)
+        excess = max(rate - base, 1e-9)
         # Where every overshoot costs a cool-down, being fooled costs a pause: hold longer.
         cap = s.hold_max_s * (s.cooldown_hold_factor if self.cooldowns else 1.0)
         if self._gauge.thin:
             burst = THIN_BURST / excess  # the bucket holds no more than that
         else:
-            burst = min(cap, s.burst_allowance_s * self._rate / excess)
+            burst = min(cap, s.burst_allowance_s * rate / excess)
         # Where the server's bucket has been measured (``DrainFit``), long enough that it
         # would have run dry, whatever the cap.
-        burst = max(burst, 1.25 * self._drain.lasts(self._rate))
+        burst = max(burst, 1.25 * self._drain.lasts(rate))
         if self._drain.coarse(s.narrow):
             # A rough measure: long enough that a step further above any limit it allows than
             # the margin cruising keeps under a limit would have run the bucket dry (a step
             # held is cruised at).
-            burst = max(burst, self._drain.lasts_near(self._rate, 1.0 / s.cruise_gain))
-        return max(self._held_for(), burst)
+            burst = max(burst, self._drain.lasts_near(rate, 1.0 / s.cruise_gain))
+        return max(self._held_for(rate), burst)
 
-    def _held_for(self) -> float:
-        """How long a rate must hold without a throttle to count as sustained, whatever the
-        server's burst."""
+    def _held_for(self, rate: float | None = None) -> float:
+        """How long a rate (the one sent at, by default) must hold without a throttle to count
+        as sustained, whatever the server's burst."""
         s = self.settings
-        return max(s.hold_s, s.hold_rtts * self._srtt(), s.hold_requests / self._rate)
+        rate = self._rate if rate is None else rate
+        return max(s.hold_s, s.hold_rtts * self._srtt(), s.hold_requests / rate)
 
     def _srtt(self) -> float:
         """The smoothed round trip, 0 before the first answer."""
@@ -1331,6 +1382,8 @@ class RateController:
         whole fleet's, not this process's.)"""
         if not self.cooldowns:
             return True
+        if self._plans(base):
+            return self._plan(base) is not None
         left = self._work_ahead()
         # A step past ``probe_gain`` (into bounds slow start's overshoot left wide) is a long
         # shot: it counts for no more than a step of ``probe_gain``.
