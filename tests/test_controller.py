@@ -208,6 +208,29 @@ def test_no_probe_for_a_rise_where_it_costs_a_pause_once_the_work_left_cannot_pa
     assert (run(None).pauses, ending.pauses) == (2, 1)  # slow start's, then a probe's
 
 
+def test_a_probe_for_a_rise_behind_retry_after_steps_past_the_bounds_a_search_left() -> None:
+    """40/s with a bucket of four, a 1 s pause on every 429, rising to 800/s 15 s in (the
+    other clients of the quota have finished). The search after slow start leaves the limit
+    between two rates a few per cent apart, and planned steps into them would go on finding
+    a little more for minutes, each step a whole wait between probes, never testing the
+    bound. A probe for a rise is a step past the bounds: it finds the rise, and the run
+    follows it."""
+    c = RateController()
+    out = drive(
+        c,
+        limit=40.0,
+        burst=4.0,
+        rtt=0.02,
+        seconds=200.0,
+        retry_after=1.0,
+        limits=((15.0, 800.0),),
+        work=12_000,
+    )
+    assert out.sent_in_pause == 0
+    assert out.accepted == 12_000
+    assert out.rate_near(45.0) >= 600.0
+
+
 def test_a_probe_for_a_rise_is_made_where_the_work_left_pays_for_its_pause() -> None:
     """600/s, a 1 s pause on every 429, rising to 800/s 5 s in; 35 s of work at 600/s, its
     size known from the start. The probe for a rise comes 20 pauses after the first (21 s

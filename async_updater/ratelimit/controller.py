@@ -241,6 +241,7 @@ class RateController:
         "_ep_after",
         "_ep_from",
         "_fleet_mark",
+        "_found",
         "_fresh_at",
         "_gauge",
         "_hinted",
@@ -270,6 +271,7 @@ class RateController:
         "_probe_since",
         "_quiet_until",
         "_rate",
+        "_rise_climb",
         "_rising",
         "_round_at",
         "_round_seq",
@@ -341,14 +343,16 @@ class RateController:
         # Probe steps held in a row in the climb under way, and whether it began after the
         # limit fell, before anything was held since.
         self._climb, self._climb_fell = 0, False
-        self._climb_base = 0.0  # the estimate the climb started from, when, and sent since
-        self._climb_since = -math.inf
-        self._climb_sent = 0
+        # The estimate the climb started from, when, and sent since.
+        self._climb_base, self._climb_since, self._climb_sent = 0.0, -math.inf, 0
         # Cool-down waits before probing grow while probes for a rise find none (``_rising``:
         # the step under way is one).
         # (``_hinted``: a probe at the rate other scopes measured was tried; ``_peer_step``:
         # the step under way is that probe.)
         self._probe_backoff, self._rising, self._hinted, self._peer_step = 1.0, False, False, False
+        # ``_rise_climb``: the climb began as a probe for a rise, not a search; ``_found``: the
+        # bounds in which no planned step pays (``_plan``).
+        self._rise_climb, self._found = False, (0.0, 0.0)
         self._mode_sent = self._mode_thr = 0  # sent, throttled since slow start or a step began
         self._thr_rate = 0.0  # the rate the last throttled request was sent at
         self._cooldown_until = -math.inf
@@ -436,7 +440,9 @@ class RateController:
                     self._search(now)
                 elif (coarse := self._coarse_step()) is not None:
                     self._step(now, *coarse)
+                    self._rise_climb = False
                 elif self._probe_pays(base := self.limit or self._rate):
+                    self._rise_climb = True
                     self._probe(now, base)
                     self._rising = True
                 else:
@@ -872,7 +878,7 @@ class RateController:
 
     def _searching(self) -> bool:
         """A thin bucket hid the limit somewhere between the bounds: probe on, not later."""
-        return self._gauge.thin and not self.bounds.narrow(self._narrow())
+        return self._gauge.thin and not self.bounds.narrow(self._narrow()) and not self._spent()
 
     def _coarse_step(self) -> tuple[float, float] | None:
         """Where throttles cost cool-downs and the bucket's drain measured the limit only
@@ -884,7 +890,7 @@ class RateController:
         s, b = self.settings, self.bounds
         if not self.cooldowns or self.external or not self._drain.coarse(s.narrow):
             return None
-        if b.narrow(s.narrow) or not b.hi < math.inf:
+        if b.narrow(s.narrow) or not b.hi < math.inf or self._spent():
             return None
         limit = self.limit or 0.0
         base = max(b.lo, limit if limit < b.hi else 0.0)
@@ -904,6 +910,7 @@ class RateController:
     def _search(self, now: float) -> None:
         """The next step of the search for a thin bucket's limit: the middle of the bounds,
         or, nothing below them proven yet, the rate cruised at (held, it is the floor)."""
+        self._rise_climb = False
         b = self.bounds
         if self._plans(b.lo):
             step = self._plan(b.lo)
@@ -1227,11 +1234,16 @@ class RateController:
         self._step(now, self._probe_step(base, self._climb), base)
 
     def _probe_step(self, base: float, climb: int) -> float:
-        """Where a probe from ``base`` steps, ``climb`` steps into a climb (see ``_probe``)."""
+        """Where a probe from ``base`` steps, ``climb`` steps into a climb (see ``_probe``): the
+        planned step into the bounds where there is one (``_plans``), else ``_blind_step``."""
+        planned = self._plan(base) if not self._rise_climb and self._plans(base) else None
+        return self._blind_step(base, climb) if planned is None else planned
+
+    def _blind_step(self, base: float, climb: int) -> float:
+        """Into the middle of the bounds, or by ``probe_gain``, twice as much more for each
+        step already held in this climb (past the bounds: a probe for a rise)."""
         b = self.bounds
         step = base * (1.0 + (self.settings.probe_gain - 1.0) * 2.0**climb)
-        if self._plans(base):
-            return self._plan(base) or base
         if b.hi < math.inf and b.hi > base * self._narrow():
             into = math.sqrt(base * b.hi)
             # Leading a shared limit, a step above the limit throttles the whole fleet until
@@ -1250,9 +1262,14 @@ class RateController:
         if not self.cooldowns or self.external or not 0 < base < b.hi < math.inf:
             return False
         unread = self.estimate.value is None or self._gauge.thin
-        if not (unread or self._drain.coarse(self.settings.narrow)):
+        if not (unread or self._drain.coarse(self.settings.narrow)) or self._spent():
             return False
         return self._work_ahead() < math.inf
+
+    def _spent(self) -> bool:
+        """The plan found no step worth its pause in these very bounds: the limit is found as
+        near as pays; only a probe for a rise (``_probe_pays``) looks further."""
+        return self._found == (self.bounds.lo, self.bounds.hi)
 
     def _plan(self, base: float) -> float | None:
         """The planned step from ``base`` (None: cruising there loses least)."""
@@ -1265,6 +1282,7 @@ class RateController:
             cruise=self._target(),
         )
         if step is None or not self._clamp(step) > base:
+            self._found = (self.bounds.lo, self.bounds.hi)
             return None
         return self._clamp(step)
 
@@ -1277,6 +1295,7 @@ class RateController:
         self._probe_base = base if base is not None else max(self.bounds.lo, rate / 2.0)
         if base is None:  # a first step, not one of a climb
             self._begin_climb(self._probe_base, now)
+            self._rise_climb = False
         self._rate = self._clamp(rate)
         self._next_probe = math.inf
 
@@ -1301,8 +1320,8 @@ class RateController:
         if self._rate >= self._ceiling or self._peer_step:
             self._cruise(now)  # (at the rate other scopes hold: found, as they found it)
             return
-        if self._plans(self._rate) and self._plan(self._rate) is None:
-            self._cruise(now)  # no step left that pays for the pause it risks
+        if not self._rise_climb and self._plans(self._rate) and self._plan(self._rate) is None:
+            self._cruise(now)  # a search: no step left in it pays for the pause it risks
             return
         if self.bounds.narrow(self._narrow()):
             if self.cooldowns or not (below and self._climb_fell):
@@ -1382,12 +1401,10 @@ class RateController:
         whole fleet's, not this process's.)"""
         if not self.cooldowns:
             return True
-        if self._plans(base):
-            return self._plan(base) is not None
         left = self._work_ahead()
         # A step past ``probe_gain`` (into bounds slow start's overshoot left wide) is a long
         # shot: it counts for no more than a step of ``probe_gain``.
-        step = min(self._clamp(self._probe_step(base, 0)), self._rate * self.settings.probe_gain)
+        step = min(self._clamp(self._blind_step(base, 0)), self._rate * self.settings.probe_gain)
         saved = left * (1.0 / self._rate - 1.0 / max(step, self._rate))
         return saved >= self._pause_s
 
