@@ -908,8 +908,9 @@ class RateController:
         return step, base
 
     def _search(self, now: float) -> None:
-        """The next step of the search for a thin bucket's limit: the middle of the bounds,
-        or, nothing below them proven yet, the rate cruised at (held, it is the floor)."""
+        """The next step of the search for a thin bucket's limit: the planned step where the
+        plan applies (none where none pays), else the middle of the bounds, or, nothing below
+        them proven yet, the rate cruised at (held, it is the floor)."""
         self._rise_climb = False
         b = self.bounds
         if self._plans(b.lo):
@@ -1217,7 +1218,8 @@ class RateController:
         return self._clamp(target)
 
     def _bisect(self) -> float:
-        """The next rate to try between the bounds: their geometric middle, or half the rate
+        """The next rate to try between the bounds: the planned step where the plan applies
+        (``lo`` itself where no step pays), else their geometric middle, or half the rate
         throttled while nothing below it is known (slow start overshoots by a doubling, more
         only when a burst hid the limit)."""
         b = self.bounds
@@ -1320,7 +1322,9 @@ class RateController:
         if self._rate >= self._ceiling or self._peer_step:
             self._cruise(now)  # (at the rate other scopes hold: found, as they found it)
             return
-        if not self._rise_climb and self._plans(self._rate) and self._plan(self._rate) is None:
+        if not self._rise_climb and (
+            self._spent() or (self._plans(self._rate) and self._plan(self._rate) is None)
+        ):
             self._cruise(now)  # a search: no step left in it pays for the pause it risks
             return
         if self.bounds.narrow(self._narrow()):
