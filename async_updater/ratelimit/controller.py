@@ -1322,10 +1322,15 @@ class RateController:
         if self._rate >= self._ceiling or self._peer_step:
             self._cruise(now)  # (at the rate other scopes hold: found, as they found it)
             return
-        if not self._rise_climb and (
-            self._spent() or (self._plans(self._rate) and self._plan(self._rate) is None)
-        ):
-            self._cruise(now)  # a search: no step left in it pays for the pause it risks
+        if not self._rise_climb and (self._spent() or self._plans(self._rate)):
+            # A search behind cool-downs: the planned step (computed once), none where no
+            # step left pays for the pause it risks, or where the bounds are narrow.
+            planned = None if self._spent() else self._plan(self._rate)
+            if planned is None or self.bounds.narrow(self._narrow()):
+                self._cruise(now)
+                return
+            self._climb += 1
+            self._step(now, planned, self._rate)
             return
         if self.bounds.narrow(self._narrow()):
             if self.cooldowns or not (below and self._climb_fell):
